@@ -1,0 +1,297 @@
+"""The benchmark cases: each sets up a (baseline, botdb) pair of callables doing the same work.
+
+Every callable returns how many operations it did; ``run.py`` turns that into a rate.
+Targets come from DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import botdb
+
+Pair = tuple[Callable[[], Awaitable[int]], Callable[[], Awaitable[int]]]
+
+LOOKUPS = 4000
+ROWS = 20_000
+KEYS = 1000
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    baseline: str
+    target: float | None
+    setup: Callable[[dict[str, Any]], Any]
+
+
+def _message_rows(n: int, offset: int = 0) -> list[tuple[Any, ...]]:
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    return [
+        (offset + i, 1, 2, 3, f"message number {i}", now, None, False, False, None)
+        for i in range(n)
+    ]
+
+
+MESSAGES_DDL = """
+CREATE TABLE messages (
+    id BIGINT PRIMARY KEY, guild_id BIGINT, channel_id BIGINT, author_id BIGINT, content TEXT,
+    created_at TIMESTAMPTZ, edited_at TIMESTAMPTZ, deleted BOOLEAN, is_bot BOOLEAN,
+    reply_to BIGINT
+)"""
+MESSAGE_COLUMNS = [
+    "id", "guild_id", "channel_id", "author_id", "content", "created_at", "edited_at",
+    "deleted", "is_bot", "reply_to",
+]  # fmt: skip
+KV_DDL = "CREATE TABLE kv (id BIGINT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL)"
+KV_ROWS = [(i, f"name-{i}", i * 7) for i in range(KEYS)]
+
+
+def _require(env: dict[str, Any], key: str) -> Any:
+    if not env.get(key):
+        raise RuntimeError(f"no {key} (server not reachable)")
+    return env[key]
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    import asyncpg
+
+    url = _require(env, "pg_url")
+    raw = await asyncpg.connect(url)
+    await raw.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
+    await raw.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
+    query = "SELECT id, name, value FROM kv WHERE id = $1"
+    db = await botdb.connect(url, pool_max_size=8)
+
+    async def baseline() -> int:
+        for i in range(LOOKUPS):
+            await raw.fetchrow(query, i % KEYS)
+        return LOOKUPS
+
+    async def subject() -> int:
+        for i in range(LOOKUPS):
+            await db.fetchrow(query, i % KEYS)
+        return LOOKUPS
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        await raw.close()
+
+
+@asynccontextmanager
+async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    import asyncpg
+
+    url = _require(env, "pg_url")
+    pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
+    await pool.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
+    await pool.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
+    query = "SELECT id, name, value FROM kv WHERE id = $1"
+    db = await botdb.connect(url, pool_min_size=8, pool_max_size=8)
+    per_task = LOOKUPS // 8
+
+    async def run(fetchrow: Callable[..., Awaitable[Any]]) -> int:
+        async def worker(start: int) -> None:
+            for i in range(per_task):
+                await fetchrow(query, (start + i) % KEYS)
+
+        await asyncio.gather(*(worker(t * per_task) for t in range(8)))
+        return per_task * 8
+
+    async def baseline() -> int:
+        return await run(pool.fetchrow)
+
+    async def subject() -> int:
+        return await run(db.fetchrow)
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        await pool.close()
+
+
+@asynccontextmanager
+async def pg_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    import asyncpg
+
+    url = _require(env, "pg_url")
+    raw = await asyncpg.connect(url)
+    db = await botdb.connect(url)
+    rows = _message_rows(ROWS)
+    query = f"INSERT INTO messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
+
+    async def reset() -> None:
+        await raw.execute("DROP TABLE IF EXISTS messages; " + MESSAGES_DDL)
+
+    async def baseline() -> int:
+        await reset()
+        async with raw.transaction():
+            await raw.executemany(query, rows)
+        return ROWS
+
+    async def subject() -> int:
+        await reset()
+        await db.execute_many(query, rows)
+        return ROWS
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        await raw.close()
+
+
+@asynccontextmanager
+async def pg_copy(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    import asyncpg
+
+    url = _require(env, "pg_url")
+    raw = await asyncpg.connect(url)
+    db = await botdb.connect(url)
+    rows = _message_rows(ROWS * 5)
+
+    async def reset() -> None:
+        await raw.execute("DROP TABLE IF EXISTS messages; " + MESSAGES_DDL)
+
+    async def baseline() -> int:
+        await reset()
+        await raw.copy_records_to_table("messages", records=rows, columns=MESSAGE_COLUMNS)
+        return len(rows)
+
+    async def subject() -> int:
+        await reset()
+        await db.copy_records_to_table("messages", records=rows, columns=MESSAGE_COLUMNS)
+        return len(rows)
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        await raw.close()
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _sqlite_file(env: dict[str, Any], name: str) -> str:
+    path = env["tmp"] / name
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("DROP TABLE IF EXISTS kv")
+    conn.execute(KV_DDL)
+    conn.executemany("INSERT INTO kv VALUES (?, ?, ?)", KV_ROWS)
+    conn.close()
+    return str(path)
+
+
+@asynccontextmanager
+async def sqlite_fetchrow(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    path = _sqlite_file(env, "fetchrow.db")
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA synchronous = NORMAL")
+    db = await botdb.connect(f"sqlite:///{path}")
+
+    async def baseline() -> int:
+        cursor_query = "SELECT id, name, value FROM kv WHERE id = ?"
+        for i in range(LOOKUPS * 5):
+            raw.execute(cursor_query, (i % KEYS,)).fetchone()
+        return LOOKUPS * 5
+
+    async def subject() -> int:
+        query = "SELECT id, name, value FROM kv WHERE id = $1"
+        for i in range(LOOKUPS * 5):
+            await db.fetchrow(query, i % KEYS)
+        return LOOKUPS * 5
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        raw.close()
+
+
+@asynccontextmanager
+async def aiosqlite_fetchrow(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    """Reference: what aiosqlite alone reaches against the same sync sqlite3 baseline."""
+    import aiosqlite
+
+    path = _sqlite_file(env, "aiosqlite.db")
+    raw = sqlite3.connect(path)
+    conn = await aiosqlite.connect(path)
+    query = "SELECT id, name, value FROM kv WHERE id = ?"
+
+    async def baseline() -> int:
+        for i in range(LOOKUPS):
+            raw.execute(query, (i % KEYS,)).fetchone()
+        return LOOKUPS
+
+    async def subject() -> int:
+        for i in range(LOOKUPS):
+            async with conn.execute(query, (i % KEYS,)) as cursor:
+                await cursor.fetchone()
+        return LOOKUPS
+
+    try:
+        yield baseline, subject
+    finally:
+        await conn.close()
+        raw.close()
+
+
+@asynccontextmanager
+async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    path = env["tmp"] / "many.db"
+    db = await botdb.connect(f"sqlite:///{path}")
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA synchronous = NORMAL")
+    rows = _message_rows(ROWS)
+    raw_rows = [
+        (*row[:5], row[5].strftime("%Y-%m-%d %H:%M:%S.%f"), *row[6:]) for row in rows
+    ]
+
+    def reset() -> None:
+        raw.execute("DROP TABLE IF EXISTS messages")
+        raw.execute(MESSAGES_DDL)
+
+    async def baseline() -> int:
+        reset()
+        raw.execute("BEGIN")
+        raw.executemany(f"INSERT INTO messages VALUES ({', '.join('?' * 10)})", raw_rows)
+        raw.execute("COMMIT")
+        return ROWS
+
+    async def subject() -> int:
+        reset()
+        query = f"INSERT INTO messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
+        await db.execute_many(query, rows)
+        return ROWS
+
+    try:
+        yield baseline, subject
+    finally:
+        await db.close()
+        raw.close()
+
+
+CASES: list[Case] = [
+    Case("pg fetchrow by PK, sequential", "asyncpg connection", 0.9, pg_fetchrow_sequential),
+    Case("pg fetchrow by PK, 8 tasks", "asyncpg pool of 8", 0.9, pg_fetchrow_concurrent),
+    Case("pg execute_many", "asyncpg executemany", None, pg_execute_many),
+    Case("pg copy_records_to_table", "asyncpg COPY", 0.95, pg_copy),
+    Case("sqlite fetchrow by PK", "sqlite3 (sync)", 0.4, sqlite_fetchrow),
+    Case("aiosqlite fetchone (reference)", "sqlite3 (sync)", None, aiosqlite_fetchrow),
+    Case("sqlite execute_many", "sqlite3 executemany", None, sqlite_execute_many),
+]

@@ -1,0 +1,87 @@
+"""botdb: the database layer for Discord and Telegram bots.
+
+One :class:`Database` gives a bot raw SQL in asyncpg's style on SQLite and PostgreSQL,
+transactions with retries, ORM sessions, health checks and statistics::
+
+    import botdb
+
+    async with botdb.connect("sqlite:///bot.db") as db:
+        await db.execute("INSERT INTO notes (body) VALUES ($1)", "hello")
+        row = await db.fetchrow("SELECT body FROM notes WHERE id = $1", 1)
+"""
+
+from __future__ import annotations
+
+from botdb.config import DatabaseURL, Settings
+from botdb.database import Database, connect
+from botdb.engine.connection import Connection, PreparedStatement
+from botdb.engine.record import Record
+from botdb.engine.retry import RetryPolicy
+from botdb.errors import (
+    ArgumentError,
+    AuthenticationError,
+    BotDBError,
+    CheckViolationError,
+    ConfigurationError,
+    ConnectionFailedError,
+    ConnectionLostError,
+    DatabaseBusyError,
+    DatabaseError,
+    DataError,
+    DeadlockError,
+    ForeignKeyViolationError,
+    IntegrityError,
+    InterfaceError,
+    MissingDependencyError,
+    NotFoundError,
+    NotNullViolationError,
+    QueryError,
+    QueryTimeoutError,
+    SerializationError,
+    SQLSyntaxError,
+    TransientError,
+    UndefinedColumnError,
+    UndefinedTableError,
+    UniqueViolationError,
+    UnsupportedSQLError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError",
+    "AuthenticationError",
+    "BotDBError",
+    "CheckViolationError",
+    "ConfigurationError",
+    "Connection",
+    "ConnectionFailedError",
+    "ConnectionLostError",
+    "DataError",
+    "Database",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "DatabaseURL",
+    "DeadlockError",
+    "ForeignKeyViolationError",
+    "IntegrityError",
+    "InterfaceError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "NotNullViolationError",
+    "PreparedStatement",
+    "QueryError",
+    "QueryTimeoutError",
+    "Record",
+    "RetryPolicy",
+    "SQLSyntaxError",
+    "SerializationError",
+    "Settings",
+    "TransientError",
+    "UndefinedColumnError",
+    "UndefinedTableError",
+    "UniqueViolationError",
+    "UnsupportedSQLError",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,569 @@
+"""botdb's configuration: the only module that reads the environment.
+
+:class:`Settings` is a frozen, keyword-only, validated object. ``Settings(...)`` and
+:meth:`Settings.from_env` read ``os.environ``; ``Settings.from_env(environ={...})`` reads the
+given mapping instead. Every field ``<field>`` is also read from ``BOTDB_<FIELD>`` (for example
+``BOTDB_POOL_MAX_SIZE``); a keyword argument beats the environment for its field. Empty
+variables count as unset; ``none`` or ``null`` unsets a field that accepts ``None``. A ``.env``
+file is read only when passed as ``from_env(env_file=...)``, below the real environment.
+
+The database URL comes from the first of these that is set (highest first):
+
+| step | source | gives |
+|---|---|---|
+| 1 | keyword `database_url=` (`Settings(...)`, `from_env(...)`) or `from_env(url=...)` | that URL |
+| 2 | `BOTDB_DATABASE_URL` | that URL |
+| 3 | `TEST_MODE` true | `sqlite:///:memory:` |
+| 4 | `USE_SQLITE` true | `sqlite:///` + (`DATABASE_PATH` or `bot.db`) |
+| 5 | `DATABASE_URL` | that URL |
+| 6 | `DATABASE_PUBLIC_URL` (Railway) | that URL |
+| 7 | `PGHOST` + `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE` | `postgresql://…` |
+| 8 | `DB_HOST` + `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_NAME` | `postgresql://…` |
+| 9 | `DATABASE_PATH` alone | `sqlite:///` + that path |
+| 10 | nothing set | `sqlite:///bot.db` |
+
+In steps 7 and 8 the database name defaults to the user name, as in libpq; a unix-socket
+directory as host (`PGHOST=/var/run/postgresql`) is kept; `PGSSLMODE` becomes `?sslmode=`.
+
+Booleans (``TEST_MODE``, ``USE_SQLITE``, ``BOTDB_PGBOUNCER``…) accept true/false, 1/0, yes/no
+and on/off in any case; anything else raises :class:`~botdb.errors.ConfigurationError` naming
+the variable. Every invalid value raises ``ConfigurationError`` naming the field, with the
+pydantic error chained as ``__cause__``; passwords never appear in messages, ``str`` or ``repr``.
+
+Example:
+    >>> Settings(database_url="postgres://bot:s3cr%40t@db:5432/bot").url.masked()
+    'postgresql://bot:***@db:5432/bot'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from botdb.errors import ConfigurationError
+
+__all__ = ["BackendName", "DatabaseURL", "SSLMode", "Settings"]
+
+BackendName = Literal["sqlite", "postgresql"]
+SSLMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+_SQLITE_SCHEMES = frozenset({"sqlite", "sqlite+aiosqlite"})
+_PG_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+# Query keys that SQLAlchemy's asyncpg dialect can pass on to ``asyncpg.connect`` as keywords.
+_SQLALCHEMY_KEYS = frozenset(
+    {"host", "port", "passfile", "target_session_attrs", "krbsrvname", "gsslib"}
+    | {"prepared_statement_cache_size"}
+)
+# libpq client options asyncpg does not know (it would send them to the server as settings).
+_LIBPQ_ONLY_KEYS = frozenset(
+    {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "requiressl"}
+    | {"keepalives_count", "tcp_user_timeout", "channel_binding", "gssencmode"}
+)
+# The mapping from_env() reads instead of os.environ, for the duration of one construction.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("botdb_environ", default=None)
+_PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
+_DB_VARIABLES = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _mask_text(text: str) -> str:
+    """Mask the password in a URL-like string that may not even parse."""
+    scheme, sep, rest = text.partition("://")
+    if sep and (at := rest.rfind("@")) >= 0 and ":" in rest[:at]:
+        text = f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1 :]}"
+    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", text)
+
+
+def _parse_port(text: str, where: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigurationError(f"invalid port {text!r} in {where}: use a number from 1 to 65535")
+    return int(text)
+
+
+def _to_bool(value: Any) -> Any:
+    """Strings spelling a boolean (true/false, 1/0, yes/no, on/off, any case) become bools."""
+    if isinstance(value, str):
+        if value.strip().lower() not in _TRUE | _FALSE:
+            raise ValueError("not a boolean: use true/false, 1/0, yes/no or on/off")
+        return value.strip().lower() in _TRUE
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    try:
+        return bool(_to_bool(raw))
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DatabaseURL:
+    """A parsed database URL. ``str()`` and ``repr()`` show it with the password masked.
+
+    Attributes:
+        backend: ``"sqlite"`` or ``"postgresql"``.
+        path: SQLite file path; ``""`` or ``":memory:"`` for an in-memory database.
+        host: PostgreSQL host name, or a unix-socket directory (starting with ``/``); ``""``
+            lets the driver choose.
+        port: PostgreSQL port, ``None`` for the default.
+        user: user name (decoded).
+        password: password (decoded). Never printed.
+        database: PostgreSQL database name (decoded).
+        query: the remaining query parameters, e.g. ``{"sslmode": "require"}``.
+    """
+
+    backend: BackendName
+    path: str = ""
+    host: str = ""
+    port: int | None = None
+    user: str = ""
+    password: str = ""
+    database: str = ""
+    query: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseURL:
+        """Parse a ``sqlite://`` or ``postgresql://`` URL.
+
+        Raises:
+            ConfigurationError: empty or malformed URL, unknown scheme or driver, bad port,
+                missing PostgreSQL database name.
+        """
+        url = url.strip()
+        if not url:
+            raise ConfigurationError("the database URL is empty")
+        shown = _mask_text(url)
+        scheme, sep, rest = url.partition("://")
+        scheme = scheme.lower()
+        if not sep:
+            raise ConfigurationError(f"malformed database URL {shown!r}: expected scheme://…")
+        rest, _, query_text = rest.partition("?")
+        query = dict(parse_qsl(query_text, keep_blank_values=True))
+        if scheme in _SQLITE_SCHEMES:
+            if rest and not rest.startswith("/"):
+                raise ConfigurationError(
+                    f"malformed SQLite URL {shown!r}: use sqlite:///relative.db, "
+                    "sqlite:////absolute/path.db or sqlite:///:memory:"
+                )
+            return cls(backend="sqlite", path=rest[1:], query=query)
+        if scheme.startswith(("postgresql+", "postgres+")) and scheme not in _PG_SCHEMES:
+            raise ConfigurationError(
+                f"unsupported PostgreSQL driver {scheme!r}: botdb connects through asyncpg; "
+                "use postgresql:// or postgresql+asyncpg://"
+            )
+        if scheme not in _PG_SCHEMES:
+            raise ConfigurationError(
+                f"unsupported database URL scheme {scheme!r} in {shown!r}: "
+                "use sqlite:///path.db or postgresql://user:password@host:port/database"
+            )
+        netloc, _, path = rest.partition("/")
+        if "@" in path and "@" not in netloc:
+            raise ConfigurationError(
+                f"malformed database URL {shown!r}: percent-encode / ? # @ : in the user name "
+                "or password (for example @ as %40)"
+            )
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        host, port_text = hostport, ""
+        if hostport.startswith("["):
+            host, _, after = hostport[1:].partition("]")
+            port_text = after.removeprefix(":")
+        elif ":" in hostport:
+            host, _, port_text = hostport.rpartition(":")
+        if "," in host:
+            raise ConfigurationError(f"multiple hosts are not supported: {shown!r}")
+        parts = {"host": host, "port": port_text, "user": user, "password": password}
+        parts = {key: unquote(value) for key, value in parts.items()} | {"database": unquote(path)}
+        for key in ("host", "port", "user", "password", "dbname", "database"):
+            name = "database" if key == "dbname" else key
+            if key in query:
+                if parts[name]:
+                    raise ConfigurationError(f"{shown!r} gives the {name} twice")
+                parts[name] = query.pop(key)
+        if not parts["database"] or "/" in parts["database"]:
+            raise ConfigurationError(
+                f"missing or malformed database name in {shown!r}: end the URL with "
+                "/<database>, e.g. postgresql://user@localhost:5432/mybot"
+            )
+        port = _parse_port(parts["port"], repr(shown)) if parts["port"] else None
+        user, password, database = parts["user"], parts["password"], parts["database"]
+        return cls("postgresql", "", parts["host"], port, user, password, database, query)
+
+    @property
+    def is_memory(self) -> bool:
+        """True for an in-memory SQLite database."""
+        return self.backend == "sqlite" and self.path in ("", ":memory:")
+
+    def _render(self, scheme: str, password: str | None, keep: frozenset[str] | None) -> str:
+        query = {k: v for k, v in self.query.items() if keep is None or k in keep}
+        if self.backend == "sqlite":
+            text = f"{scheme}:///{':memory:' if self.is_memory else self.path}"
+        else:
+            netloc = ""
+            if self.user or password:
+                netloc = quote(self.user, safe="") + (f":{password}" if password else "") + "@"
+            if self.host.startswith("/"):
+                query = (
+                    {"host": self.host} | ({"port": str(self.port)} if self.port else {}) | query
+                )
+            else:
+                netloc += f"[{self.host}]" if ":" in self.host else self.host
+                netloc += f":{self.port}" if self.port else ""
+            text = f"{scheme}://{netloc}/{quote(self.database, safe='')}"
+        return text + (f"?{urlencode(query, safe='/:*', quote_via=quote)}" if query else "")
+
+    def sqlalchemy_url(self) -> str:
+        """URL for SQLAlchemy's async engine: ``sqlite+aiosqlite`` or ``postgresql+asyncpg``.
+
+        Query parameters that ``asyncpg.connect`` does not take as keywords (``sslmode``,
+        ``sslrootcert``, ``application_name``…) are left out: pass SSL with
+        :meth:`Settings.ssl_context`.
+        """
+        if self.backend == "sqlite":
+            return self._render("sqlite+aiosqlite", None, None)
+        password = quote(self.password, safe="") if self.password else None
+        return self._render("postgresql+asyncpg", password, _SQLALCHEMY_KEYS)
+
+    def asyncpg_dsn(self) -> str:
+        """Plain ``postgresql://`` DSN for ``asyncpg.connect`` / ``create_pool``.
+
+        Raises:
+            ConfigurationError: the URL is a SQLite one.
+        """
+        if self.backend != "postgresql":
+            raise ConfigurationError(f"{self.masked()} is not a PostgreSQL URL")
+        keep = frozenset(self.query) - _LIBPQ_ONLY_KEYS
+        password = quote(self.password, safe="") if self.password else None
+        return self._render("postgresql", password, keep)
+
+    def masked(self) -> str:
+        """The URL with the password (and secret query values) replaced by ``***``."""
+        scheme = "sqlite" if self.backend == "sqlite" else "postgresql"
+        masked = {k: ("***" if k in _SECRET_QUERY_KEYS else v) for k, v in self.query.items()}
+        copy = replace(self, password="", query=masked)
+        return copy._render(scheme, "***" if self.password else None, None)
+
+    def __str__(self) -> str:
+        return self.masked()
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.masked()!r})"
+
+
+_Bool = Annotated[bool, BeforeValidator(_to_bool)]
+
+
+def _postgres_from_parts(environ: Mapping[str, str], names: tuple[str, ...]) -> str:
+    host_var, port_var, user_var, password_var, db_var = names
+    port_text = environ.get(port_var, "").strip()
+    user = environ.get(user_var, "")
+    database = environ.get(db_var, "") or user
+    if not database:
+        raise ConfigurationError(f"{host_var} is set but {db_var} is not: name the database")
+    query = {"sslmode": mode} if host_var == "PGHOST" and (mode := environ.get("PGSSLMODE")) else {}
+    port = _parse_port(port_text, port_var) if port_text else None
+    password = environ.get(password_var, "")
+    host = environ[host_var]
+    return DatabaseURL("postgresql", "", host, port, user, password, database, query).asyncpg_dsn()
+
+
+def _legacy_database_url(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """Steps 3-9 of the precedence table as (variable, URL); empty variables already removed."""
+    if "TEST_MODE" in env and _parse_bool("TEST_MODE", env["TEST_MODE"]):
+        return "TEST_MODE", "sqlite:///:memory:"
+    if "USE_SQLITE" in env and _parse_bool("USE_SQLITE", env["USE_SQLITE"]):
+        return "USE_SQLITE", "sqlite:///" + env.get("DATABASE_PATH", "bot.db")
+    for name in ("DATABASE_URL", "DATABASE_PUBLIC_URL"):
+        if name in env:
+            return name, env[name]
+    for names in (_PG_VARIABLES, _DB_VARIABLES):
+        if names[0] in env:
+            return names[0], _postgres_from_parts(env, names)
+    if "DATABASE_PATH" in env:
+        return "DATABASE_PATH", "sqlite:///" + env["DATABASE_PATH"]
+    return None
+
+
+def _read_environment(environ: Mapping[str, str], skip: Iterable[str]) -> dict[str, Any]:
+    """Field values from ``BOTDB_*`` and the legacy names, leaving out the fields in ``skip``."""
+    env = {k: v for k, v in environ.items() if v.strip()}  # passwords keep their spaces
+    skipped = set(skip)
+    values: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        value: Any = env.get(variable := f"BOTDB_{name.upper()}")
+        if name in skipped or value is None:
+            continue
+        if info.annotation is bool:
+            value = _parse_bool(variable, value)
+        elif type(None) in get_args(info.annotation) and value.strip().lower() in ("none", "null"):
+            value = None
+        values[name] = value
+    if "database_url" not in skipped:
+        found = _legacy_database_url(env) if "database_url" not in values else None
+        source, url = found or ("BOTDB_DATABASE_URL", values.get("database_url"))
+        if url is not None:
+            try:  # parsed here too, so that the error names the variable the URL came from
+                DatabaseURL.parse(url)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{source}: {exc.message}") from exc
+            values["database_url"] = url
+    return values
+
+
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """pydantic-settings source implementing the precedence table over ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], skip: set[str]) -> None:
+        super().__init__(settings_cls)
+        self._skip = skip
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = _ENVIRON.get()
+        return _read_environment(os.environ if environ is None else environ, self._skip)
+
+
+def _describe(error: Mapping[str, Any], data: Any) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    value = data.get(name) if isinstance(data, Mapping) else None
+    shown = _mask_text(value) if isinstance(value, str) and name.endswith("_url") else value
+    text = repr(shown)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{name} (BOTDB_{name.upper()}) = {text}: {error['msg']}"
+
+
+class Settings(BaseSettings):
+    """Validated, immutable botdb configuration. See the module docstring for the precedence.
+
+    Attributes:
+        database_url: ``sqlite:///…`` or ``postgresql://…``; parsed as :attr:`url`.
+        pool_min_size: connections kept open (PostgreSQL).
+        pool_max_size: most connections (PostgreSQL); the reader pool size on SQLite.
+        pool_acquire_timeout: seconds to wait for a free connection.
+        pool_recycle: seconds after which a connection is replaced (0: never).
+        pool_max_inactive_lifetime: seconds an idle connection is kept (0: forever).
+        pool_pre_ping: check a connection is alive before handing it out.
+        command_timeout: seconds a statement may run (``None``: no limit).
+        application_name: shown in ``pg_stat_activity``.
+        ssl_mode: libpq-style SSL mode; see :meth:`ssl_context`.
+        ssl_ca_file: CA certificates for ``verify-ca`` / ``verify-full``.
+        pgbouncer: behind pgbouncer in transaction mode: no server-side prepared statements.
+        sqlite_busy_timeout: seconds SQLite waits on a lock before ``DatabaseBusyError``.
+        sqlite_cache_size_mb: SQLite page cache per connection.
+        retry_attempts: tries in all for transient errors (1: no retry).
+        retry_initial_delay: seconds before the first retry (then doubling).
+        retry_max_delay: longest wait between tries.
+        retry_jitter: up to this many seconds added at random to each wait.
+        slow_query_ms: statements slower than this are logged as slow.
+        log_queries: log every statement.
+        redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
+        cache_ttl: seconds a cache entry lives.
+        cache_max_size: entries kept in the in-process cache.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, validate_default=True
+    )
+
+    database_url: str = Field(default="sqlite:///bot.db", repr=False)
+    # pool (PostgreSQL; SQLite uses pool_max_size for its reader pool)
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    pool_acquire_timeout: float = Field(default=10.0, gt=0)
+    pool_recycle: float = Field(default=1800.0, ge=0)
+    pool_max_inactive_lifetime: float = Field(default=300.0, ge=0)
+    pool_pre_ping: _Bool = True
+    command_timeout: float | None = Field(default=60.0, gt=0)
+    application_name: str = Field(default="botdb", max_length=63)
+    ssl_mode: SSLMode = "prefer"
+    ssl_ca_file: Path | None = None
+    pgbouncer: _Bool = False
+    # SQLite
+    sqlite_busy_timeout: float = Field(default=5.0, ge=0)
+    sqlite_cache_size_mb: int = Field(default=64, ge=0)
+    # retries
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_initial_delay: float = Field(default=0.05, ge=0)
+    retry_max_delay: float = Field(default=2.0, ge=0)
+    retry_jitter: float = Field(default=0.1, ge=0)
+    # observability
+    slow_query_ms: float = Field(default=500.0, ge=0)
+    log_queries: _Bool = False
+    # cache
+    redis_url: str | None = Field(default=None, repr=False)
+    cache_ttl: float = Field(default=300.0, ge=0)
+    cache_max_size: int = Field(default=10_000, ge=0)
+
+    _url: DatabaseURL = PrivateAttr()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords first, then botdb's own environment source; no implicit ``.env`` file."""
+        given = set(getattr(init_settings, "init_kwargs", {}))
+        return init_settings, _EnvironmentSource(settings_cls, given)
+
+    if not TYPE_CHECKING:  # mypy keeps the typed keyword signature the pydantic plugin makes
+
+        def __init__(self, *args: Any, **values: Any) -> None:
+            if args or any(name.startswith("_") for name in values):
+                raise TypeError(
+                    "Settings takes field keyword arguments only; "
+                    "use Settings.from_env(env_file=...) to read a .env file"
+                )
+            super().__init__(**values)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _translate_errors(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            details = "; ".join(_describe(error, data) for error in exc.errors())
+            raise ConfigurationError(f"invalid botdb settings: {details}") from exc
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.pool_max_size < self.pool_min_size:
+            raise ConfigurationError(
+                f"pool_max_size={self.pool_max_size} is below pool_min_size={self.pool_min_size}"
+            )
+        if self.retry_max_delay < self.retry_initial_delay:
+            raise ConfigurationError(
+                f"retry_max_delay={self.retry_max_delay} is below "
+                f"retry_initial_delay={self.retry_initial_delay}"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigurationError(
+                f"redis_url {_mask_text(self.redis_url)!r} must start with redis://, rediss:// "
+                "or unix://"
+            )
+        self._url = DatabaseURL.parse(self.database_url)
+        url_mode = self._url.query.get("sslmode")
+        if url_mode is not None and url_mode not in get_args(SSLMode):
+            raise ConfigurationError(
+                f"sslmode={url_mode!r} in the database URL is not one of {get_args(SSLMode)}"
+            )
+        return self
+
+    @classmethod
+    def from_env(
+        cls,
+        url: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from the environment, following the precedence table.
+
+        Args:
+            url: the database URL; beats every environment variable.
+            environ: variables to read instead of ``os.environ`` (tests pass a dict).
+            env_file: a ``.env`` file whose variables rank below the real environment.
+            **overrides: any field; each beats the environment for that field.
+
+        Raises:
+            ConfigurationError: an invalid value, a missing ``env_file``, or ``url`` and
+                ``database_url`` both given and different.
+        """
+        env = dict(os.environ if environ is None else environ)
+        if env_file is not None:
+            if not Path(env_file).is_file():
+                raise ConfigurationError(f"env file {os.fspath(env_file)!r} does not exist")
+            from dotenv import dotenv_values
+
+            loaded = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+            env = loaded | env
+        if url is not None:
+            if overrides.get("database_url", url) != url:
+                raise ConfigurationError("give the database URL once: url= or database_url=")
+            overrides["database_url"] = url
+        token = _ENVIRON.set(env)
+        try:
+            return cls(**overrides)
+        finally:
+            _ENVIRON.reset(token)
+
+    @property
+    def url(self) -> DatabaseURL:
+        """The parsed database URL (parsed once, at construction)."""
+        return self._url
+
+    @property
+    def backend(self) -> BackendName:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._url.backend
+
+    def ssl_context(self) -> ssl.SSLContext | str | bool | None:
+        """What to pass as asyncpg's ``ssl=`` argument (``None`` on SQLite).
+
+        Mode: ``ssl_mode`` if given (keyword or ``BOTDB_SSL_MODE``), else the URL's ``sslmode``.
+        ``disable`` -> ``False``; ``allow``/``prefer`` -> that string; ``require`` -> a context
+        that does not verify (with a CA file it verifies the chain, as libpq does);
+        ``verify-ca`` -> verifies against ``ssl_ca_file``, the URL's ``sslrootcert`` or the
+        system store; ``verify-full`` also checks the host name.
+
+        Raises:
+            ConfigurationError: the CA file is missing or is not a valid certificate file.
+        """
+        if self.backend == "sqlite":
+            return None
+        explicit = "ssl_mode" in self.model_fields_set
+        mode = self.ssl_mode if explicit else self._url.query.get("sslmode", self.ssl_mode)
+        if mode == "disable":
+            return False
+        if mode in ("allow", "prefer"):
+            return mode
+        root = self._url.query.get("sslrootcert")
+        ca_file = self.ssl_ca_file or (Path(root) if root else None)
+        if mode == "require" and ca_file is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        if ca_file is not None and not ca_file.is_file():
+            raise ConfigurationError(f"SSL CA file {str(ca_file)!r} does not exist")
+        try:
+            context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(f"cannot load SSL CA file {str(ca_file)!r}") from exc
+        context.check_hostname = mode == "verify-full"
+        return context
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "database_url", self._url.masked()
+        yield from super().__repr_args__()
+        if self.redis_url is not None:
+            yield "redis_url", _mask_text(self.redis_url)

@@ -1,0 +1,1 @@
+"""The engine: connection pool, raw SQL API, transactions, retries and SQL translation."""

@@ -1,0 +1,227 @@
+"""The raw SQL API in asyncpg's style, shared by :class:`Database` and :class:`Connection`.
+
+``QueryAPI`` defines the public methods once; :class:`botdb.Database` runs each statement on a
+leased connection with retries, :class:`Connection` runs it on the one connection it holds
+(inside ``db.acquire()`` or ``db.transaction()``), never retrying a statement alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botdb.engine._translate import raise_translated, translate_error
+from botdb.engine.base import DriverConnection
+from botdb.errors import InterfaceError
+
+if TYPE_CHECKING:
+    from botdb.engine.stats import QueryStats
+
+__all__ = ["Connection", "PreparedStatement", "QueryAPI"]
+
+
+class QueryAPI(abc.ABC):
+    """``execute``/``fetch``/``fetchrow``/``fetchval`` and friends, with ``$1`` placeholders."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def _call(
+        self,
+        method: str,
+        query: str,
+        args: Any,
+        timeout: float | None,
+        *extra: Any,
+        retryable: bool = True,
+    ) -> Any: ...
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        """Run a statement and return its status, e.g. ``"INSERT 0 1"`` or ``"UPDATE 3"``.
+
+        Example:
+            >>> await db.execute("UPDATE users SET xp = xp + $1 WHERE id = $2", 10, user_id)
+            'UPDATE 1'
+        """
+        return str(await self._call("execute", query, args, timeout))
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        """Run a query and return every row as a :class:`~botdb.Record`."""
+        result: list[Any] = await self._call("fetch", query, args, timeout)
+        return result
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        """Run a query and return its first row, or None when there is none."""
+        return await self._call("fetchrow", query, args, timeout)
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        """Run a query and return one value of its first row (None when there is no row)."""
+        return await self._call("fetchval", query, args, timeout, column)
+
+    async def execute_many(
+        self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> None:
+        """Run one statement for each argument tuple, atomically (all rows or none)."""
+        rows = args if isinstance(args, list | tuple) else list(args)
+        await self._call("executemany", query, rows, timeout)
+
+    async def executemany(
+        self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> None:
+        """asyncpg's name for :meth:`execute_many`."""
+        await self.execute_many(query, args, timeout=timeout)
+
+    async def copy_records_to_table(
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[Any]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Bulk-insert rows: COPY on PostgreSQL, one batched insert on SQLite. Atomic.
+
+        Returns ``"COPY n"``. A generator is consumed once, so it is not retried; pass a list
+        to have a transient failure retried.
+        """
+        retryable = isinstance(records, list | tuple)
+        return str(
+            await self._call(
+                "copy_records",
+                table_name,
+                records,
+                timeout,
+                columns,
+                schema_name,
+                retryable=retryable,
+            )
+        )
+
+    async def execute_script(self, script: str | Path, *, timeout: float | None = None) -> None:
+        """Run several statements (no parameters) atomically; a ``Path`` is read as a file."""
+        if isinstance(script, Path):
+            script = await asyncio.to_thread(script.read_text, encoding="utf-8")
+        await self._call("executescript", script, (), timeout, retryable=False)
+
+    def prepare_statement(self, name: str, query: str) -> PreparedStatement:
+        """A reusable statement with ``fetch``/``fetchrow``/``fetchval``/``execute``.
+
+        Statements are prepared on the server (PostgreSQL) or in SQLite's statement cache the
+        first time each connection runs them, and reused after; ``name`` labels it in logs.
+        """
+        return PreparedStatement(self, name, query)
+
+
+class PreparedStatement:
+    """A named statement bound to a Database or a Connection (see ``prepare_statement``)."""
+
+    __slots__ = ("_api", "name", "query")
+
+    def __init__(self, api: QueryAPI, name: str, query: str) -> None:
+        self._api = api
+        self.name = name
+        self.query = query
+
+    async def execute(self, *args: Any, timeout: float | None = None) -> str:
+        return await self._api.execute(self.query, *args, timeout=timeout)
+
+    async def fetch(self, *args: Any, timeout: float | None = None) -> list[Any]:
+        return await self._api.fetch(self.query, *args, timeout=timeout)
+
+    async def fetchrow(self, *args: Any, timeout: float | None = None) -> Any:
+        return await self._api.fetchrow(self.query, *args, timeout=timeout)
+
+    async def fetchval(self, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
+        return await self._api.fetchval(self.query, *args, column=column, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<PreparedStatement {self.name!r}>"
+
+
+class Connection(QueryAPI):
+    """One connection held for a block: ``async with db.acquire() as conn`` or a transaction.
+
+    Statements are not retried one by one here; use :meth:`botdb.Database.run_in_transaction`
+    to re-run a whole transaction after a transient failure.
+    """
+
+    __slots__ = ("_driver", "_released", "_stats")
+
+    def __init__(self, driver: DriverConnection, stats: QueryStats) -> None:
+        self._driver = driver
+        self._stats = stats
+        self._released = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._driver.in_transaction
+
+    @property
+    def driver_connection(self) -> Any:
+        """The asyncpg ``Connection`` or ``sqlite3.Connection`` underneath, for what botdb
+        does not wrap. Do not close it or keep it past the block."""
+        driver: Any = self._driver
+        return getattr(driver, "driver", None) or driver.raw
+
+    async def _call(
+        self,
+        method: str,
+        query: str,
+        args: Any,
+        timeout: float | None,
+        *extra: Any,
+        retryable: bool = True,
+    ) -> Any:
+        if self._released:
+            raise InterfaceError("this connection was used after its block ended")
+        start = time.perf_counter()
+        try:
+            result = await getattr(self._driver, method)(query, args, timeout, *extra)
+        except Exception as exc:
+            self._stats.record_error()
+            error = translate_error(exc, closed=self._driver.is_closed())
+            if error is exc:
+                raise
+            raise error from exc
+        self._stats.record(query, time.perf_counter() - start)
+        return result
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A transaction on this connection, or a savepoint inside the current one."""
+        driver = self._driver
+        if not driver.in_transaction:
+            try:
+                await driver.begin()
+            except Exception as exc:
+                raise_translated(exc)
+            try:
+                yield self
+            except BaseException:
+                await driver.rollback()
+                raise
+            try:
+                await driver.commit()
+            except Exception as exc:
+                raise_translated(exc)
+            return
+        driver.savepoints += 1
+        name = f"botdb_sp_{driver.savepoints}"
+        await self.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        finally:
+            driver.savepoints -= 1
+        await self.execute(f"RELEASE SAVEPOINT {name}")

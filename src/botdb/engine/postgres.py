@@ -1,0 +1,134 @@
+"""What is PostgreSQL-specific: the asyncpg engine options, COPY, SSL and pgbouncer mode.
+
+Statements run straight on the asyncpg connection, so rows are asyncpg's own ``Record`` and
+server-side prepared statements are cached by asyncpg per connection (turned off in pgbouncer
+mode, where a prepared statement may land on another server connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
+
+from botdb.engine.base import DriverConnection
+from botdb.engine.record import Record
+from botdb.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from botdb.config import Settings
+
+__all__ = ["PostgresConnection", "create_postgres_engine"]
+
+_ISOLATION = {
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+
+def create_postgres_engine(settings: Settings) -> AsyncEngine:
+    """One SQLAlchemy AsyncEngine (and pool) on asyncpg, configured from ``settings``."""
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise MissingDependencyError("asyncpg", "postgres") from exc
+    Record.register(asyncpg.Record)
+
+    connect_args: dict[str, Any] = {
+        "timeout": settings.pool_acquire_timeout,
+        "command_timeout": settings.command_timeout,
+        "server_settings": {"application_name": settings.application_name},
+    }
+    ssl = settings.ssl_context()
+    if ssl is not None:
+        connect_args["ssl"] = ssl
+    if settings.pgbouncer:
+        # Transaction pooling: the next statement may run on another server connection, so no
+        # named server-side prepared statements may outlive one statement.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+    return create_async_engine(
+        settings.url.sqlalchemy_url(),
+        pool_size=settings.pool_max_size,
+        max_overflow=0,
+        pool_timeout=settings.pool_acquire_timeout,
+        pool_recycle=settings.pool_recycle if settings.pool_recycle > 0 else -1,
+        pool_pre_ping=settings.pool_pre_ping,
+        connect_args=connect_args,
+    )
+
+
+async def wrap_postgres(proxied: PoolProxiedConnection) -> DriverConnection:
+    return PostgresConnection(proxied)
+
+
+class PostgresConnection(DriverConnection):
+    """A leased asyncpg connection."""
+
+    __slots__ = ("driver",)
+
+    def __init__(self, proxied: PoolProxiedConnection) -> None:
+        super().__init__(proxied)
+        self.driver: Any = proxied.driver_connection
+
+    def is_closed(self) -> bool:
+        return bool(self.driver.is_closed())
+
+    async def execute(self, query: str, args: Sequence[Any], timeout: float | None) -> str:
+        return str(await self.driver.execute(query, *args, timeout=timeout))
+
+    async def fetch(self, query: str, args: Sequence[Any], timeout: float | None) -> list[Any]:
+        return list(await self.driver.fetch(query, *args, timeout=timeout))
+
+    async def fetchrow(self, query: str, args: Sequence[Any], timeout: float | None) -> Any:
+        return await self.driver.fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(
+        self, query: str, args: Sequence[Any], timeout: float | None, column: int = 0
+    ) -> Any:
+        return await self.driver.fetchval(query, *args, column=column, timeout=timeout)
+
+    async def executemany(
+        self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
+    ) -> None:
+        await self.driver.executemany(query, args, timeout=timeout)
+
+    async def copy_records(
+        self,
+        table: str,
+        records: Iterable[Sequence[Any]],
+        timeout: float | None,
+        columns: Sequence[str] | None = None,
+        schema: str | None = None,
+    ) -> str:
+        return str(
+            await self.driver.copy_records_to_table(
+                table,
+                records=records,
+                columns=list(columns) if columns is not None else None,
+                schema_name=schema,
+                timeout=timeout,
+            )
+        )
+
+    async def executescript(
+        self, script: str, _args: Sequence[Any], timeout: float | None
+    ) -> None:
+        # The simple query protocol runs several statements; one transaction keeps it atomic.
+        if self.in_transaction:
+            await self.driver.execute(script, timeout=timeout)
+            return
+        async with self.driver.transaction():
+            await self.driver.execute(script, timeout=timeout)
+
+    async def begin(self, *, isolation: str | None = None, readonly: bool = False) -> None:
+        statement = "BEGIN"
+        if isolation is not None:
+            statement += f" ISOLATION LEVEL {_ISOLATION[isolation]}"
+        if readonly:
+            statement += " READ ONLY"
+        await self.driver.execute(statement)
+        self.in_transaction = True

@@ -1,0 +1,213 @@
+"""Every error botdb raises.
+
+Driver errors (asyncpg, sqlite3, SQLAlchemy) are translated to these classes at one boundary,
+:func:`botdb.engine._translate.translate_error`, by SQLSTATE or SQLite extended result code,
+never by message text. The driver's exception stays reachable as ``__cause__``.
+
+::
+
+    BotDBError
+    ├── ConfigurationError            bad URL, unknown option, invalid setting
+    ├── MissingDependencyError        an optional extra is not installed (also an ImportError)
+    ├── AuthenticationError           the server refused the credentials
+    ├── TransientError                worth retrying; botdb retries these itself
+    │   ├── ConnectionFailedError     no connection could be made (down, refused, unreachable)
+    │   ├── ConnectionLostError       an open connection dropped (server restart, terminate)
+    │   ├── DeadlockError
+    │   ├── SerializationError
+    │   └── DatabaseBusyError         SQLite BUSY/LOCKED: another connection holds the lock
+    ├── QueryTimeoutError             a statement ran past its timeout (not retried)
+    ├── IntegrityError                never retried
+    │   ├── UniqueViolationError
+    │   ├── ForeignKeyViolationError
+    │   ├── NotNullViolationError
+    │   └── CheckViolationError
+    ├── QueryError                    the statement itself is wrong
+    │   ├── SQLSyntaxError
+    │   ├── UndefinedTableError
+    │   ├── UndefinedColumnError
+    │   ├── ArgumentError             wrong number or type of query arguments
+    │   └── UnsupportedSQLError       a PostgreSQL construct SQLite cannot run
+    ├── DataError                     a value the column cannot hold (out of range, bad text)
+    ├── NotFoundError                 ``get_one`` found nothing
+    ├── InterfaceError                the API was misused: a closed connection, concurrent use
+    └── DatabaseError                 any other error the server reported with a code
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "AuthenticationError",
+    "BotDBError",
+    "CheckViolationError",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "ConnectionLostError",
+    "DataError",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "DeadlockError",
+    "ForeignKeyViolationError",
+    "IntegrityError",
+    "InterfaceError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "NotNullViolationError",
+    "QueryError",
+    "QueryTimeoutError",
+    "SQLSyntaxError",
+    "SerializationError",
+    "TransientError",
+    "UndefinedColumnError",
+    "UndefinedTableError",
+    "UniqueViolationError",
+    "UnsupportedSQLError",
+]
+
+
+class BotDBError(Exception):
+    """Root of every botdb error.
+
+    Attributes:
+        sqlstate: the PostgreSQL SQLSTATE, or ``"sqlite:<extended code name>"`` on SQLite, when
+            the error came from the database.
+        table: the table the server named, when it named one.
+        constraint: the constraint the server named, when it named one.
+        column: the column the server named, when it named one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        table: str | None = None,
+        constraint: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.table = table
+        self.constraint = constraint
+        self.column = column
+
+
+class ConfigurationError(BotDBError):
+    """A URL, option or setting is invalid; the message says which and why."""
+
+
+class MissingDependencyError(BotDBError, ImportError):
+    """An optional dependency is missing; the message names the pip extra that installs it."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'botdb[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class AuthenticationError(BotDBError):
+    """The server refused the user name or password. Not retried: it will not fix itself."""
+
+
+class TransientError(BotDBError):
+    """A failure that may succeed when tried again; botdb retries these with backoff."""
+
+
+class ConnectionFailedError(TransientError):
+    """No connection could be made: the server is down, refusing, or unreachable."""
+
+
+class ConnectionLostError(TransientError):
+    """An open connection dropped while in use.
+
+    Attributes:
+        in_doubt: True when the connection dropped while a write or a COMMIT was in flight, so
+            the server may or may not have applied it. botdb never retries an in-doubt write.
+    """
+
+    in_doubt: bool = False
+
+
+class DeadlockError(TransientError):
+    """The server broke a deadlock by aborting this transaction."""
+
+
+class SerializationError(TransientError):
+    """A serializable or repeatable-read transaction conflicted with another one."""
+
+
+class DatabaseBusyError(TransientError):
+    """SQLite: another connection held the lock for longer than ``busy_timeout``."""
+
+
+class QueryTimeoutError(BotDBError):
+    """A statement ran longer than its timeout and was cancelled. Not retried."""
+
+
+class IntegrityError(BotDBError):
+    """A constraint rejected the write. Never retried: the same write would fail again."""
+
+
+class UniqueViolationError(IntegrityError):
+    """A row with the same unique key exists."""
+
+
+class ForeignKeyViolationError(IntegrityError):
+    """A referenced row is missing, or a referencing row still exists."""
+
+
+class NotNullViolationError(IntegrityError):
+    """A NOT NULL column was given no value."""
+
+
+class CheckViolationError(IntegrityError):
+    """A CHECK constraint rejected the row."""
+
+
+class QueryError(BotDBError):
+    """The statement itself is wrong: syntax, unknown names, arguments, unsupported SQL."""
+
+
+class SQLSyntaxError(QueryError):
+    """The SQL does not parse."""
+
+
+class UndefinedTableError(QueryError):
+    """The statement names a table that does not exist."""
+
+
+class UndefinedColumnError(QueryError):
+    """The statement names a column that does not exist."""
+
+
+class ArgumentError(QueryError):
+    """The query was given the wrong number or the wrong types of arguments."""
+
+
+class UnsupportedSQLError(QueryError):
+    """A PostgreSQL construct that botdb cannot run on SQLite; ``construct`` names it."""
+
+    def __init__(self, construct: str, hint: str = "") -> None:
+        message = f"{construct} is not supported on SQLite"
+        super().__init__(f"{message}: {hint}" if hint else message)
+        self.construct = construct
+
+
+class DataError(BotDBError):
+    """A value the column cannot hold: out of range, invalid text representation, bad JSON."""
+
+
+class NotFoundError(BotDBError):
+    """``get_one`` (or another ``*_one``) found no row."""
+
+
+class InterfaceError(BotDBError):
+    """The API was used wrongly: a connection used after its block ended, or by two tasks."""
+
+
+class DatabaseError(BotDBError):
+    """Any other error the database reported with a code; ``sqlstate`` says which."""

@@ -1,0 +1,132 @@
+"""Fixtures shared by the whole suite: the real servers, one fresh database per run.
+
+PostgreSQL: each run creates its own database (``botdb_test_<random>``) and drops it at the end;
+each test gets a clean ``public`` schema. Redis: each run gets its own key prefix, whose keys
+are deleted at the end. Without a server the tests that need it skip with the reason shown;
+with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BOTDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (BOTDB_REQUIRE_SERVICES=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+def _with_database(dsn: str, name: str) -> str:
+    base, _, _ = dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a database created for this run on the real PostgreSQL server, dropped after."""
+    try:
+        import asyncpg
+    except ImportError:
+        _unavailable("asyncpg is not installed (pip install 'botdb[postgres]')")
+        raise  # unreachable: _unavailable raises
+
+    name = f"botdb_test_{secrets.token_hex(6)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+    yield _with_database(PG_ADMIN_DSN, name)
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
+    """The run's PostgreSQL database with an empty ``public`` schema for this test."""
+    import asyncpg
+
+    yield pg_server_url
+    conn = await asyncpg.connect(pg_server_url, timeout=5)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file for this test."""
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over every backend; use with ``db_url``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A clean database URL on the backend chosen by ``backend``."""
+    if backend == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """URL of the real Redis server; skips (or fails in CI) when it does not answer."""
+    try:
+        import redis
+    except ImportError:
+        _unavailable("redis is not installed (pip install 'botdb[redis]')")
+        raise
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_server_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"botdb-test-{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

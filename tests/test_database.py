@@ -1,0 +1,378 @@
+"""The raw SQL API contract: every test runs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import botdb
+from botdb import errors
+
+SCHEMA = """
+CREATE TABLE guilds (
+    id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL DEFAULT '!',
+    CHECK (length(prefix) BETWEEN 1 AND 5)
+);
+CREATE TABLE members (
+    guild_id BIGINT NOT NULL REFERENCES guilds (id) ON DELETE CASCADE,
+    user_id BIGINT NOT NULL,
+    nick TEXT,
+    xp INTEGER NOT NULL DEFAULT 0,
+    joined_at TIMESTAMPTZ,
+    PRIMARY KEY (guild_id, user_id)
+);
+"""
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[botdb.Database]:
+    async with botdb.connect(db_url, pool_max_size=4, retry_initial_delay=0.01) as database:
+        await database.execute_script(SCHEMA)
+        yield database
+
+
+class TestRawAPI:
+    """asyncpg's API, with the same results on both backends."""
+
+    async def test_execute_returns_the_server_status(self, db: botdb.Database) -> None:
+        assert await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1, "a") == (
+            "INSERT 0 1"
+        )
+        await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 2, "b")
+        assert await db.execute("UPDATE guilds SET name = name || $1", "!") == "UPDATE 2"
+        assert await db.execute("DELETE FROM guilds WHERE id = $1", 99) == "DELETE 0"
+        assert await db.execute("CREATE TABLE t (x INTEGER)") == "CREATE TABLE"
+
+    async def test_fetch_fetchrow_fetchval(self, db: botdb.Database) -> None:
+        await db.execute_many(
+            "INSERT INTO guilds (id, name) VALUES ($1, $2)", [(1, "one"), (2, "two")]
+        )
+        rows = await db.fetch("SELECT id, name FROM guilds ORDER BY id")
+        assert [(r["id"], r["name"]) for r in rows] == [(1, "one"), (2, "two")]
+        assert (await db.fetchrow("SELECT name FROM guilds WHERE id = $1", 2))["name"] == "two"
+        assert await db.fetchrow("SELECT name FROM guilds WHERE id = $1", 3) is None
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 2
+        assert await db.fetchval("SELECT id, name FROM guilds WHERE id = 1", column=1) == "one"
+        assert await db.fetchval("SELECT name FROM guilds WHERE id = 3") is None
+        assert await db.fetch("SELECT * FROM guilds WHERE id > $1", 10) == []
+
+    async def test_record_reads_like_asyncpg(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'one')")
+        row = await db.fetchrow("SELECT id, name, prefix FROM guilds")
+        assert isinstance(row, botdb.Record)
+        assert row["name"] == row[1] == row.get("name") == "one"
+        assert row.get("missing", "default") == "default"
+        assert dict(row) == {"id": 1, "name": "one", "prefix": "!"}
+        assert list(row) == [1, "one", "!"]
+        assert list(row.keys()) == ["id", "name", "prefix"]
+        assert len(row) == 3
+        with pytest.raises(KeyError):
+            row["missing"]
+
+    async def test_execute_many_is_atomic(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.UniqueViolationError):
+            await db.execute_many(
+                "INSERT INTO guilds (id, name) VALUES ($1, $2)", [(1, "a"), (2, "b"), (1, "c")]
+            )
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+
+    async def test_copy_records_to_table(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'g')")
+        joined = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+        records = [(1, uid, f"n{uid}", uid * 10, joined) for uid in range(500)]
+        status = await db.copy_records_to_table(
+            "members", records=records, columns=["guild_id", "user_id", "nick", "xp", "joined_at"]
+        )
+        assert status == "COPY 500"
+        assert await db.fetchval("SELECT sum(xp) FROM members") == sum(r[3] for r in records)
+        await db.copy_records_to_table("guilds", records=[(2, "h", "?")])  # all columns
+        assert await db.fetchval("SELECT prefix FROM guilds WHERE id = 2") == "?"
+
+    async def test_copy_into_an_unknown_table_fails_and_changes_nothing(
+        self, db: botdb.Database
+    ) -> None:
+        with pytest.raises(errors.UndefinedTableError):
+            await db.copy_records_to_table("no_such_table", records=[(1,)], columns=["x"])
+
+    async def test_execute_in_transaction_applies_all_or_nothing(self, db: botdb.Database) -> None:
+        await db.execute_in_transaction(
+            [
+                ("INSERT INTO guilds (id, name) VALUES ($1, $2)", (1, "a")),
+                ("UPDATE guilds SET name = $1 WHERE id = $2", ("b", 1)),
+            ]
+        )
+        assert await db.fetchval("SELECT name FROM guilds WHERE id = 1") == "b"
+        with pytest.raises(errors.NotNullViolationError):
+            await db.execute_in_transaction(
+                [
+                    ("INSERT INTO guilds (id, name) VALUES ($1, $2)", (2, "c")),
+                    ("INSERT INTO guilds (id, name) VALUES ($1, $2)", (3, None)),
+                ]
+            )
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 1
+
+    async def test_transaction_commits_or_rolls_back(self, db: botdb.Database) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO guilds (id, name) VALUES (1, 'kept')")
+            assert await conn.fetchval("SELECT count(*) FROM guilds") == 1
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO guilds (id, name) VALUES (2, 'dropped')")
+                raise RuntimeError("boom")
+        assert [r["name"] for r in await db.fetch("SELECT name FROM guilds")] == ["kept"]
+
+    async def test_nested_transaction_is_a_savepoint(self, db: botdb.Database) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO guilds (id, name) VALUES (1, 'outer')")
+            with pytest.raises(errors.UniqueViolationError):
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO guilds (id, name) VALUES (2, 'inner')")
+                    await conn.execute("INSERT INTO guilds (id, name) VALUES (2, 'dup')")
+            await conn.execute("INSERT INTO guilds (id, name) VALUES (3, 'after')")
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 2
+
+    async def test_connection_used_after_its_block_is_refused(self, db: botdb.Database) -> None:
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+        with pytest.raises(errors.InterfaceError):
+            await conn.fetchval("SELECT 1")
+
+    async def test_prepared_statement(self, db: botdb.Database) -> None:
+        insert = db.prepare_statement("add_guild", "INSERT INTO guilds (id, name) VALUES ($1, $2)")
+        by_id = db.prepare_statement("guild_by_id", "SELECT name FROM guilds WHERE id = $1")
+        for gid in range(3):
+            assert await insert.execute(gid, f"g{gid}") == "INSERT 0 1"
+        assert await by_id.fetchval(2) == "g2"
+        assert (await by_id.fetchrow(1))["name"] == "g1"
+        assert [r["name"] for r in await by_id.fetch(0)] == ["g0"]
+
+    async def test_execute_script_from_a_file(self, db: botdb.Database, tmp_path: Path) -> None:
+        script = tmp_path / "seed.sql"
+        script.write_text(
+            "-- seed; with a semicolon in a comment\n"
+            "INSERT INTO guilds (id, name) VALUES (1, 'a;b');\n"
+            "INSERT INTO guilds (id, name) VALUES (2, 'c');\n"
+        )
+        await db.execute_script(script)
+        assert await db.fetchval("SELECT name FROM guilds WHERE id = 1") == "a;b"
+
+    async def test_failing_script_changes_nothing(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.UniqueViolationError):
+            await db.execute_script(
+                "INSERT INTO guilds (id, name) VALUES (1, 'a');"
+                "INSERT INTO guilds (id, name) VALUES (1, 'again');"
+            )
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+
+
+class TestPlaceholders:
+    """``$n`` placeholders behave the same on both backends."""
+
+    async def test_ten_and_more_parameters(self, db: botdb.Database) -> None:
+        args = list(range(1, 12))
+        query = "SELECT " + ", ".join(f"${n}::int" for n in range(11, 0, -1))
+        row = await db.fetchrow(query, *args)
+        assert list(row) == list(reversed(args))
+
+    async def test_dollar_inside_literals_identifiers_and_comments(
+        self, db: botdb.Database
+    ) -> None:
+        value = await db.fetchval(
+            """SELECT '$1 costs $2' || $1 AS "col$1" -- $2 is not a parameter
+               /* neither is $3 */""",
+            "!",
+        )
+        assert value == "$1 costs $2!"
+
+    async def test_repeated_parameter(self, db: botdb.Database) -> None:
+        assert await db.fetchval("SELECT $1::int + $1::int * $2::int", 2, 10) == 22
+
+
+class TestPostgresIsms:
+    """The PostgreSQL constructs bots use run on SQLite too, with the same results."""
+
+    async def test_now_and_interval_arithmetic(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'g')")
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        await db.execute(
+            "INSERT INTO members (guild_id, user_id, joined_at) VALUES (1, 1, $1), (1, 2, NOW())",
+            old,
+        )
+        recent = await db.fetch(
+            "SELECT user_id FROM members WHERE joined_at > NOW() - INTERVAL '1 day'"
+        )
+        assert [r["user_id"] for r in recent] == [2]
+        soon = await db.fetchval(
+            "SELECT count(*) FROM members WHERE joined_at < NOW() + INTERVAL '2 hours'"
+        )
+        assert soon == 2
+
+    async def test_ilike_is_case_insensitive_and_like_is_not(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'Python Hub')")
+        assert await db.fetchval("SELECT count(*) FROM guilds WHERE name ILIKE $1", "python%") == 1
+        assert await db.fetchval("SELECT count(*) FROM guilds WHERE name LIKE $1", "python%") == 0
+
+    async def test_any_with_a_list(self, db: botdb.Database) -> None:
+        await db.execute_many(
+            "INSERT INTO guilds (id, name) VALUES ($1, $2)", [(i, f"g{i}") for i in range(5)]
+        )
+        rows = await db.fetch("SELECT id FROM guilds WHERE id = ANY($1) ORDER BY id", [1, 3, 9])
+        assert [r["id"] for r in rows] == [1, 3]
+        names = await db.fetchval(
+            "SELECT count(*) FROM guilds WHERE name = ANY($1::text[])", ["g0", "g4"]
+        )
+        assert names == 2
+
+    async def test_returning_and_on_conflict(self, db: botdb.Database) -> None:
+        row = await db.fetchrow(
+            "INSERT INTO guilds (id, name) VALUES ($1, $2) RETURNING id, name", 1, "first"
+        )
+        assert dict(row) == {"id": 1, "name": "first"}
+        assert (
+            await db.execute(
+                "INSERT INTO guilds (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                1,
+                "ignored",
+            )
+            == "INSERT 0 0"
+        )
+        upserted = await db.fetchval(
+            "INSERT INTO guilds (id, name) VALUES ($1, $2) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING name",
+            1,
+            "second",
+        )
+        assert upserted == "second"
+
+    async def test_boolean_literals(self, db: botdb.Database) -> None:
+        assert await db.fetchval("SELECT CASE WHEN TRUE AND NOT FALSE THEN 1 ELSE 0 END") == 1
+
+
+class TestErrors:
+    """Every error class, mapped from a real violation by the server on both backends."""
+
+    async def test_unique_violation_names_the_table(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'a')")
+        with pytest.raises(errors.UniqueViolationError) as info:
+            await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'b')")
+        assert info.value.table == "guilds"
+        assert isinstance(info.value.__cause__, Exception)
+        assert isinstance(info.value, errors.IntegrityError)
+
+    async def test_foreign_key_violation(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.ForeignKeyViolationError):
+            await db.execute("INSERT INTO members (guild_id, user_id) VALUES (404, 1)")
+
+    async def test_not_null_violation_names_the_column(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.NotNullViolationError) as info:
+            await db.execute("INSERT INTO guilds (id, name) VALUES (1, NULL)")
+        assert info.value.column == "name"
+
+    async def test_check_violation(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.CheckViolationError):
+            await db.execute("INSERT INTO guilds (id, name, prefix) VALUES (1, 'a', '')")
+
+    async def test_syntax_error(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.SQLSyntaxError):
+            await db.execute("SELEC 1")
+
+    async def test_unknown_table_and_column(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.UndefinedTableError, match="nowhere"):
+            await db.fetch("SELECT * FROM nowhere")
+        with pytest.raises(errors.UndefinedColumnError, match="no_such_column"):
+            await db.fetch("SELECT no_such_column FROM guilds")
+
+    async def test_wrong_argument_count(self, db: botdb.Database) -> None:
+        with pytest.raises(errors.ArgumentError, match="2 arguments"):
+            await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1)
+
+    async def test_wrong_argument_type(self, db: botdb.Database) -> None:
+        with pytest.raises((errors.ArgumentError, errors.DataError)):
+            await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1, object())
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+
+    async def test_statement_timeout(self, db: botdb.Database) -> None:
+        slow = (
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 50000000) "
+            "SELECT count(*) FROM c"
+        )
+        with pytest.raises(errors.QueryTimeoutError):
+            await db.fetchval(slow, timeout=0.2)
+        assert await db.fetchval("SELECT 1") == 1  # the pool is fine afterwards
+
+    async def test_integrity_errors_are_not_retried(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'a')")
+        with pytest.raises(errors.UniqueViolationError):
+            await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'a')")
+        assert db.stats()["retries"] == 0
+
+
+class TestLifecycleAndObservability:
+    async def test_cancelled_query_returns_its_connection(self, db: botdb.Database) -> None:
+        slow = (
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 50000000) "
+            "SELECT count(*) FROM c"
+        )
+        task = asyncio.create_task(db.fetchval(slow))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(10):  # more than the pool holds: leaked connections would block
+            assert await db.fetchval("SELECT 2") == 2
+
+    async def test_slow_query_is_logged_without_parameters(
+        self, db_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with botdb.connect(db_url, slow_query_ms=0) as database:
+            with caplog.at_level(logging.WARNING, logger="botdb.query"):
+                await database.fetchval("SELECT $1::text", "secret-value")
+        messages = [r.getMessage() for r in caplog.records if r.name == "botdb.query"]
+        assert any("slow query" in m and "SELECT $1::text" in m for m in messages)
+        assert not any("secret-value" in m for m in messages)
+
+    async def test_stats_count_queries_errors_and_latency(self, db: botdb.Database) -> None:
+        before = db.stats()["queries"]
+        for _ in range(5):
+            await db.fetchval("SELECT 1")
+        with pytest.raises(errors.SQLSyntaxError):
+            await db.execute("SELEC")
+        stats = db.stats()
+        assert stats["queries"] - before == 5
+        assert stats["errors"] >= 1
+        assert stats["latency_ms"]["p50"] is not None
+        assert stats["pool"]["open"] is True
+
+    async def test_health_check_has_the_seed_shape(self, db: botdb.Database) -> None:
+        health = await db.health_check()
+        assert health["status"] == "healthy"
+        assert health["database_available"] is True
+        assert health["backend"] == db.backend
+        assert health["latency_ms"] >= 0
+        assert health["errors"] == []
+        assert "pool" in health
+        assert await db.check_connection_health() is True
+        checked = await db.validate_connections()
+        assert checked["valid"] == checked["checked"] >= 1
+
+    async def test_health_check_of_a_closed_database_is_unhealthy(self, db_url: str) -> None:
+        database = botdb.connect(db_url)
+        health = await database.health_check()
+        assert health["status"] == "unhealthy"
+        assert health["database_available"] is False
+
+    async def test_await_connect_returns_a_connected_database(self, db_url: str) -> None:
+        database = await botdb.connect(db_url)
+        try:
+            assert await database.fetchval("SELECT 41 + 1") == 42
+        finally:
+            await database.close()
+        with pytest.raises(errors.InterfaceError):
+            await database.fetchval("SELECT 1")

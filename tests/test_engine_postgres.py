@@ -1,0 +1,146 @@
+"""PostgreSQL specifics against the real server: lost connections, retries, bad connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+import botdb
+from botdb import errors
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[botdb.Database]:
+    async with botdb.connect(pg_url, pool_max_size=4, retry_initial_delay=0.01) as database:
+        await database.execute("CREATE TABLE ledger (id SERIAL PRIMARY KEY, note TEXT NOT NULL)")
+        yield database
+
+
+async def _terminate(pg_url: str, pid: int) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(pg_url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+    finally:
+        await admin.close()
+
+
+async def test_run_in_transaction_reruns_after_its_connection_is_killed(
+    db: botdb.Database, pg_url: str
+) -> None:
+    attempts = 0
+
+    async def work(conn: botdb.Connection) -> int:
+        nonlocal attempts
+        attempts += 1
+        await conn.execute("INSERT INTO ledger (note) VALUES ($1)", "once")
+        if attempts == 1:
+            await _terminate(pg_url, await conn.fetchval("SELECT pg_backend_pid()"))
+        await conn.execute("UPDATE ledger SET note = note || '!'")
+        return attempts
+
+    assert await db.run_in_transaction(work) == 2
+    assert [r["note"] for r in await db.fetch("SELECT note FROM ledger")] == ["once!"]
+    assert db.stats()["retries"] >= 1
+
+
+async def test_read_is_retried_on_a_fresh_connection_after_a_kill(
+    db: botdb.Database, pg_url: str
+) -> None:
+    pid = await db.fetchval("SELECT pg_backend_pid()")
+    await _terminate(pg_url, pid)
+    await asyncio.sleep(0.05)
+    assert await db.fetchval("SELECT 42") == 42
+    assert await db.fetchval("SELECT pg_backend_pid()") != pid
+
+
+async def test_write_lost_in_flight_is_in_doubt_and_not_retried(
+    db: botdb.Database, pg_url: str
+) -> None:
+    async with db.acquire() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+    write = asyncio.create_task(
+        db.execute("INSERT INTO ledger (note) SELECT 'slow' FROM pg_sleep(2)")
+    )
+    await asyncio.sleep(0.3)
+    await _terminate(pg_url, pid)
+    with pytest.raises(errors.ConnectionLostError) as info:
+        await write
+    assert info.value.in_doubt is True
+    assert db.stats()["retries"] == 0
+    assert await db.fetchval("SELECT count(*) FROM ledger") == 0
+
+
+async def test_serialization_failure_is_retried_by_run_in_transaction(
+    db: botdb.Database,
+) -> None:
+    await db.execute("INSERT INTO ledger (note) VALUES ('0')")
+    both_read = asyncio.Barrier(2)
+    runs = 0
+
+    async def bump(conn: botdb.Connection) -> None:
+        nonlocal runs
+        runs += 1
+        value = int(await conn.fetchval("SELECT note FROM ledger WHERE id = 1"))
+        if runs <= 2:
+            await both_read.wait()
+        await conn.execute("UPDATE ledger SET note = $1 WHERE id = 1", str(value + 1))
+
+    await asyncio.gather(
+        db.run_in_transaction(bump, isolation="serializable"),
+        db.run_in_transaction(bump, isolation="serializable"),
+    )
+    assert await db.fetchval("SELECT note FROM ledger WHERE id = 1") == "2"
+    assert runs == 3
+
+
+async def test_unreachable_server_is_a_connection_error_without_the_password() -> None:
+    url = "postgresql://root:hunter2@127.0.0.1:1/test"
+    with pytest.raises(errors.ConnectionFailedError) as info:
+        await botdb.connect(url, retry_attempts=1, pool_acquire_timeout=2)
+    assert "hunter2" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+async def test_unknown_role_is_an_authentication_error(pg_url: str) -> None:
+    url = pg_url.replace("root@", "no_such_role_botdb:pw@", 1)
+    with pytest.raises(errors.AuthenticationError) as info:
+        await botdb.connect(url, retry_attempts=1)
+    assert "pw@" not in str(info.value)
+
+
+async def test_missing_database_is_a_configuration_error(pg_url: str) -> None:
+    url = pg_url.rsplit("/", 1)[0] + "/botdb_no_such_database"
+    with pytest.raises(errors.ConfigurationError, match="does not exist"):
+        await botdb.connect(url, retry_attempts=1)
+
+
+async def test_application_name_and_pgbouncer_mode(pg_url: str) -> None:
+    async with botdb.connect(pg_url, application_name="my-bot", pgbouncer=True) as database:
+        assert await database.fetchval("SELECT current_setting('application_name')") == "my-bot"
+        for value in range(3):  # no server-side prepared statement is kept between calls
+            assert await database.fetchval("SELECT $1::int", value) == value
+        assert await database.fetchval("SELECT count(*) FROM pg_prepared_statements") == 0
+
+
+async def test_concurrent_queries_share_the_pool(db: botdb.Database) -> None:
+    results = await asyncio.gather(*(db.fetchval("SELECT $1::int", i) for i in range(50)))
+    assert results == list(range(50))
+    assert db.pool_stats()["leased"] <= 4
+
+
+async def test_orm_session_gets_a_connection_when_raw_leases_hold_the_pool(
+    pg_url: str,
+) -> None:
+    from sqlalchemy import text
+
+    async with botdb.connect(pg_url, pool_max_size=2, pool_acquire_timeout=2) as database:
+        await asyncio.gather(*(database.fetchval("SELECT pg_sleep(0.05)") for _ in range(4)))
+        assert database.pool_stats()["leased_idle"] == 2
+        async with database.session() as session:
+            assert (await session.execute(text("SELECT 7"))).scalar_one() == 7
