@@ -18,7 +18,7 @@ import botdb
 
 Pair = tuple[Callable[[], Awaitable[int]], Callable[[], Awaitable[int]]]
 
-LOOKUPS = 4000
+LOOKUPS = 6000
 ROWS = 20_000
 KEYS = 1000
 
@@ -258,9 +258,7 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA synchronous = NORMAL")
     rows = _message_rows(ROWS)
-    raw_rows = [
-        (*row[:5], row[5].strftime("%Y-%m-%d %H:%M:%S.%f"), *row[6:]) for row in rows
-    ]
+    raw_rows = [(*row[:5], row[5].strftime("%Y-%m-%d %H:%M:%S.%f"), *row[6:]) for row in rows]
 
     def reset() -> None:
         raw.execute("DROP TABLE IF EXISTS messages")

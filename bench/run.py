@@ -1,6 +1,6 @@
 """``make bench``: botdb's paths beside the raw drivers, in one run, each ratio beside its target.
 
-Each comparison runs in several interleaved rounds (baseline, botdb, baseline, botdb, ...);
+Each comparison runs in several interleaved rounds (baseline then botdb, botdb then baseline, ...);
 the ratio of each round is botdb's rate over the baseline's, and the table shows the medians.
 The machine is shared and noisy: quote ratios, not absolute rates.
 
@@ -27,7 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cases import CASES, Case  # noqa: E402
+from _cases import CASES, Case
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_BENCH_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BOTDB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -77,13 +77,18 @@ async def run_case(case: Case, env: dict[str, Any], rounds: int) -> Result:
             baseline, subject = pair
             await baseline()  # warm-up: caches, prepared statements, pool
             await subject()
-            for _ in range(rounds):
-                base_rate = await measure(baseline)
-                botdb_rate = await measure(subject)
+            for round_number in range(rounds):
+                # Alternate which side goes first, so that drift within a round cancels out.
+                if round_number % 2:
+                    botdb_rate = await measure(subject)
+                    base_rate = await measure(baseline)
+                else:
+                    base_rate = await measure(baseline)
+                    botdb_rate = await measure(subject)
                 result.baseline_rates.append(base_rate)
                 result.botdb_rates.append(botdb_rate)
                 result.ratios.append(botdb_rate / base_rate)
-    except Exception as exc:  # noqa: BLE001 - a case that cannot run is reported, not fatal
+    except Exception as exc:
         result.skipped = f"{type(exc).__name__}: {exc}"
     return result
 
@@ -93,7 +98,7 @@ async def pg_database() -> str | None:
         import asyncpg
 
         conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    except Exception:  # noqa: BLE001 - no server: the PostgreSQL cases are skipped
+    except Exception:
         return None
     name = f"botdb_bench_{secrets.token_hex(4)}"
     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -121,7 +126,7 @@ def render(results: list[Result]) -> None:
             table.add_row(r.name, r.baseline, "", "", "", "", f"[yellow]skipped: {r.skipped}")
             continue
         d = r.as_dict()
-        verdict = "" if d["meets_target"] is None else ("[green]ok" if d["meets_target"] else "[red]below")
+        verdict = {None: "", True: "[green]ok", False: "[red]below"}[d["meets_target"]]
         table.add_row(
             r.name,
             r.baseline,

@@ -20,6 +20,7 @@ from rich.table import Table
 import botdb
 
 console = Console()
+GUILD = 1_150_000_000_000_000_001  # a Discord snowflake: 64-bit ids everywhere
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS guilds (
@@ -64,13 +65,16 @@ async def transfer(conn: botdb.Connection, guild: int, src: int, dst: int, amoun
     )
 
 
-async def main(url: str) -> None:
+def fresh_sqlite_file(url: str) -> None:
+    """The demo starts from an empty database file each run."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
+
+async def main(url: str) -> None:
     async with botdb.connect(url) as db:
         step(f"Connected: {db!r}")
         await db.execute_script(SCHEMA)
@@ -79,15 +83,15 @@ async def main(url: str) -> None:
         step("Raw SQL, asyncpg style")
         status = await db.execute(
             "INSERT INTO guilds (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            1_150_000_000_000_000_001,
+            GUILD,
             "Python Hub",
         )
         console.print(f"execute -> {status!r}")
         await db.execute_many(
             "INSERT INTO wallets (guild_id, user_id, coins) VALUES ($1, $2, $3)",
-            [(1_150_000_000_000_000_001, uid, 100) for uid in range(1, 6)],
+            [(GUILD, uid, 100) for uid in range(1, 6)],
         )
-        row = await db.fetchrow("SELECT id, name, prefix FROM guilds WHERE id = $1", 1_150_000_000_000_000_001)
+        row = await db.fetchrow("SELECT id, name, prefix FROM guilds WHERE id = $1", GUILD)
         console.print("fetchrow ->", dict(row))
 
         step("Bulk insert of 50,000 messages with copy_records_to_table")
@@ -95,7 +99,7 @@ async def main(url: str) -> None:
         rows = [
             (
                 i,
-                1_150_000_000_000_000_001,
+                GUILD,
                 random.randrange(10),
                 random.randrange(1, 6),
                 f"hello #{i}",
@@ -115,23 +119,35 @@ async def main(url: str) -> None:
         step("PostgreSQL-isms that run on SQLite too")
         table = Table("query", "result")
         queries = [
-            ("messages in the last day", "SELECT count(*) FROM messages WHERE created_at > NOW() - INTERVAL '1 day'", ()),
-            ("guild names ILIKE 'python%'", "SELECT count(*) FROM guilds WHERE name ILIKE $1", ("python%",)),
-            ("messages by authors = ANY([1, 2])", "SELECT count(*) FROM messages WHERE author_id = ANY($1)", ([1, 2],)),
-        ]  # fmt: skip
+            (
+                "messages in the last day",
+                "SELECT count(*) FROM messages WHERE created_at > NOW() - INTERVAL '1 day'",
+                (),
+            ),
+            (
+                "guild names ILIKE 'python%'",
+                "SELECT count(*) FROM guilds WHERE name ILIKE $1",
+                ("python%",),
+            ),
+            (
+                "messages by authors = ANY([1, 2])",
+                "SELECT count(*) FROM messages WHERE author_id = ANY($1)",
+                ([1, 2],),
+            ),
+        ]
         for label, query, args in queries:
             table.add_row(label, str(await db.fetchval(query, *args)))
         console.print(table)
 
         step("Transactions: all or nothing, re-run on transient failures")
-        await db.run_in_transaction(transfer, 1_150_000_000_000_000_001, 1, 2, 30)
+        await db.run_in_transaction(transfer, GUILD, 1, 2, 30)
         try:
-            await db.run_in_transaction(transfer, 1_150_000_000_000_000_001, 3, 4, 1000)
+            await db.run_in_transaction(transfer, GUILD, 3, 4, 1000)
         except botdb.CheckViolationError as exc:
             console.print(f"overdraft refused: [red]{type(exc).__name__}[/], nothing changed")
         coins = await db.fetch(
             "SELECT user_id, coins FROM wallets WHERE guild_id = $1 ORDER BY user_id",
-            1_150_000_000_000_000_001,
+            GUILD,
         )
         console.print({r["user_id"]: r["coins"] for r in coins})
 
@@ -150,4 +166,6 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "sqlite:///demo-data/bot.db"))
+    database_url = sys.argv[1] if len(sys.argv) > 1 else "sqlite:///demo-data/bot.db"
+    fresh_sqlite_file(database_url)
+    asyncio.run(main(database_url))

@@ -59,7 +59,7 @@ def pg_server_url() -> Iterator[str]:
 
     try:
         asyncio.run(create())
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
     yield _with_database(PG_ADMIN_DSN, name)
     asyncio.run(drop())

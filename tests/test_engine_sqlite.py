@@ -136,9 +136,7 @@ async def test_busy_beyond_the_timeout_raises_database_busy(sqlite_url: str) -> 
     async with botdb.connect(sqlite_url, sqlite_busy_timeout=0.05, retry_attempts=2) as database:
         await database.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)")
         locked = threading.Event()
-        holder = threading.Thread(
-            target=_hold_write_lock, args=(_db_path(sqlite_url), 1.0, locked)
-        )
+        holder = threading.Thread(target=_hold_write_lock, args=(_db_path(sqlite_url), 1.0, locked))
         holder.start()
         await asyncio.to_thread(locked.wait)
         with pytest.raises(errors.DatabaseBusyError):

@@ -228,7 +228,9 @@ class TestInterval:
     ) -> None:
         start = dt.datetime(2024, 1, 1, 10, 0, 0, 123456)
         for op, expected in (("+", start + delta), ("-", start - delta)):
-            got = one(conn, f"SELECT $1::timestamptz {op} INTERVAL '{interval}'", start.strftime(TS))
+            got = one(
+                conn, f"SELECT $1::timestamptz {op} INTERVAL '{interval}'", start.strftime(TS)
+            )
             assert got == expected.strftime(TS)[:-3]  # SQLite's %f keeps milliseconds
 
     @pytest.mark.parametrize(
@@ -255,6 +257,11 @@ class TestInterval:
         assert run(conn, "SELECT id FROM messages WHERE created_at < NOW() - INTERVAL '1 day'") == [
             (1,)
         ]
+
+    def test_alias_after_interval_is_not_a_unit(self) -> None:
+        assert sql("SELECT x - INTERVAL '1 day' d FROM t") == (
+            "SELECT (strftime('%Y-%m-%d %H:%M:%f', x, '-1 days')) d FROM t"
+        )
 
     def test_chained_intervals_apply_in_order(self, conn: sqlite3.Connection) -> None:
         query = "SELECT $1 + INTERVAL '1 day' - INTERVAL '1 hour'"
@@ -409,6 +416,9 @@ class TestCasts:
             ("CAST($1 AS bigint)", "CAST(?1 AS INTEGER)"),
             ("CAST(a || b AS text)", "CAST((a || b) AS TEXT)"),
             ("x::text::int", "(CASE WHEN typeof(CAST(x AS TEXT)) = 'real'"),
+            ("avg(x)::int", "(CASE WHEN typeof(avg(x)) = 'real' THEN CAST(round(avg(x))"),
+            ("count(*)::int", "CAST(count(*) AS INTEGER)"),
+            ("EXISTS (SELECT 1)::int", "CAST(EXISTS (SELECT 1) AS INTEGER)"),
         ],
     )
     def test_casts_map_to_sqlite_affinity(self, expr: str, expected: str) -> None:
@@ -636,7 +646,10 @@ class TestScript:
         ("WITH a AS (DELETE FROM t RETURNING *), b AS (SELECT 1) UPDATE u SET x = 1", "UPDATE"),
         ("CREATE TABLE t (a INT)", "CREATE TABLE"),
         ("create unique index i on t (a)", "CREATE INDEX"),
-        ("CREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql", "CREATE FUNCTION"),
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql",
+            "CREATE FUNCTION",
+        ),
         ("CREATE MATERIALIZED VIEW v AS SELECT 1", "CREATE MATERIALIZED VIEW"),
         ("DROP TABLE IF EXISTS t", "DROP TABLE"),
         ("ALTER TABLE t ADD COLUMN b INT", "ALTER TABLE"),
@@ -719,6 +732,7 @@ def test_returns_rows_and_kind(query: str, returns_rows: bool) -> None:
 def test_classification_tolerates_postgresql_only_syntax() -> None:
     """statement_kind/is_read_only run on PostgreSQL too: dollar quotes and $0 never raise."""
     assert statement_kind("DO $$ BEGIN PERFORM 1; END $$") == "DO"
+    assert statement_kind("SELECT $0 /* unterminated") == "SELECT"
     assert is_read_only("SELECT $body$ DELETE $body$, tags @> $1 FROM t") is True
 
 
@@ -739,7 +753,8 @@ def test_literals_and_identifiers_survive_byte_identical(literal: str, ident: st
     """Any string literal or quoted identifier is left exactly as written and still runs."""
     lit_sql = "'" + literal.replace("'", "''") + "'"
     ident_sql = '"' + ident.replace('"', '""') + '"'
-    query = f"SELECT {lit_sql} AS {ident_sql}, $1 AS p /* {literal.replace('*/', '').replace('/*', '')} */"
+    comment = literal.replace("*/", "").replace("/*", "")
+    query = f"SELECT {lit_sql} AS {ident_sql}, $1 AS p /* {comment} */"
     q = translate_for_sqlite(query)
     assert q.sql == query.replace("$1 AS p", "?1 AS p", 1)
     assert q.param_count == 1

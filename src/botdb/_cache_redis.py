@@ -51,7 +51,7 @@ return redis.call('GET', KEYS[2]) or '0'
 # ARGV: channel, version ttl in ms, origin id, then the plain keys.
 _INVALIDATE = """
 local clock = redis.call('INCR', KEYS[1])
-local version = tostring(clock)
+local version = string.format('%d', clock)
 for i = 2, #KEYS, 2 do
   redis.call('DEL', KEYS[i])
   redis.call('SET', KEYS[i + 1], version, 'PX', ARGV[2])
@@ -199,7 +199,7 @@ class RedisLink:
             if not isinstance(keys, list):  # cjson encodes an empty table as {}
                 keys = []
             return Invalidation(str(payload["o"]), int(payload["v"]), [str(k) for k in keys])
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed invalidation message: {data!r:.200}") from exc
 
     async def aclose(self) -> None:

@@ -124,9 +124,10 @@ class Cache(CacheCore):
 
         A cached None is returned as None; use :meth:`get_or_load` to tell the two apart.
         """
-        entry = self._data.get(key)
+        data = self._data
+        entry = data.get(key)
         if entry is not None and entry[1] > monotonic():
-            self._data.move_to_end(key)
+            data.move_to_end(key)
             self._hits += 1
             return entry[0]
         self._misses += 1
@@ -137,9 +138,10 @@ class Cache(CacheCore):
 
         An L1 hit does no I/O, takes no lock and allocates nothing but its coroutine.
         """
-        entry = self._data.get(key)
+        data = self._data
+        entry = data.get(key)
         if entry is not None and entry[1] > monotonic():
-            self._data.move_to_end(key)
+            data.move_to_end(key)
             self._hits += 1
             return entry[0]
         return await self._get_slow(key, default)
@@ -161,9 +163,10 @@ class Cache(CacheCore):
         Raises:
             DataError: the loader returned a value that is not JSON-serialisable.
         """
-        entry = self._data.get(key)
+        data = self._data
+        entry = data.get(key)
         if entry is not None and entry[1] > monotonic():
-            self._data.move_to_end(key)
+            data.move_to_end(key)
             self._hits += 1
             value: T = entry[0]
             return value

@@ -71,7 +71,8 @@ class Database(QueryAPI):
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._memory_keeper: sqlite3.Connection | None = None
-        self._timeout = self.settings.command_timeout
+        # SQLite times statements itself; PostgreSQL's server enforces command_timeout.
+        self._timeout = self.settings.command_timeout if self.backend == "sqlite" else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -104,7 +105,9 @@ class Database(QueryAPI):
     async def _open_first(self) -> None:
         assert self._leases is not None
         try:
-            warm = [await self._leases.acquire() for _ in range(max(1, self.settings.pool_min_size))]
+            warm = [
+                await self._leases.acquire() for _ in range(max(1, self.settings.pool_min_size))
+            ]
         except Exception as exc:
             error = translate_error(exc)
             if isinstance(error, errors.ConfigurationError | errors.AuthenticationError):
@@ -204,10 +207,14 @@ class Database(QueryAPI):
             raise errors.InterfaceError("the database is not connected: await db.connect()")
         if timeout is None:
             timeout = self._timeout
-        try:
-            conn = await leases.acquire()
-        except Exception as exc:
-            return await self._after_failure(exc, method, query, args, timeout, extra, retryable)
+        conn = leases.take_idle()
+        if conn is None:
+            try:
+                conn = await leases.acquire()
+            except Exception as exc:
+                return await self._after_failure(
+                    exc, method, query, args, timeout, extra, retryable
+                )
         start = time.perf_counter()
         try:
             result = await getattr(conn, method)(query, args, timeout, *extra)
@@ -390,8 +397,9 @@ class Database(QueryAPI):
 
         Example:
             >>> async def transfer(conn, src, dst, amount):
-            ...     await conn.execute("UPDATE wallets SET coins = coins - $1 WHERE id = $2", amount, src)
-            ...     await conn.execute("UPDATE wallets SET coins = coins + $1 WHERE id = $2", amount, dst)
+            ...     sql = "UPDATE wallets SET coins = coins + $1 WHERE id = $2"
+            ...     await conn.execute(sql, -amount, src)
+            ...     await conn.execute(sql, amount, dst)
             >>> await db.run_in_transaction(transfer, alice, bob, 10)
         """
 
@@ -494,7 +502,7 @@ class Database(QueryAPI):
         for driver in idle:
             try:
                 await driver.fetchval("SELECT 1", (), 5.0)
-            except Exception:  # noqa: BLE001 - any failure means the connection is unusable
+            except Exception:
                 leases.release(driver, discard=True)
                 dropped += 1
             else:

@@ -146,9 +146,20 @@ class LeasePool:
                 return await self._lease()
             # Every connection is in use and some are ours: wait for one of ours to come back
             # (SQLAlchemy's pool never sees a released lease, so waiting there would hang).
-            conn = await self._wait_for_release()
-            if conn is not None:
-                return conn
+            handed = await self._wait_for_release()
+            if handed is not None:
+                return handed
+
+    def take_idle(self) -> DriverConnection | None:
+        """The newest idle connection if it is fit for use, else None (then :meth:`acquire`)."""
+        if not self._idle:
+            return None
+        conn = self._idle[-1]
+        if conn.is_closed() or time.monotonic() - conn.idle_since > self._max_inactive:
+            return None
+        if conn.born + self._recycle < conn.idle_since:
+            return None
+        return self._idle.pop()
 
     def release(self, conn: DriverConnection, *, discard: bool = False) -> None:
         """Hand a connection to a waiter or the free list, or back to SQLAlchemy if broken.
@@ -187,7 +198,11 @@ class LeasePool:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
-        return {"leased": self._leased, "leased_idle": len(self._idle), "waiting": len(self._waiters)}
+        return {
+            "leased": self._leased,
+            "leased_idle": len(self._idle),
+            "waiting": len(self._waiters),
+        }
 
     async def _lease(self) -> DriverConnection:
         self._leased += 1
@@ -205,9 +220,7 @@ class LeasePool:
             raise
 
     async def _wait_for_release(self) -> DriverConnection | None:
-        waiter: asyncio.Future[DriverConnection | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        waiter: asyncio.Future[DriverConnection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self._timeout):
@@ -219,8 +232,9 @@ class LeasePool:
             ) from None
         except asyncio.CancelledError:
             # Cancelled after a connection was handed over: pass it on, do not leak it.
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.release(waiter.result())
+            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if handed is not None:
+                self.release(handed)
             raise
 
     def _wake(self, conn: DriverConnection | None) -> bool:
@@ -250,7 +264,7 @@ class LeasePool:
             return
         try:
             await conn.detach()
-        except Exception:  # noqa: BLE001 - a connection that cannot be reset is not reused
+        except Exception:
             await greenlet_spawn(proxied.invalidate)
             return
         await greenlet_spawn(proxied.close)

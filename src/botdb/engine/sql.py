@@ -74,7 +74,8 @@ class _Tok:
 
 
 _LEX = re.compile(
-    r"""(?P<ws>\s+)|(?P<lc>--[^\n]*)|(?P<bc>/\*)
+    r"""(?P<ws>(?:\s+|--[^\n]*)*)
+    (?:(?P<eof>\Z)|(?P<bc>/\*)
     |(?P<es>[eE]'(?:[^'\\]|\\.|'')*')
     |(?P<bad>[uU]&['"]|[bB]')
     |(?P<s>[xX]?'(?:[^']|'')*')
@@ -86,7 +87,7 @@ _LEX = re.compile(
     |(?P<cast>::)
     |(?P<o>[-+*/<>=~!@\#%^&|`?]+)
     |(?P<c>[(),;\[\].:])
-    |(?P<other>.)""",
+    |(?P<other>.))""",
     re.VERBOSE | re.DOTALL,
 )
 _COMMENT_MARK = re.compile(r"/\*|\*/")
@@ -110,12 +111,14 @@ def _decode_escape(m: re.Match[str]) -> str:
     return chr(code)
 
 
-def _block_comment_end(sql: str, pos: int) -> tuple[int, bool]:
+def _block_comment_end(sql: str, pos: int, strict: bool) -> tuple[int, bool]:
     """End of the (possibly nested) block comment opening at ``pos``, and whether it nests."""
     depth, nested, at = 1, False, pos + 2
     while depth:
         m = _COMMENT_MARK.search(sql, at)
         if m is None:
+            if not strict:
+                return len(sql), nested
             raise SQLSyntaxError("unterminated /* comment")
         depth += 1 if m.group() == "/*" else -1
         nested = nested or depth > 1
@@ -144,61 +147,63 @@ def _lex(sql: str, *, strict: bool, params: bool = True) -> tuple[list[_Tok], in
     toks: list[_Tok] = []
     ws: list[str] = []
     max_param = 0
-    pos, size = 0, len(sql)
-    match = _LEX.match
-    while pos < size:
+    pos, match = 0, _LEX.match
+    while True:
         m = match(sql, pos)
-        assert m is not None  # the `other` branch matches any character
-        kind = m.lastgroup
-        text = m.group()
-        end = m.end()
-        if kind == "ws" or kind == "lc":
-            ws.append(text)
-        elif kind == "bc":
-            end, nested = _block_comment_end(sql, pos)
-            text = sql[pos:end]
+        assert m is not None  # the `other` branch matches any character, `eof` the end
+        kind = m.lastgroup or "other"
+        if m.group("ws"):
+            ws.append(m.group("ws"))
+        start, end = m.end("ws"), m.end()
+        text = sql[start:end]
+        if kind == "eof":
+            break
+        if kind == "bc":
+            end, nested = _block_comment_end(sql, start, strict)
+            text = sql[start:end]
             if nested:  # SQLite's comments do not nest: defuse the inner markers
                 text = "/*" + text[2:-2].replace("/*", "/ *").replace("*/", "* /") + "*/"
             ws.append(text)
-        else:
-            if kind == "es":
-                kind = "s"
-                if strict:
-                    body = _ESCAPE.sub(_decode_escape, text[2:-1])
-                    text = "'" + body.replace("'", "''") + "'"
-            elif kind == "dq":
-                if strict:
-                    raise UnsupportedSQLError("dollar-quoted string", "use a '...' literal")
-                close = sql.find(text, end)
-                end = size if close < 0 else close + len(text)
-                kind, text = "s", sql[pos:end]
-            elif kind == "p":
-                if not params:
-                    raise UnsupportedSQLError(f"{text} placeholder in a script")
-                number = int(text[1:])
-                if number == 0:
-                    raise ArgumentError("there is no parameter $0; placeholders start at $1")
-                max_param = max(max_param, number)
-                text = "?" + text[1:]
-            elif kind == "o":
-                cut = min((i for i in (text.find("--"), text.find("/*")) if i > 0), default=0)
-                text = text[:cut] if cut else text
-                while len(text) > 1 and text[-1] in "+-" and not set(text) & set("~!@#%^&|`?"):
-                    text = text[:-1]
-                end = pos + len(text)
-                if strict and (reason := _operator_rejection(text)):
-                    unary = text == "~" and not (toks and _ends_operand(toks[-1]))
-                    if not unary:
-                        raise UnsupportedSQLError(reason)
-            elif kind in ("bad", "other") and strict:
-                if text[0] in "'\"":
-                    raise SQLSyntaxError("unterminated quoted string or identifier")
-                if kind == "bad":
-                    raise UnsupportedSQLError(f"{text.rstrip(chr(39) + chr(34))}'' literal")
-            toks.append(_Tok("::" if kind == "cast" else kind or "other", text, "".join(ws)))
-            ws = []
+            pos = end
+            continue
+        if kind == "es":
+            kind = "s"
+            if strict:
+                body = _ESCAPE.sub(_decode_escape, text[2:-1])
+                text = "'" + body.replace("'", "''") + "'"
+        elif kind == "dq":
+            if strict:
+                raise UnsupportedSQLError("dollar-quoted string", "use a '...' literal")
+            close = sql.find(text, end)
+            end = len(sql) if close < 0 else close + len(text)
+            kind, text = "s", sql[start:end]
+        elif kind == "p":
+            if not params:
+                raise UnsupportedSQLError(f"{text} placeholder in a script")
+            number = int(text[1:])
+            if number == 0 and strict:
+                raise ArgumentError("there is no parameter $0; placeholders start at $1")
+            max_param = max(max_param, number)
+            text = "?" + text[1:]
+        elif kind == "o":
+            cut = min((i for i in (text.find("--"), text.find("/*")) if i > 0), default=0)
+            text = text[:cut] if cut else text
+            while len(text) > 1 and text[-1] in "+-" and not set(text) & set("~!@#%^&|`?"):
+                text = text[:-1]
+            end = start + len(text)
+            binary = text != "~" or bool(toks and _ends_operand(toks[-1]))  # unary ~: bit not
+            if strict and binary and (reason := _operator_rejection(text)):
+                raise UnsupportedSQLError(reason)
+        elif kind in ("bad", "other") and strict:
+            if text[0] in "'\"":
+                raise SQLSyntaxError("unterminated quoted string or identifier")
+            if kind == "bad":
+                raise UnsupportedSQLError(f"{text.rstrip(chr(39) + chr(34))}'' literal")
+        toks.append(_Tok("::" if kind == "cast" else kind, text, "".join(ws)))
+        ws = []
         pos = end
     toks.append(_Tok("$", "", "".join(ws), u=""))
+    toks += [_Tok("$", "", u="") for _ in range(4)]  # lookahead never runs off the end
     return toks, max_param
 
 
@@ -426,6 +431,9 @@ _TYPE_CATEGORY: dict[str, str] = {
     **dict.fromkeys(("TIMESTAMP", "TIMESTAMPTZ", "JSON", "JSONB"), "keep"),
     "DATE": "date",
 }
+_INT_FUNCTIONS = frozenset(
+    ("COUNT", "EXISTS", "LENGTH", "CHAR_LENGTH", "ROW_NUMBER", "RANK", "DENSE_RANK", "NTILE")
+)
 _TRUE = frozenset(("t", "true", "y", "yes", "on", "1"))
 _FALSE = frozenset(("f", "false", "n", "no", "off", "0"))
 
@@ -686,7 +694,9 @@ class _Rewriter:
             j += 1
             while toks[j].k in _NAMES:  # OF t, s.u
                 j += 1 + 2 * (toks[j + 1].u == ".")
-                j += toks[j].u == ","
+                if toks[j].u != ",":
+                    break
+                j += 1
         if toks[j].u == "NOWAIT":
             j += 1
         elif toks[j].u == "SKIP" and toks[j + 1].u == "LOCKED":
@@ -738,7 +748,7 @@ class _Rewriter:
         literal, end, unit = toks[i + 1], i + 1, ""
         if literal.k != "s" or not literal.t.startswith("'"):
             raise UnsupportedSQLError("INTERVAL without a literal", "write INTERVAL '1 day'")
-        if toks[end + 1].k == "w" and toks[end + 1].t.lower() in _UNITS:
+        if toks[end + 1].u in ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"):
             end, unit = end + 1, toks[end + 1].t.lower()
         follow = toks[end + 1]
         if follow.k == "::" or follow.u in ("*", "/", "%", "^", "["):
@@ -826,6 +836,8 @@ class _Rewriter:
             raise UnsupportedSQLError("::cast of this expression", "use CAST(expr AS type)")
         name, args, is_array, last = _parse_type(toks, i + 1, "::cast")
         atom = toks[start].k if start == i - 1 else ""
+        if toks[start].u in _INT_FUNCTIONS and _match(toks, start + 1, 1) == i - 1:
+            atom = "p"  # never a fractional value: a plain CAST is exact
         label = "::" + self.text(i + 1, last)
         self.replace(
             start, last, _cast_sql(self.text(start, i - 1), atom, name, args, is_array, label)

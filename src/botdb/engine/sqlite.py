@@ -37,7 +37,12 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 
 from botdb.engine.base import DriverConnection
 from botdb.engine.record import SQLiteRecord, column_index
-from botdb.engine.sql import SQLiteQuery, status_tag, translate_for_sqlite, translate_script_for_sqlite
+from botdb.engine.sql import (
+    SQLiteQuery,
+    status_tag,
+    translate_for_sqlite,
+    translate_script_for_sqlite,
+)
 from botdb.errors import ArgumentError, ConfigurationError, InterfaceError, UndefinedTableError
 
 if TYPE_CHECKING:
@@ -255,9 +260,7 @@ class SQLiteConnection(DriverConnection):
         count = await self._in_thread(timeout, self._executemany_sync, sql, rows)
         return f"COPY {count}"
 
-    async def executescript(
-        self, script: str, _args: Sequence[Any], timeout: float | None
-    ) -> None:
+    async def executescript(self, script: str, _args: Sequence[Any], timeout: float | None) -> None:
         sql = translate_script_for_sqlite(script)
         await self._in_thread(timeout, self._script_sync, sql)
 
@@ -335,8 +338,10 @@ class SQLiteConnection(DriverConnection):
             raise
 
     def _table_columns(self, table: str, schema: str | None) -> list[str]:
-        pragma = f"PRAGMA {_quote(schema)}.table_info({_quote(table)})" if schema else (
-            f"PRAGMA table_info({_quote(table)})"
+        pragma = (
+            f"PRAGMA {_quote(schema)}.table_info({_quote(table)})"
+            if schema
+            else (f"PRAGMA table_info({_quote(table)})")
         )
         names = [row[1] for row in self.raw.execute(pragma).fetchall()]
         if not names:
