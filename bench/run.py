@@ -25,9 +25,23 @@ from typing import Any
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-from _cases import CASES, Case
+from _base import Case, LatencyCase  # noqa: E402
+
+
+def all_cases() -> list[Case | LatencyCase]:
+    """The ``CASES`` and ``LATENCIES`` of the ``cases_*.py`` modules here, in name order."""
+    import importlib
+
+    cases: list[Case | LatencyCase] = []
+    for path in sorted(HERE.glob("cases_*.py")):
+        module = importlib.import_module(path.stem)
+        cases.extend(getattr(module, "CASES", []))
+        cases.extend(getattr(module, "LATENCIES", []))
+    return cases
+
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_BENCH_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BOTDB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -68,6 +82,24 @@ async def measure(fn: Callable[[], Awaitable[int]]) -> float:
     start = time.perf_counter()
     count = await fn()
     return count / (time.perf_counter() - start)
+
+
+async def run_latency(case: LatencyCase, env: dict[str, Any]) -> Result:
+    """A latency case as a row: 'ratio' is the p99 target over the measured p99."""
+    result = Result(case.name, "p99 latency (ms)", 1.0)
+    try:
+        async with case.setup(env) as sample:
+            latencies = sorted(await sample())
+    except Exception as exc:  # noqa: BLE001 - a case that cannot run is reported, not fatal
+        result.skipped = f"{type(exc).__name__}: {exc}"
+        return result
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    result.baseline = f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 < {case.target_p99_ms} ms)"
+    result.baseline_rates.append(case.target_p99_ms)
+    result.botdb_rates.append(p99)
+    result.ratios.append(case.target_p99_ms / p99 if p99 else float("inf"))
+    return result
 
 
 async def run_case(case: Case, env: dict[str, Any], rounds: int) -> Result:
@@ -151,12 +183,15 @@ async def main() -> int:
         env = {"pg_url": pg_url, "tmp": Path(tmp), "redis_url": REDIS_URL, "sqlite3": sqlite3}
         results = []
         try:
-            for case in CASES:
+            for case in all_cases():
                 if options.only and not any(word in case.name for word in options.only):
                     continue
                 if not options.json:
                     print(f"running {case.name} ...", file=sys.stderr)
-                results.append(await run_case(case, env, options.rounds))
+                if isinstance(case, LatencyCase):
+                    results.append(await run_latency(case, env))
+                else:
+                    results.append(await run_case(case, env, options.rounds))
         finally:
             if pg_url:
                 await drop_pg_database(pg_url)

@@ -283,6 +283,10 @@ class TestInterval:
     def test_other_interval_uses_rejected(self, query: str) -> None:
         rejects(query, "INTERVAL")
 
+    def test_column_named_interval_untouched(self) -> None:
+        query = "SELECT interval, r.interval FROM reminders r WHERE interval > ?1"
+        assert sql(query.replace("?", "$")) == query
+
     def test_interval_cast_rejected(self) -> None:
         rejects("SELECT NOW() - $1::interval", "::interval")
 

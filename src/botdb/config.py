@@ -382,6 +382,8 @@ class Settings(BaseSettings):
         redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
         cache_ttl: seconds a cache entry lives.
         cache_max_size: entries kept in the in-process cache.
+        cache_prefix: namespace of the cache's Redis keys and invalidation channel; bots that
+            share one Redis need different prefixes.
     """
 
     model_config = SettingsConfigDict(
@@ -416,6 +418,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, repr=False)
     cache_ttl: float = Field(default=300.0, ge=0)
     cache_max_size: int = Field(default=10_000, ge=0)
+    cache_prefix: str = Field(default="botdb:", min_length=1)
 
     _url: DatabaseURL = PrivateAttr()
 

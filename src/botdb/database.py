@@ -18,12 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
 from botdb import errors
+from botdb.cache import Cache
 from botdb.config import Settings
 from botdb.engine._translate import raise_translated, translate_error
 from botdb.engine.base import DriverConnection, LeasePool
@@ -32,9 +34,15 @@ from botdb.engine.retry import RetryPolicy, may_retry
 from botdb.engine.sql import is_read_only
 from botdb.engine.stats import QueryStats
 
+if TYPE_CHECKING:
+    from botdb.repository import Repository
+
 __all__ = ["Database", "connect"]
 
 T = TypeVar("T")
+M = TypeVar("M")
+
+_INVALIDATIONS = "botdb.invalidations"
 
 _ISOLATION_LEVELS = ("read_committed", "repeatable_read", "serializable")
 
@@ -73,6 +81,8 @@ class Database(QueryAPI):
         self._memory_keeper: sqlite3.Connection | None = None
         # SQLite times statements itself; PostgreSQL's server enforces command_timeout.
         self._timeout = self.settings.command_timeout if self.backend == "sqlite" else None
+        self._cache: Cache | None = None
+        self._repositories: dict[type[Any], Any] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -97,6 +107,13 @@ class Database(QueryAPI):
         )
         try:
             await self._retry.call(self._open_first, retryable=_connect_retryable)
+            self._cache = Cache(
+                redis_url=self.settings.redis_url,
+                prefix=self.settings.cache_prefix,
+                max_size=max(1, self.settings.cache_max_size),
+                ttl=self.settings.cache_ttl,
+            )
+            await self._cache.start()
         except BaseException:
             await self.close()
             raise
@@ -148,6 +165,9 @@ class Database(QueryAPI):
 
     async def close(self) -> None:
         """Hand every connection back and close the pool. Safe to call twice."""
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            await cache.close()
         leases, self._leases = self._leases, None
         if leases is not None:
             await leases.close()
@@ -185,6 +205,13 @@ class Database(QueryAPI):
         if self._engine is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
         return self._engine
+
+    @property
+    def cache(self) -> Cache:
+        """The two-level cache (in-process, plus Redis when ``redis_url`` is set)."""
+        if self._cache is None:
+            raise errors.InterfaceError("the database is not connected: await db.connect()")
+        return self._cache
 
     @property
     def url(self) -> str:
@@ -348,10 +375,12 @@ class Database(QueryAPI):
             if isinstance(exc, Exception):
                 raise_translated(exc)
             raise
+        batch = conn.invalidations = self.cache.batch()
         try:
             yield conn
         except BaseException:
             conn._released = True
+            batch.discard()
             await self._rollback_and_release(driver)
             raise
         conn._released = True
@@ -368,6 +397,7 @@ class Database(QueryAPI):
                 raise
             raise error from exc
         leases.release(driver)
+        await batch.commit()
 
     async def _rollback_and_release(self, driver: DriverConnection) -> None:
         leases = self._require_leases()
@@ -432,20 +462,72 @@ class Database(QueryAPI):
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """An ORM session (unit of work): committed at the end of the block, rolled back if
-        it raises. One per task or per update; never share it between tasks."""
+        it raises. One per task or per update; never share it between tasks.
+
+        Cache invalidations registered with :meth:`invalidate` during the block are sent
+        after the commit, and dropped on rollback.
+        """
         if self._sessions is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
         await self._require_leases().yield_idle()
+        batch = self.cache.batch()
         async with self._sessions() as session:
+            session.info[_INVALIDATIONS] = batch
             try:
                 yield session
                 await session.commit()
-            except Exception as exc:
+            except BaseException as exc:
+                batch.discard()
                 await session.rollback()
-                error = translate_error(exc)
-                if error is exc:
+                if not isinstance(exc, Exception):
                     raise
-                raise error from exc
+                raise_translated(exc)
+        await batch.commit()
+
+    async def invalidate(self, *keys: str, within: AsyncSession | Connection | None = None) -> None:
+        """Drop cache keys in every process: after ``within``'s commit, or now without one.
+
+        Pass the session or transaction connection the write happened in, so that the
+        invalidation waits for the commit and is dropped on rollback.
+        """
+        batch = None
+        if isinstance(within, AsyncSession):
+            batch = within.info.get(_INVALIDATIONS)
+        elif isinstance(within, Connection):
+            batch = within.invalidations
+        if batch is not None:
+            batch.invalidate(*keys)
+        else:
+            await self.cache.invalidate(*keys)
+
+    # -- models, repositories and migrations --------------------------------------------------
+
+    def repo(self, model: type[M]) -> Repository[M]:
+        """The repository of a model (built-in or your own), created once per Database."""
+        repository = self._repositories.get(model)
+        if repository is None:
+            from botdb.repository import Repository
+
+            repository = self._repositories[model] = Repository(self, model)
+        return cast("Repository[M]", repository)
+
+    async def create_tables(self, metadata: MetaData | None = None) -> None:
+        """Create every table of ``metadata`` (default: botdb's ``Base``) that is missing.
+
+        For tests and prototypes; real deployments use :meth:`migrate`.
+        """
+        if metadata is None:
+            from botdb.models import Base
+
+            metadata = Base.metadata
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema (built-in tables and your own migrations) to ``revision``."""
+        from botdb.migrations import Migrator
+
+        await Migrator(self).upgrade(revision)
 
     def _require_leases(self) -> LeasePool:
         if self._leases is None:

@@ -20,6 +20,7 @@ from botdb.engine.base import DriverConnection
 from botdb.errors import InterfaceError
 
 if TYPE_CHECKING:
+    from botdb.cache import InvalidationBatch
     from botdb.engine.stats import QueryStats
 
 __all__ = ["Connection", "PreparedStatement", "QueryAPI"]
@@ -153,12 +154,14 @@ class Connection(QueryAPI):
     to re-run a whole transaction after a transient failure.
     """
 
-    __slots__ = ("_driver", "_released", "_stats")
+    __slots__ = ("_driver", "_released", "_stats", "invalidations")
 
     def __init__(self, driver: DriverConnection, stats: QueryStats) -> None:
         self._driver = driver
         self._stats = stats
         self._released = False
+        #: Cache invalidations sent after this transaction commits (None outside one).
+        self.invalidations: InvalidationBatch | None = None
 
     @property
     def in_transaction(self) -> bool:

@@ -746,8 +746,10 @@ class _Rewriter:
     def interval(self, i: int) -> int:
         toks = self.toks
         literal, end, unit = toks[i + 1], i + 1, ""
+        if literal.k == "p":
+            raise UnsupportedSQLError("INTERVAL $n", "pass the computed timestamp instead")
         if literal.k != "s" or not literal.t.startswith("'"):
-            raise UnsupportedSQLError("INTERVAL without a literal", "write INTERVAL '1 day'")
+            return i  # a column named interval
         if toks[end + 1].u in ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"):
             end, unit = end + 1, toks[end + 1].t.lower()
         follow = toks[end + 1]
@@ -818,7 +820,7 @@ class _Rewriter:
             return i  # a generated column: SQLite has those
         if not self.in_table_ddl():
             return i
-        last = _match(toks, j + 2, 1) if toks[j + 2].u == "(" else j + 1
+        last = max(_match(toks, j + 2, 1), j + 1) if toks[j + 2].u == "(" else j + 1
         start, end = self.column_span(i)
         types = [k for k in range(start, i) if toks[k].u in _INT_TYPES]
         if not types:

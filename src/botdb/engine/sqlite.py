@@ -59,7 +59,6 @@ PROGRESS_STEPS = 20_000
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 _INTERRUPT = 9
 _NATIVE = (int, float, str, bytes, type(None))
-_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def prepare_sqlite_file(path: str) -> None:
@@ -400,9 +399,10 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, _NATIVE):
         return value
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime(_TIMESTAMP)
+        # The format SQLAlchemy stores on SQLite: "YYYY-MM-DD HH:MM:SS.ffffff", here in UTC.
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(dt.UTC)
+        return value.isoformat(" ", "microseconds")[:26]
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal | uuid.UUID):

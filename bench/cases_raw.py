@@ -1,8 +1,4 @@
-"""The benchmark cases: each sets up a (baseline, botdb) pair of callables doing the same work.
-
-Every callable returns how many operations it did; ``run.py`` turns that into a rate.
-Targets come from DESIGN.md.
-"""
+"""Raw SQL API cases: botdb's execute/fetch/COPY against asyncpg, sqlite3 and aiosqlite."""
 
 from __future__ import annotations
 
@@ -11,24 +7,15 @@ import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import botdb
+from _base import Case, Pair, require
 
-Pair = tuple[Callable[[], Awaitable[int]], Callable[[], Awaitable[int]]]
+import botdb
 
 LOOKUPS = 6000
 ROWS = 20_000
 KEYS = 1000
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    baseline: str
-    target: float | None
-    setup: Callable[[dict[str, Any]], Any]
 
 
 def _message_rows(n: int, offset: int = 0) -> list[tuple[Any, ...]]:
@@ -53,12 +40,6 @@ KV_DDL = "CREATE TABLE kv (id BIGINT PRIMARY KEY, name TEXT NOT NULL, value INTE
 KV_ROWS = [(i, f"name-{i}", i * 7) for i in range(KEYS)]
 
 
-def _require(env: dict[str, Any], key: str) -> Any:
-    if not env.get(key):
-        raise RuntimeError(f"no {key} (server not reachable)")
-    return env[key]
-
-
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -66,7 +47,7 @@ def _require(env: dict[str, Any], key: str) -> Any:
 async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
     import asyncpg
 
-    url = _require(env, "pg_url")
+    url = require(env, "pg_url")
     raw = await asyncpg.connect(url)
     await raw.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
     await raw.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
@@ -94,7 +75,7 @@ async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
 async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
     import asyncpg
 
-    url = _require(env, "pg_url")
+    url = require(env, "pg_url")
     pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
     await pool.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
     await pool.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
@@ -127,7 +108,7 @@ async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
 async def pg_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
     import asyncpg
 
-    url = _require(env, "pg_url")
+    url = require(env, "pg_url")
     raw = await asyncpg.connect(url)
     db = await botdb.connect(url)
     rows = _message_rows(ROWS)
@@ -158,7 +139,7 @@ async def pg_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
 async def pg_copy(env: dict[str, Any]) -> AsyncIterator[Pair]:
     import asyncpg
 
-    url = _require(env, "pg_url")
+    url = require(env, "pg_url")
     raw = await asyncpg.connect(url)
     db = await botdb.connect(url)
     rows = _message_rows(ROWS * 5)
@@ -258,7 +239,6 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA synchronous = NORMAL")
     rows = _message_rows(ROWS)
-    raw_rows = [(*row[:5], row[5].strftime("%Y-%m-%d %H:%M:%S.%f"), *row[6:]) for row in rows]
 
     def reset() -> None:
         raw.execute("DROP TABLE IF EXISTS messages")
@@ -266,6 +246,8 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
 
     async def baseline() -> int:
         reset()
+        # sqlite3 cannot bind an aware datetime itself: a bot formats it, as botdb does.
+        raw_rows = [(*r[:5], r[5].isoformat(" ", "microseconds")[:26], *r[6:]) for r in rows]
         raw.execute("BEGIN")
         raw.executemany(f"INSERT INTO messages VALUES ({', '.join('?' * 10)})", raw_rows)
         raw.execute("COMMIT")

@@ -1,0 +1,5 @@
+"""``python -m botdb`` runs the ``botdb`` command."""
+
+from botdb.cli import main
+
+main()
