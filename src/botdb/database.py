@@ -520,6 +520,7 @@ class Database(QueryAPI):
             from botdb.models import Base
 
             metadata = Base.metadata
+        await self._require_leases().yield_idle()
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 

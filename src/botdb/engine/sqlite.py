@@ -80,22 +80,20 @@ def prepare_sqlite_file(path: str) -> None:
 def create_sqlite_engine(settings: Settings, *, memory_name: str | None = None) -> AsyncEngine:
     """One SQLAlchemy AsyncEngine on aiosqlite, every connection set up with botdb's pragmas.
 
-    An in-memory database is a named shared-cache database (so every pooled connection sees
-    the same data) with a single connection, which keeps it consistent.
+    An in-memory database is a named shared-cache database, so every pooled connection sees
+    the same data (concurrent writers there meet SQLITE_LOCKED, which botdb retries).
     """
     url = settings.url
     busy_ms = int(settings.sqlite_busy_timeout * 1000)
     cache_kib = settings.sqlite_cache_size_mb * 1024
     if memory_name is not None:
         sa_url = f"sqlite+aiosqlite:///file:{memory_name}?mode=memory&cache=shared&uri=true"
-        pool_size = 1
     else:
         sa_url = url.sqlalchemy_url()
-        pool_size = settings.pool_max_size
     engine = create_async_engine(
         sa_url,
         poolclass=AsyncAdaptedQueuePool,
-        pool_size=pool_size,
+        pool_size=settings.pool_max_size,
         max_overflow=0,
         pool_timeout=settings.pool_acquire_timeout,
         connect_args={"check_same_thread": False, "cached_statements": 256},
