@@ -30,6 +30,8 @@ and on/off in any case; anything else raises :class:`~botdb.errors.Configuration
 the variable. Every invalid value raises ``ConfigurationError`` naming the field, with the
 pydantic error chained as ``__cause__``; passwords never appear in messages, ``str`` or ``repr``.
 
+:class:`DatabaseURL` (the parsed URL) lives in the private ``botdb._url`` and is re-exported here.
+
 Example:
     >>> Settings(database_url="postgres://bot:s3cr%40t@db:5432/bot").url.masked()
     'postgresql://bot:***@db:5432/bot'
@@ -38,14 +40,11 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
-from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from pydantic import (
     BeforeValidator,
@@ -57,46 +56,19 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from botdb._url import BackendName, DatabaseURL, mask_text, parse_port
 from botdb.errors import ConfigurationError
 
 __all__ = ["BackendName", "DatabaseURL", "SSLMode", "Settings"]
 
-BackendName = Literal["sqlite", "postgresql"]
 SSLMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
-_SQLITE_SCHEMES = frozenset({"sqlite", "sqlite+aiosqlite"})
-_PG_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
-_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
-# Query keys that SQLAlchemy's asyncpg dialect can pass on to ``asyncpg.connect`` as keywords.
-_SQLALCHEMY_KEYS = frozenset(
-    {"host", "port", "passfile", "target_session_attrs", "krbsrvname", "gsslib"}
-    | {"prepared_statement_cache_size"}
-)
-# libpq client options asyncpg does not know (it would send them to the server as settings).
-_LIBPQ_ONLY_KEYS = frozenset(
-    {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "requiressl"}
-    | {"keepalives_count", "tcp_user_timeout", "channel_binding", "gssencmode"}
-)
 # The mapping from_env() reads instead of os.environ, for the duration of one construction.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("botdb_environ", default=None)
 _PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 _DB_VARIABLES = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def _mask_text(text: str) -> str:
-    """Mask the password in a URL-like string that may not even parse."""
-    scheme, sep, rest = text.partition("://")
-    if sep and (at := rest.rfind("@")) >= 0 and ":" in rest[:at]:
-        text = f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1 :]}"
-    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", text)
-
-
-def _parse_port(text: str, where: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigurationError(f"invalid port {text!r} in {where}: use a number from 1 to 65535")
-    return int(text)
 
 
 def _to_bool(value: Any) -> Any:
@@ -115,160 +87,6 @@ def _parse_bool(name: str, raw: str) -> bool:
         raise ConfigurationError(f"{name}={raw!r} is {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class DatabaseURL:
-    """A parsed database URL. ``str()`` and ``repr()`` show it with the password masked.
-
-    Attributes:
-        backend: ``"sqlite"`` or ``"postgresql"``.
-        path: SQLite file path; ``""`` or ``":memory:"`` for an in-memory database.
-        host: PostgreSQL host name, or a unix-socket directory (starting with ``/``); ``""``
-            lets the driver choose.
-        port: PostgreSQL port, ``None`` for the default.
-        user: user name (decoded).
-        password: password (decoded). Never printed.
-        database: PostgreSQL database name (decoded).
-        query: the remaining query parameters, e.g. ``{"sslmode": "require"}``.
-    """
-
-    backend: BackendName
-    path: str = ""
-    host: str = ""
-    port: int | None = None
-    user: str = ""
-    password: str = ""
-    database: str = ""
-    query: dict[str, str] = field(default_factory=dict, hash=False)
-
-    @classmethod
-    def parse(cls, url: str) -> DatabaseURL:
-        """Parse a ``sqlite://`` or ``postgresql://`` URL.
-
-        Raises:
-            ConfigurationError: empty or malformed URL, unknown scheme or driver, bad port,
-                missing PostgreSQL database name.
-        """
-        url = url.strip()
-        if not url:
-            raise ConfigurationError("the database URL is empty")
-        shown = _mask_text(url)
-        scheme, sep, rest = url.partition("://")
-        scheme = scheme.lower()
-        if not sep:
-            raise ConfigurationError(f"malformed database URL {shown!r}: expected scheme://…")
-        rest, _, query_text = rest.partition("?")
-        query = dict(parse_qsl(query_text, keep_blank_values=True))
-        if scheme in _SQLITE_SCHEMES:
-            if rest and not rest.startswith("/"):
-                raise ConfigurationError(
-                    f"malformed SQLite URL {shown!r}: use sqlite:///relative.db, "
-                    "sqlite:////absolute/path.db or sqlite:///:memory:"
-                )
-            return cls(backend="sqlite", path=rest[1:], query=query)
-        if scheme.startswith(("postgresql+", "postgres+")) and scheme not in _PG_SCHEMES:
-            raise ConfigurationError(
-                f"unsupported PostgreSQL driver {scheme!r}: botdb connects through asyncpg; "
-                "use postgresql:// or postgresql+asyncpg://"
-            )
-        if scheme not in _PG_SCHEMES:
-            raise ConfigurationError(
-                f"unsupported database URL scheme {scheme!r} in {shown!r}: "
-                "use sqlite:///path.db or postgresql://user:password@host:port/database"
-            )
-        netloc, _, path = rest.partition("/")
-        if "@" in path and "@" not in netloc:
-            raise ConfigurationError(
-                f"malformed database URL {shown!r}: percent-encode / ? # @ : in the user name "
-                "or password (for example @ as %40)"
-            )
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, _, password = userinfo.partition(":")
-        host, port_text = hostport, ""
-        if hostport.startswith("["):
-            host, _, after = hostport[1:].partition("]")
-            port_text = after.removeprefix(":")
-        elif ":" in hostport:
-            host, _, port_text = hostport.rpartition(":")
-        if "," in host:
-            raise ConfigurationError(f"multiple hosts are not supported: {shown!r}")
-        parts = {"host": host, "port": port_text, "user": user, "password": password}
-        parts = {key: unquote(value) for key, value in parts.items()} | {"database": unquote(path)}
-        for key in ("host", "port", "user", "password", "dbname", "database"):
-            name = "database" if key == "dbname" else key
-            if key in query:
-                if parts[name]:
-                    raise ConfigurationError(f"{shown!r} gives the {name} twice")
-                parts[name] = query.pop(key)
-        if not parts["database"] or "/" in parts["database"]:
-            raise ConfigurationError(
-                f"missing or malformed database name in {shown!r}: end the URL with "
-                "/<database>, e.g. postgresql://user@localhost:5432/mybot"
-            )
-        port = _parse_port(parts["port"], repr(shown)) if parts["port"] else None
-        user, password, database = parts["user"], parts["password"], parts["database"]
-        return cls("postgresql", "", parts["host"], port, user, password, database, query)
-
-    @property
-    def is_memory(self) -> bool:
-        """True for an in-memory SQLite database."""
-        return self.backend == "sqlite" and self.path in ("", ":memory:")
-
-    def _render(self, scheme: str, password: str | None, keep: frozenset[str] | None) -> str:
-        query = {k: v for k, v in self.query.items() if keep is None or k in keep}
-        if self.backend == "sqlite":
-            text = f"{scheme}:///{':memory:' if self.is_memory else self.path}"
-        else:
-            netloc = ""
-            if self.user or password:
-                netloc = quote(self.user, safe="") + (f":{password}" if password else "") + "@"
-            if self.host.startswith("/"):
-                query = (
-                    {"host": self.host} | ({"port": str(self.port)} if self.port else {}) | query
-                )
-            else:
-                netloc += f"[{self.host}]" if ":" in self.host else self.host
-                netloc += f":{self.port}" if self.port else ""
-            text = f"{scheme}://{netloc}/{quote(self.database, safe='')}"
-        return text + (f"?{urlencode(query, safe='/:*', quote_via=quote)}" if query else "")
-
-    def sqlalchemy_url(self) -> str:
-        """URL for SQLAlchemy's async engine: ``sqlite+aiosqlite`` or ``postgresql+asyncpg``.
-
-        Query parameters that ``asyncpg.connect`` does not take as keywords (``sslmode``,
-        ``sslrootcert``, ``application_name``…) are left out: pass SSL with
-        :meth:`Settings.ssl_context`.
-        """
-        if self.backend == "sqlite":
-            return self._render("sqlite+aiosqlite", None, None)
-        password = quote(self.password, safe="") if self.password else None
-        return self._render("postgresql+asyncpg", password, _SQLALCHEMY_KEYS)
-
-    def asyncpg_dsn(self) -> str:
-        """Plain ``postgresql://`` DSN for ``asyncpg.connect`` / ``create_pool``.
-
-        Raises:
-            ConfigurationError: the URL is a SQLite one.
-        """
-        if self.backend != "postgresql":
-            raise ConfigurationError(f"{self.masked()} is not a PostgreSQL URL")
-        keep = frozenset(self.query) - _LIBPQ_ONLY_KEYS
-        password = quote(self.password, safe="") if self.password else None
-        return self._render("postgresql", password, keep)
-
-    def masked(self) -> str:
-        """The URL with the password (and secret query values) replaced by ``***``."""
-        scheme = "sqlite" if self.backend == "sqlite" else "postgresql"
-        masked = {k: ("***" if k in _SECRET_QUERY_KEYS else v) for k, v in self.query.items()}
-        copy = replace(self, password="", query=masked)
-        return copy._render(scheme, "***" if self.password else None, None)
-
-    def __str__(self) -> str:
-        return self.masked()
-
-    def __repr__(self) -> str:
-        return f"DatabaseURL({self.masked()!r})"
-
-
 _Bool = Annotated[bool, BeforeValidator(_to_bool)]
 
 
@@ -280,7 +98,7 @@ def _postgres_from_parts(environ: Mapping[str, str], names: tuple[str, ...]) -> 
     if not database:
         raise ConfigurationError(f"{host_var} is set but {db_var} is not: name the database")
     query = {"sslmode": mode} if host_var == "PGHOST" and (mode := environ.get("PGSSLMODE")) else {}
-    port = _parse_port(port_text, port_var) if port_text else None
+    port = parse_port(port_text, port_var) if port_text else None
     password = environ.get(password_var, "")
     host = environ[host_var]
     return DatabaseURL("postgresql", "", host, port, user, password, database, query).asyncpg_dsn()
@@ -349,7 +167,7 @@ def _describe(error: Mapping[str, Any], data: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown setting {name!r}"
     value = data.get(name) if isinstance(data, Mapping) else None
-    shown = _mask_text(value) if isinstance(value, str) and name.endswith("_url") else value
+    shown = mask_text(value) if isinstance(value, str) and name.endswith("_url") else value
     text = repr(shown)
     text = text if len(text) <= 80 else text[:77] + "..."
     return f"{name} (BOTDB_{name.upper()}) = {text}: {error['msg']}"
@@ -382,6 +200,8 @@ class Settings(BaseSettings):
         redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
         cache_ttl: seconds a cache entry lives.
         cache_max_size: entries kept in the in-process cache.
+        migrations_path: your own migration directories, separated like ``PATH``
+            (``BOTDB_MIGRATIONS_PATH``); ``db.migrate()`` runs them after the built-in ones.
         cache_prefix: namespace of the cache's Redis keys and invalidation channel; bots that
             share one Redis need different prefixes.
     """
@@ -419,6 +239,7 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(default=300.0, ge=0)
     cache_max_size: int = Field(default=10_000, ge=0)
     cache_prefix: str = Field(default="botdb:", min_length=1)
+    migrations_path: str | None = None
 
     _url: DatabaseURL = PrivateAttr()
 
@@ -469,7 +290,7 @@ class Settings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigurationError(
-                f"redis_url {_mask_text(self.redis_url)!r} must start with redis://, rediss:// "
+                f"redis_url {mask_text(self.redis_url)!r} must start with redis://, rediss:// "
                 "or unix://"
             )
         self._url = DatabaseURL.parse(self.database_url)
@@ -529,6 +350,12 @@ class Settings(BaseSettings):
         """``"sqlite"`` or ``"postgresql"``."""
         return self._url.backend
 
+    def migration_locations(self) -> list[Path]:
+        """The directories of ``migrations_path`` (split like ``PATH``), empty when unset."""
+        if not self.migrations_path:
+            return []
+        return [Path(part) for part in self.migrations_path.split(os.pathsep) if part]
+
     def ssl_context(self) -> ssl.SSLContext | str | bool | None:
         """What to pass as asyncpg's ``ssl=`` argument (``None`` on SQLite).
 
@@ -569,4 +396,4 @@ class Settings(BaseSettings):
         yield "database_url", self._url.masked()
         yield from super().__repr_args__()
         if self.redis_url is not None:
-            yield "redis_url", _mask_text(self.redis_url)
+            yield "redis_url", mask_text(self.redis_url)

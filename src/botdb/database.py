@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
@@ -469,7 +470,7 @@ class Database(QueryAPI):
         """
         if self._sessions is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
-        await self._require_leases().yield_idle()
+        await self.free_pool_slot()
         batch = self.cache.batch()
         async with self._sessions() as session:
             session.info[_INVALIDATIONS] = batch
@@ -520,15 +521,30 @@ class Database(QueryAPI):
             from botdb.models import Base
 
             metadata = Base.metadata
-        await self._require_leases().yield_idle()
+        await self.free_pool_slot()
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 
-    async def migrate(self, revision: str = "head") -> None:
-        """Upgrade the schema (built-in tables and your own migrations) to ``revision``."""
+    async def migrate(
+        self, revision: str = "head", *, script_locations: Sequence[str | Path] | None = None
+    ) -> list[str]:
+        """Upgrade the schema (built-in tables and your own migrations) to ``revision``.
+
+        ``script_locations`` are your migration directories (default: the setting
+        ``migrations_path``). Returns the revisions applied. See ``docs/migrations.md``.
+        """
         from botdb.migrations import Migrator
 
-        await Migrator(self).upgrade(revision)
+        if script_locations is None:
+            script_locations = self.settings.migration_locations()
+        return await Migrator(self, script_locations=script_locations).upgrade(revision)
+
+    async def free_pool_slot(self) -> None:
+        """Hand an idle raw-API connection back to the engine's pool if that pool is full.
+
+        Call it before using :attr:`engine` directly (``db.session()`` does it itself).
+        """
+        await self._require_leases().yield_idle()
 
     def _require_leases(self) -> LeasePool:
         if self._leases is None:

@@ -30,6 +30,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     │   └── UnsupportedSQLError       a PostgreSQL construct SQLite cannot run
     ├── DataError                     a value the column cannot hold (out of range, bad text)
     ├── NotFoundError                 ``get_one`` found nothing
+    ├── MigrationError                a migration command failed; the schema is unchanged
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
 """
@@ -51,6 +52,7 @@ __all__ = [
     "ForeignKeyViolationError",
     "IntegrityError",
     "InterfaceError",
+    "MigrationError",
     "MissingDependencyError",
     "NotFoundError",
     "NotNullViolationError",
@@ -203,6 +205,12 @@ class DataError(BotDBError):
 
 class NotFoundError(BotDBError):
     """``get_one`` (or another ``*_one``) found no row."""
+
+
+class MigrationError(BotDBError):
+    """A migration command failed: unknown revision, a downgrade past base, a revision whose
+    SQL failed, or a database that is not up to date. The database is left unchanged; the
+    underlying error (a botdb error when the database raised it) is ``__cause__``."""
 
 
 class InterfaceError(BotDBError):

@@ -1,0 +1,1 @@
+"""Revision files of botdb's built-in schema (branch ``botdb``)."""
