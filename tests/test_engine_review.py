@@ -1,8 +1,7 @@
 """Engine review: lease-pool hand-offs, cancellation and transactions left open.
 
-Each test pins the correct behaviour of a bug found in review and is marked
-``xfail(strict=True)`` until the engine is fixed: when a fix lands, the test passes, strict xfail
-turns that into a failure, and the marker is removed.
+Each test pins the correct behaviour for a bug a review found (first as a strict xfail that
+failed for the stated reason, then fixed in the engine).
 """
 
 from __future__ import annotations
@@ -60,11 +59,6 @@ async def small_db(db_url: str) -> AsyncIterator[botdb.Database]:
         yield database
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LeasePool.release trusts DriverConnection.in_transaction, which only begin() sets: "
-    "a raw BEGIN goes back to the free list with its transaction open",
-)
 async def test_raw_begin_does_not_leave_a_transaction_open_on_a_pooled_connection(
     small_db: botdb.Database, db_url: str
 ) -> None:
@@ -75,11 +69,6 @@ async def test_raw_begin_does_not_leave_a_transaction_open_on_a_pooled_connectio
     assert await _outside_count(db_url, "t") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLiteConnection.when_idle re-raises the interrupted thread's OperationalError, "
-    "so LeasePool._release_when_idle dies and the connection is never given back",
-)
 async def test_a_cancelled_sqlite_statement_gives_its_connection_back(sqlite_url: str) -> None:
     """After a slow read is cancelled, its connection serves the next statement."""
     async with botdb.connect(
@@ -93,12 +82,6 @@ async def test_a_cancelled_sqlite_statement_gives_its_connection_back(sqlite_url
         assert await db.fetchval("SELECT 1") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release(discard=True) wakes the waiter before the hand-back frees the slot; the "
-    "waiter re-checks, finds the pool still full, waits again and is never woken (on SQLite the "
-    "when_idle leak above also keeps the slot)",
-)
 async def test_a_waiter_gets_the_slot_a_discarded_connection_frees(
     small_db: botdb.Database, backend: str
 ) -> None:
@@ -118,11 +101,6 @@ async def test_a_waiter_gets_the_slot_a_discarded_connection_frees(
             await slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncio.timeout turns the cancellation into TimeoutError, so the "
-    "'except CancelledError' hand-on in _wait_for_release never runs: the connection leaks",
-)
 async def test_an_acquire_timeout_racing_a_release_loses_no_connection(sqlite_url: str) -> None:
     """A connection handed to a waiter whose timeout fires in the same loop turn is not lost."""
     async with botdb.connect(
@@ -150,11 +128,6 @@ async def test_an_acquire_timeout_racing_a_release_loses_no_connection(sqlite_ur
                 leases.release(held)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LeasePool.close() cancels the waiters' futures: a task that was never cancelled "
-    "gets CancelledError instead of InterfaceError('the database is closed')",
-)
 async def test_closing_the_database_fails_waiters_with_interface_error(sqlite_url: str) -> None:
     """A caller queued for a connection when the database closes gets InterfaceError."""
     db = await botdb.connect(sqlite_url, pool_max_size=1, pool_min_size=1)
@@ -177,11 +150,6 @@ async def test_closing_the_database_fails_waiters_with_interface_error(sqlite_ur
         await waiter
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_connections drains the free list and releases one by one: a cancellation "
-    "in the middle loses every connection not yet released",
-)
 async def test_cancelled_validate_connections_loses_no_connection(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,20 +174,20 @@ async def test_cancelled_validate_connections_loses_no_connection(
         with pytest.raises(asyncio.CancelledError):
             await task
         try:
-            stats = db.pool_stats()
+            # The connection interrupted mid-check is closed in the background: let it settle.
+            for _ in range(100):
+                stats = db.pool_stats()
+                if stats["leased"] == stats["leased_idle"]:
+                    break
+                await asyncio.sleep(0.01)
             assert stats["leased"] == stats["leased_idle"], stats
         finally:
-            for conn in drained:  # leaked by the bug: hand them back for a clean teardown
+            for conn in drained:  # were a connection leaked, hand it back for a clean teardown
                 if conn not in leases._idle:
                     await conn.when_idle()
                     leases.release(conn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Database._rollback_and_release raises InterfaceError('another operation is in "
-    "progress') over the CancelledError while the cancelled statement's thread still runs",
-)
 async def test_a_timed_out_sqlite_transaction_raises_timeout_error(sqlite_url: str) -> None:
     """asyncio.timeout around a transaction whose statement is still running raises TimeoutError."""
 
@@ -246,11 +214,6 @@ def _hold_write_lock(path: Path, seconds: float, locked: threading.Event) -> Non
     other.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="begin() sets in_transaction only after the thread returns: cancelled while BEGIN "
-    "IMMEDIATE waits for the lock, the connection is pooled holding the write lock",
-)
 async def test_cancel_during_begin_does_not_pool_a_connection_holding_the_write_lock(
     sqlite_url: str,
 ) -> None:
@@ -280,12 +243,6 @@ async def test_cancel_during_begin_does_not_pool_a_connection_holding_the_write_
             other.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yield_idle hands back an idle lease only when the pool is full at that moment; "
-    "a second session opened before the first checks out waits on SQLAlchemy's pool while "
-    "an idle lease sits unused",
-)
 async def test_two_sessions_fit_in_a_pool_of_two_with_idle_leases(sqlite_url: str) -> None:
     """Two sessions open at once in a pool of two, even when the raw API left idle leases."""
     async with botdb.connect(
@@ -297,11 +254,6 @@ async def test_two_sessions_fit_in_a_pool_of_two_with_idle_leases(sqlite_url: st
             assert (await second.execute(text("SELECT 2"))).scalar() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite rolls the whole transaction back when a write in it is interrupted (the "
-    "command timeout); botdb keeps in_transaction=True, so later statements autocommit one by one",
-)
 async def test_a_statement_timeout_inside_a_sqlite_transaction_keeps_it_atomic(
     sqlite_url: str,
 ) -> None:
@@ -317,11 +269,6 @@ async def test_a_statement_timeout_inside_a_sqlite_transaction_keeps_it_atomic(
         assert await db.fetchval("SELECT count(*) FROM t") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_from_asyncpg maps every asyncpg.InterfaceError to ArgumentError, including "
-    "'another operation is in progress' (concurrent use), which SQLite reports as InterfaceError",
-)
 async def test_concurrent_use_of_one_postgres_connection_is_an_interface_error(
     pg_url: str,
 ) -> None:
@@ -334,11 +281,6 @@ async def test_concurrent_use_of_one_postgres_connection_is_an_interface_error(
         await first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection._call passes timeout=None to the driver; only Database._call falls back "
-    "to command_timeout, so SQLite statements in acquire()/transaction() never time out",
-)
 async def test_command_timeout_applies_on_an_acquired_sqlite_connection(sqlite_url: str) -> None:
     """command_timeout bounds a statement run through db.acquire(), as it does through db."""
     async with botdb.connect(sqlite_url, command_timeout=0.2) as db, db.acquire() as conn:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
@@ -30,13 +30,14 @@ from botdb.cache import Cache
 from botdb.config import Settings
 from botdb.engine._translate import raise_translated, translate_error
 from botdb.engine.base import DriverConnection, LeasePool
-from botdb.engine.connection import Connection, QueryAPI
+from botdb.engine.connection import Connection, QueryAPI, rollback_quietly
 from botdb.engine.retry import RetryPolicy, may_retry
 from botdb.engine.sql import is_read_only
 from botdb.engine.stats import QueryStats
 
 if TYPE_CHECKING:
     from botdb.repository import Repository
+    from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
 __all__ = ["Database", "connect"]
 
@@ -84,6 +85,7 @@ class Database(QueryAPI):
         self._timeout = self.settings.command_timeout if self.backend == "sqlite" else None
         self._cache: Cache | None = None
         self._repositories: dict[type[Any], Any] = {}
+        self._scoped: dict[str, ScopedConfig] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -130,7 +132,7 @@ class Database(QueryAPI):
             error = translate_error(exc)
             if isinstance(error, errors.ConfigurationError | errors.AuthenticationError):
                 raise type(error)(f"{error} ({self.settings.url.masked()})") from exc
-            if error is exc or isinstance(error, errors.ConnectionFailedError):
+            if error is exc or isinstance(error, errors.TransientError):
                 raise errors.ConnectionFailedError(
                     f"could not connect to {self.settings.url.masked()}: {exc}"
                 ) from exc
@@ -338,15 +340,12 @@ class Database(QueryAPI):
             driver = await leases.acquire()
         except Exception as exc:
             raise_translated(exc)
-        conn = Connection(driver, self._stats)
+        conn = Connection(driver, self._stats, self._timeout)
         try:
             yield conn
-        except BaseException:
+        finally:
             conn._released = True
             leases.release(driver, discard=driver.in_transaction)
-            raise
-        conn._released = True
-        leases.release(driver, discard=driver.in_transaction)
 
     @asynccontextmanager
     async def transaction(
@@ -364,11 +363,13 @@ class Database(QueryAPI):
                 f"unknown isolation level {isolation!r}; use one of {', '.join(_ISOLATION_LEVELS)}"
             )
         leases = self._require_leases()
+        batch = self.cache.batch()
         try:
             driver = await leases.acquire()
         except Exception as exc:
             raise_translated(exc)
-        conn = Connection(driver, self._stats)
+        conn = Connection(driver, self._stats, self._timeout)
+        conn.invalidations = batch
         try:
             await driver.begin(isolation=isolation, readonly=readonly)
         except BaseException as exc:
@@ -376,7 +377,6 @@ class Database(QueryAPI):
             if isinstance(exc, Exception):
                 raise_translated(exc)
             raise
-        batch = conn.invalidations = self.cache.batch()
         try:
             yield conn
         except BaseException:
@@ -401,16 +401,14 @@ class Database(QueryAPI):
         await batch.commit()
 
     async def _rollback_and_release(self, driver: DriverConnection) -> None:
+        """Roll back after the block failed; the block's error (or cancellation) stands."""
         leases = self._require_leases()
-        if driver.is_closed():
-            leases.release(driver, discard=True)
-            return
         try:
-            await asyncio.shield(driver.rollback())
-        except BaseException:
+            clean = await rollback_quietly(driver)
+        except BaseException:  # cancelled during ROLLBACK: the connection is not reusable
             leases.release(driver, discard=True)
             raise
-        leases.release(driver)
+        leases.release(driver, discard=not clean)
 
     async def run_in_transaction(
         self,
@@ -470,19 +468,24 @@ class Database(QueryAPI):
         """
         if self._sessions is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
-        await self.free_pool_slot()
-        batch = self.cache.batch()
-        async with self._sessions() as session:
-            session.info[_INVALIDATIONS] = batch
-            try:
-                yield session
-                await session.commit()
-            except BaseException as exc:
-                batch.discard()
-                await session.rollback()
-                if not isinstance(exc, Exception):
-                    raise
-                raise_translated(exc)
+        leases = self._require_leases()
+        leases.sessions_open += 1
+        try:
+            await leases.yield_idle()
+            batch = self.cache.batch()
+            async with self._sessions() as session:
+                session.info[_INVALIDATIONS] = batch
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException as exc:
+                    batch.discard()
+                    await session.rollback()
+                    if not isinstance(exc, Exception):
+                        raise
+                    raise_translated(exc)
+        finally:
+            leases.sessions_open -= 1
         await batch.commit()
 
     async def invalidate(self, *keys: str, within: AsyncSession | Connection | None = None) -> None:
@@ -500,6 +503,39 @@ class Database(QueryAPI):
             batch.invalidate(*keys)
         else:
             await self.cache.invalidate(*keys)
+
+    # -- services -----------------------------------------------------------------------------
+
+    @cached_property
+    def users(self) -> UserService:
+        """Users (Discord and Telegram): cached, race-free ``get_or_create``."""
+        from botdb.services import UserService
+
+        return UserService(self)
+
+    @cached_property
+    def config(self) -> GuildConfigService:
+        """Per-guild configuration: typed, validated, cached across shards."""
+        from botdb.services import GuildConfigService
+
+        return GuildConfigService(self)
+
+    @cached_property
+    def cases(self) -> CaseService:
+        """Moderation cases with gapless per-guild case numbers."""
+        from botdb.services import CaseService
+
+        return CaseService(self)
+
+    def scoped(self, namespace: str) -> ScopedConfig:
+        """Red-DiscordBot-style scoped settings of ``namespace`` (one object per namespace,
+        which holds its registered defaults)."""
+        scoped = self._scoped.get(namespace)
+        if scoped is None:
+            from botdb.services import ScopedConfig
+
+            scoped = self._scoped[namespace] = ScopedConfig(self, namespace)
+        return scoped
 
     # -- models, repositories and migrations --------------------------------------------------
 
@@ -598,12 +634,17 @@ class Database(QueryAPI):
         leases = self._require_leases()
         idle = leases.drain_idle()
         valid = dropped = 0
-        for driver in idle:
+        for position, driver in enumerate(idle):
             try:
                 await driver.fetchval("SELECT 1", (), 5.0)
             except Exception:
                 leases.release(driver, discard=True)
                 dropped += 1
+            except BaseException:  # cancelled: give every connection not checked yet back
+                leases.release(driver, discard=True)
+                for rest in idle[position + 1 :]:
+                    leases.release(rest)
+                raise
             else:
                 leases.release(driver)
                 valid += 1

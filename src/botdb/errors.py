@@ -219,3 +219,12 @@ class InterfaceError(BotDBError):
 
 class DatabaseError(BotDBError):
     """Any other error the database reported with a code; ``sqlstate`` says which."""
+
+
+def aborted_transaction() -> DatabaseError:
+    """The error for a COMMIT of a transaction the database had already rolled back."""
+    return DatabaseError(
+        "the transaction was aborted by an earlier error and has been rolled back; "
+        "nothing in it was committed",
+        sqlstate="25P02",
+    )

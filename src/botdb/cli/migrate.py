@@ -1,8 +1,8 @@
 """``botdb migrate``: upgrade, downgrade, current, history, check and revision.
 
 Your own revisions live in one or more directories given with ``--version-path`` (repeatable)
-or the setting ``migrations_path`` (``BOTDB_MIGRATIONS_PATH``, paths separated like ``PATH``). Commands that compare against the
-models (``check``, ``revision``) import your models module(s) with ``--models``.
+or the setting ``migrations_path`` (``BOTDB_MIGRATIONS_PATH``, paths separated like ``PATH``).
+Commands that compare against the models (``check``, ``revision``) import your models module(s) with ``--models``.
 """
 
 from __future__ import annotations

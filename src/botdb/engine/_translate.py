@@ -10,7 +10,9 @@ the table/column name. Every other decision uses codes only.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 import sqlite3
 from typing import Any, NoReturn
 
@@ -31,6 +33,8 @@ _SQLSTATE: dict[str, type[errors.BotDBError]] = {
     "57P02": errors.ConnectionLostError,  # crash_shutdown
     "57P03": errors.ConnectionFailedError,  # cannot_connect_now: server starting up
     "53300": errors.ConnectionFailedError,  # too_many_connections
+    "08001": errors.ConnectionFailedError,  # sqlclient_unable_to_establish_sqlconnection
+    "08004": errors.ConnectionFailedError,  # sqlserver_rejected_establishment_of_sqlconnection
     "28P01": errors.AuthenticationError,
     "28000": errors.AuthenticationError,
     "3D000": errors.ConfigurationError,  # the database named in the URL does not exist
@@ -47,6 +51,8 @@ _SQLSTATE_CLASS: dict[str, type[errors.BotDBError]] = {
     "42": errors.QueryError,
     "40": errors.SerializationError,
 }
+
+_NO_ROUTE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 
 # SQLite extended result codes -> class (https://www.sqlite.org/rescode.html).
 _SQLITE_EXTENDED: dict[int, type[errors.BotDBError]] = {
@@ -97,8 +103,11 @@ def translate_error(exc: BaseException, *, closed: bool = False) -> BaseExceptio
     module = type(exc).__module__
     if module.startswith("asyncpg"):
         return _from_asyncpg(exc, sqlstate)
-    if isinstance(exc, ConnectionRefusedError | OSError) and not isinstance(exc, FileNotFoundError):
-        return errors.ConnectionFailedError(f"could not connect to the database server: {exc}")
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        if isinstance(exc, ConnectionRefusedError | socket.gaierror) or exc.errno in _NO_ROUTE:
+            return errors.ConnectionFailedError(f"could not connect to the database server: {exc}")
+        # Any other socket error may have struck mid-statement: the outcome is unknown.
+        return errors.ConnectionLostError(f"the connection to the database failed: {exc}")
     return exc
 
 
@@ -111,9 +120,9 @@ def raise_translated(exc: BaseException, *, closed: bool = False) -> NoReturn:
 
 
 def _unwrap_sqlalchemy(exc: BaseException) -> BaseException:
+    """SQLAlchemy wraps driver errors (``DBAPIError.orig``), its asyncpg adapter twice."""
     if type(exc).__module__ == "sqlalchemy.exc" and type(exc).__name__ == "TimeoutError":
         return errors.QueryTimeoutError(f"no database connection became free in time: {exc}")
-    """SQLAlchemy wraps driver errors (``DBAPIError.orig``), its asyncpg adapter twice."""
     orig = getattr(exc, "orig", None)
     if orig is not None and type(exc).__module__.startswith("sqlalchemy"):
         exc = orig

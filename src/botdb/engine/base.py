@@ -44,6 +44,10 @@ class DriverConnection(abc.ABC):
     @abc.abstractmethod
     def is_closed(self) -> bool: ...
 
+    @abc.abstractmethod
+    def driver_in_transaction(self) -> bool:
+        """What the driver says: a transaction is open (botdb's or one a raw BEGIN opened)."""
+
     def is_busy(self) -> bool:
         """True while work started on this connection is still running (a cancelled call)."""
         return False
@@ -88,9 +92,9 @@ class DriverConnection(abc.ABC):
     @abc.abstractmethod
     async def begin(self, *, isolation: str | None = None, readonly: bool = False) -> None: ...
 
+    @abc.abstractmethod
     async def commit(self) -> None:
-        await self.execute("COMMIT", (), None)
-        self.in_transaction = False
+        """COMMIT; raises DatabaseError (25P02) if the database had rolled it back already."""
 
     async def rollback(self) -> None:
         self.in_transaction = False
@@ -120,6 +124,8 @@ class LeasePool:
         self._idle: list[DriverConnection] = []
         self._waiters: deque[asyncio.Future[DriverConnection | None]] = deque()
         self._leased = 0
+        #: ORM sessions open now (see :meth:`yield_idle`); Database.session() counts them.
+        self.sessions_open = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -129,16 +135,8 @@ class LeasePool:
         Waits at most ``timeout`` seconds when every connection of the pool is in use.
         """
         while True:
-            idle = self._idle
-            while idle:
-                conn = idle.pop()
-                if conn.is_closed():
-                    await self._give_back(conn, invalidate=True)
-                    continue
-                now = time.monotonic()
-                if now - conn.born > self._recycle or now - conn.idle_since > self._max_inactive:
-                    await self._give_back(conn, invalidate=True)
-                    continue
+            conn = self.take_idle()
+            if conn is not None:
                 return conn
             if self._closed:
                 raise InterfaceError("the database is closed")
@@ -151,35 +149,50 @@ class LeasePool:
                 return handed
 
     def take_idle(self) -> DriverConnection | None:
-        """The newest idle connection if it is fit for use, else None (then :meth:`acquire`)."""
-        if not self._idle:
-            return None
-        conn = self._idle[-1]
-        if conn.is_closed() or time.monotonic() - conn.idle_since > self._max_inactive:
-            return None
-        if conn.born + self._recycle < conn.idle_since:
-            return None
-        return self._idle.pop()
+        """The newest idle connection fit for use, or None. Unfit ones are handed back."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            now = time.monotonic()
+            if (
+                conn.is_closed()
+                or now - conn.idle_since > self._max_inactive
+                or now - conn.born > self._recycle
+            ):
+                self._spawn(self._give_back(conn, invalidate=True))
+                continue
+            return conn
+        return None
 
     def release(self, conn: DriverConnection, *, discard: bool = False) -> None:
-        """Hand a connection to a waiter or the free list, or back to SQLAlchemy if broken.
+        """Hand a connection to a waiter or the free list, or back to SQLAlchemy if unfit.
 
-        Synchronous on the fast path, so it also runs while a task is being cancelled.
+        Synchronous on the fast path, so it also runs while a task is being cancelled. A
+        connection with a transaction open (a raw ``BEGIN`` never committed, a cancelled
+        ``BEGIN``) is closed rather than reused.
         """
         if conn.is_busy():
             self._spawn(self._release_when_idle(conn, discard))
             return
-        if discard or self._closed or conn.in_transaction or conn.is_closed():
-            self._spawn(self._give_back(conn, invalidate=discard or conn.in_transaction))
-            self._wake(None)  # a waiter may lease a new connection in its place
+        if discard or self._closed or conn.is_closed() or conn.driver_in_transaction():
+            unclean = discard or conn.in_transaction or conn.driver_in_transaction()
+            self._spawn(self._give_back(conn, invalidate=unclean))
             return
+        conn.in_transaction = False
         conn.idle_since = time.monotonic()
         if not self._wake(conn):
             self._idle.append(conn)
 
     async def yield_idle(self) -> None:
-        """Hand one idle connection back to SQLAlchemy's pool if that pool is exhausted."""
-        if self._idle and self._pool_full():
+        """Hand one idle connection back to SQLAlchemy's pool if an ORM session needs it.
+
+        Sessions that are open count as needing a connection, even before they check one out.
+        """
+        pool: Any = self._engine.pool
+        if not self._idle or not hasattr(pool, "checkedout"):
+            return
+        capacity = pool.size() + max(pool._max_overflow, 0)
+        if pool.checkedout() + self.sessions_open >= capacity:
             await self._give_back(self._idle.pop(0), invalidate=False)
 
     def drain_idle(self) -> list[DriverConnection]:
@@ -190,11 +203,10 @@ class LeasePool:
     async def close(self) -> None:
         """Hand every connection back and wait for pending hand-backs."""
         self._closed = True
-        while self._waiters:
-            self._waiters.popleft().cancel()
+        self._wake_all()  # waiters see the closed pool and raise InterfaceError
         while self._idle:
             await self._give_back(self._idle.pop(), invalidate=False)
-        if self._tasks:
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
@@ -216,7 +228,8 @@ class LeasePool:
             return await self._wrap(proxied)
         except BaseException:
             self._leased -= 1
-            await greenlet_spawn(proxied.invalidate)
+            self._spawn(greenlet_spawn(proxied.invalidate))
+            self._wake(None)
             raise
 
     async def _wait_for_release(self) -> DriverConnection | None:
@@ -225,16 +238,22 @@ class LeasePool:
         try:
             async with asyncio.timeout(self._timeout):
                 return await waiter
-        except TimeoutError:
-            raise QueryTimeoutError(
-                f"no database connection became free within {self._timeout:g} s "
-                "(raise pool_max_size or pool_acquire_timeout)"
-            ) from None
-        except asyncio.CancelledError:
-            # Cancelled after a connection was handed over: pass it on, do not leak it.
-            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
-            if handed is not None:
-                self.release(handed)
+        except BaseException as exc:
+            # A connection may have been handed over in the very turn the wait ended (timeout
+            # or cancellation): pass it on rather than lose it.
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()
+                if handed is not None:
+                    self.release(handed)
+                else:
+                    self._wake(None)
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise QueryTimeoutError(
+                    f"no database connection became free within {self._timeout:g} s "
+                    "(raise pool_max_size or pool_acquire_timeout)"
+                ) from None
             raise
 
     def _wake(self, conn: DriverConnection | None) -> bool:
@@ -245,6 +264,10 @@ class LeasePool:
                 waiter.set_result(conn)
                 return True
         return False
+
+    def _wake_all(self) -> None:
+        while self._wake(None):
+            pass
 
     def _pool_full(self) -> bool:
         pool: Any = self._engine.pool
@@ -257,17 +280,20 @@ class LeasePool:
         self.release(conn, discard=discard or conn.in_transaction)
 
     async def _give_back(self, conn: DriverConnection, *, invalidate: bool) -> None:
-        self._leased -= 1
         proxied = conn.proxied
-        if invalidate or conn.is_closed():
-            await greenlet_spawn(proxied.invalidate)
-            return
         try:
-            await conn.detach()
-        except Exception:
-            await greenlet_spawn(proxied.invalidate)
-            return
-        await greenlet_spawn(proxied.close)
+            if invalidate or conn.is_closed():
+                await greenlet_spawn(proxied.invalidate)
+                return
+            try:
+                await conn.detach()
+            except Exception:
+                await greenlet_spawn(proxied.invalidate)
+                return
+            await greenlet_spawn(proxied.close)
+        finally:
+            self._leased -= 1
+            self._wake(None)  # the slot is free now: a waiter may lease in its place
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botdb.engine._translate import raise_translated, translate_error
+from botdb.engine._translate import raise_translated
 from botdb.engine.base import DriverConnection
-from botdb.errors import InterfaceError
+from botdb.errors import InterfaceError, aborted_transaction
 
 if TYPE_CHECKING:
     from botdb.cache import InvalidationBatch
     from botdb.engine.stats import QueryStats
 
-__all__ = ["Connection", "PreparedStatement", "QueryAPI"]
+__all__ = ["Connection", "PreparedStatement", "QueryAPI", "rollback_quietly"]
 
 
 class QueryAPI(abc.ABC):
@@ -154,12 +155,16 @@ class Connection(QueryAPI):
     to re-run a whole transaction after a transient failure.
     """
 
-    __slots__ = ("_driver", "_released", "_stats", "invalidations")
+    __slots__ = ("_busy", "_driver", "_released", "_stats", "_timeout", "invalidations")
 
-    def __init__(self, driver: DriverConnection, stats: QueryStats) -> None:
+    def __init__(
+        self, driver: DriverConnection, stats: QueryStats, timeout: float | None = None
+    ) -> None:
         self._driver = driver
         self._stats = stats
+        self._timeout = timeout
         self._released = False
+        self._busy = False
         #: Cache invalidations sent after this transaction commits (None outside one).
         self.invalidations: InvalidationBatch | None = None
 
@@ -183,17 +188,28 @@ class Connection(QueryAPI):
         *extra: Any,
         retryable: bool = True,
     ) -> Any:
+        driver = self._driver
         if self._released:
             raise InterfaceError("this connection was used after its block ended")
+        if self._busy:
+            raise InterfaceError(
+                "another operation is in progress on this connection: one task at a time"
+            )
+        if driver.in_transaction and not driver.driver_in_transaction():
+            # SQLite rolled the transaction back itself after an error (PostgreSQL refuses
+            # further statements the same way): running on would autocommit piecemeal.
+            raise aborted_transaction()
+        if timeout is None:
+            timeout = self._timeout
+        self._busy = True
         start = time.perf_counter()
         try:
-            result = await getattr(self._driver, method)(query, args, timeout, *extra)
+            result = await getattr(driver, method)(query, args, timeout, *extra)
         except Exception as exc:
             self._stats.record_error()
-            error = translate_error(exc, closed=self._driver.is_closed())
-            if error is exc:
-                raise
-            raise error from exc
+            raise_translated(exc, closed=driver.is_closed())
+        finally:
+            self._busy = False
         self._stats.record(query, time.perf_counter() - start)
         return result
 
@@ -209,12 +225,12 @@ class Connection(QueryAPI):
             try:
                 yield self
             except BaseException:
-                await driver.rollback()
+                await rollback_quietly(driver)
                 raise
             try:
                 await driver.commit()
             except Exception as exc:
-                raise_translated(exc)
+                raise_translated(exc, closed=driver.is_closed())
             return
         driver.savepoints += 1
         name = f"botdb_sp_{driver.savepoints}"
@@ -222,9 +238,29 @@ class Connection(QueryAPI):
         try:
             yield self
         except BaseException:
-            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            await self.execute(f"RELEASE SAVEPOINT {name}")
+            # A failure to roll back to the savepoint must not hide the block's own error;
+            # the outer transaction then rolls back as a whole.
+            with contextlib.suppress(Exception):
+                await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                await self.execute(f"RELEASE SAVEPOINT {name}")
             raise
         finally:
             driver.savepoints -= 1
         await self.execute(f"RELEASE SAVEPOINT {name}")
+
+
+async def rollback_quietly(driver: DriverConnection) -> bool:
+    """Roll back after a block failed, never replacing the block's own error.
+
+    Returns False when the connection could not be rolled back (closed, still busy with a
+    cancelled statement, or the ROLLBACK failed); it stays marked as in a transaction, so the
+    pool closes it instead of reusing it.
+    """
+    if driver.is_busy() or driver.is_closed():
+        return False
+    try:
+        await driver.rollback()
+    except Exception:
+        driver.in_transaction = True
+        return False
+    return True

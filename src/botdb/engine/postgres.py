@@ -15,7 +15,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from botdb.engine.base import DriverConnection
 from botdb.engine.record import Record
-from botdb.errors import MissingDependencyError
+from botdb.errors import MissingDependencyError, aborted_transaction
 
 if TYPE_CHECKING:
     from botdb.config import Settings
@@ -85,6 +85,17 @@ class PostgresConnection(DriverConnection):
     def is_closed(self) -> bool:
         return bool(self.driver.is_closed())
 
+    def driver_in_transaction(self) -> bool:
+        return bool(self.driver.is_in_transaction())
+
+    async def commit(self) -> None:
+        status = await self.driver.execute("COMMIT")
+        self.in_transaction = False
+        if status == "ROLLBACK":
+            # PostgreSQL answers COMMIT of a transaction an earlier error aborted with a
+            # ROLLBACK, silently: a caller who caught that error must not believe it committed.
+            raise aborted_transaction()
+
     # The statement methods return asyncpg's own coroutines rather than awaiting them in a
     # coroutine of their own: one frame less on the hot path.
     def execute(self, query: str, args: Sequence[Any], timeout: float | None) -> Any:
@@ -138,5 +149,5 @@ class PostgresConnection(DriverConnection):
             statement += f" ISOLATION LEVEL {_ISOLATION[isolation]}"
         if readonly:
             statement += " READ ONLY"
-        await self.driver.execute(statement)
         self.in_transaction = True
+        await self.driver.execute(statement)

@@ -19,6 +19,7 @@ call. Measured in ``make bench`` against sqlite3 and aiosqlite; the loop-latency
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
 import os
@@ -43,7 +44,13 @@ from botdb.engine.sql import (
     translate_for_sqlite,
     translate_script_for_sqlite,
 )
-from botdb.errors import ArgumentError, ConfigurationError, InterfaceError, UndefinedTableError
+from botdb.errors import (
+    ArgumentError,
+    ConfigurationError,
+    InterfaceError,
+    UndefinedTableError,
+    aborted_transaction,
+)
 
 if TYPE_CHECKING:
     from botdb.config import Settings
@@ -150,12 +157,17 @@ class SQLiteConnection(DriverConnection):
             return True
         return False
 
+    def driver_in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
     def is_busy(self) -> bool:
         return self._pending is not None and not self._pending.done()
 
     async def when_idle(self) -> None:
         if self._pending is not None:
-            await asyncio.wrap_future(self._pending)
+            # The interrupted statement's own error was the cancelled caller's to see.
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._pending)
 
     async def detach(self) -> None:
         self.raw.set_progress_handler(None, 0)
@@ -187,7 +199,17 @@ class SQLiteConnection(DriverConnection):
             return work(*args)
         finally:
             self._deadline = float("inf")
-            raw.execute("PRAGMA busy_timeout = 0")
+            self._reset_busy_timeout()
+
+    def _reset_busy_timeout(self) -> None:
+        # An interrupt() aimed at the statement may land on this PRAGMA instead; it must not
+        # leave the busy timeout on, or a later inline read could block the event loop.
+        for _ in range(5):
+            try:
+                self.raw.execute("PRAGMA busy_timeout = 0")
+            except sqlite3.OperationalError:
+                continue
+            return
 
     def _inline(self, work: Callable[..., T], *args: Any) -> T | None:
         """Run a read on the loop's thread; None when it must move to a thread instead."""
@@ -249,12 +271,8 @@ class SQLiteConnection(DriverConnection):
         columns: Sequence[str] | None = None,
         schema: str | None = None,
     ) -> str:
-        target = _quote(table) if schema is None else f"{_quote(schema)}.{_quote(table)}"
-        names = list(columns) if columns is not None else self._table_columns(table, schema)
-        placeholders = ", ".join("?" * len(names))
-        sql = f"INSERT INTO {target} ({', '.join(map(_quote, names))}) VALUES ({placeholders})"
         rows = [_plain(row) for row in records]
-        count = await self._in_thread(timeout, self._executemany_sync, sql, rows)
+        count = await self._in_thread(timeout, self._copy_sync, table, schema, columns, rows)
         return f"COPY {count}"
 
     async def executescript(self, script: str, _args: Sequence[Any], timeout: float | None) -> None:
@@ -265,10 +283,15 @@ class SQLiteConnection(DriverConnection):
         # IMMEDIATE takes the write lock up front, so a transaction never fails half-way when
         # it upgrades from reading to writing; SQLite transactions are serializable anyway.
         statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+        self.in_transaction = True  # set first: a cancelled BEGIN must not be pooled as clean
         await self._in_thread(None, self.raw.execute, statement)
-        self.in_transaction = True
 
     async def commit(self) -> None:
+        if not self.raw.in_transaction:
+            # SQLite rolled the whole transaction back itself (an interrupted write, a full
+            # disk...): committing now would report as durable what is not there.
+            self.in_transaction = False
+            raise aborted_transaction()
         await self._in_thread(None, self.raw.execute, "COMMIT")
         self.in_transaction = False
 
@@ -333,6 +356,19 @@ class SQLiteConnection(DriverConnection):
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
+
+    def _copy_sync(
+        self,
+        table: str,
+        schema: str | None,
+        columns: Sequence[str] | None,
+        rows: list[Sequence[Any]],
+    ) -> int:
+        target = _quote(table) if schema is None else f"{_quote(schema)}.{_quote(table)}"
+        names = list(columns) if columns is not None else self._table_columns(table, schema)
+        placeholders = ", ".join("?" * len(names))
+        sql = f"INSERT INTO {target} ({', '.join(map(_quote, names))}) VALUES ({placeholders})"
+        return self._executemany_sync(sql, rows)
 
     def _table_columns(self, table: str, schema: str | None) -> list[str]:
         pragma = (

@@ -1,0 +1,27 @@
+"""The services a bot calls on every event, on top of the cache and the built-in models.
+
+* :class:`UserService` (``db.users``): ``get_or_create`` from a discord.py or Telegram user.
+* :class:`GuildConfigService` (``db.config``): typed, cached per-guild configuration.
+* :class:`ScopedConfig` (``db.scoped(namespace)``): Red-DiscordBot-style scoped settings.
+* :class:`CaseService` (``db.cases``): moderation cases with gapless per-guild numbers.
+
+Each takes the :class:`~botdb.Database` and knows no framework. See ``docs/cache.md`` for
+what the cache promises across processes.
+"""
+
+from __future__ import annotations
+
+from botdb.services.cases import CaseService
+from botdb.services.guild_config import GuildConfigService, GuildSettings
+from botdb.services.scoped import ScopedConfig, ScopeGroup
+from botdb.services.users import UserRecord, UserService
+
+__all__ = [
+    "CaseService",
+    "GuildConfigService",
+    "GuildSettings",
+    "ScopeGroup",
+    "ScopedConfig",
+    "UserRecord",
+    "UserService",
+]
