@@ -40,11 +40,13 @@ from botdb.errors import (
     QueryTimeoutError,
     SerializationError,
     SQLSyntaxError,
+    TargetNotEmptyError,
     TransientError,
     UndefinedColumnError,
     UndefinedTableError,
     UniqueViolationError,
     UnsupportedSQLError,
+    VerificationError,
 )
 
 __version__ = "0.1.0"
@@ -79,11 +81,13 @@ __all__ = [
     "SQLSyntaxError",
     "SerializationError",
     "Settings",
+    "TargetNotEmptyError",
     "TransientError",
     "UndefinedColumnError",
     "UndefinedTableError",
     "UniqueViolationError",
     "UnsupportedSQLError",
+    "VerificationError",
     "__version__",
     "connect",
 ]

@@ -31,6 +31,8 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── DataError                     a value the column cannot hold (out of range, bad text)
     ├── NotFoundError                 ``get_one`` found nothing
     ├── MigrationError                a migration command failed; the schema is unchanged
+    ├── TargetNotEmptyError           restore/transfer would overwrite data: pass yes=True
+    ├── VerificationError             counts or checksums differ after a copy; ``report``
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
 """
@@ -60,11 +62,13 @@ __all__ = [
     "QueryTimeoutError",
     "SQLSyntaxError",
     "SerializationError",
+    "TargetNotEmptyError",
     "TransientError",
     "UndefinedColumnError",
     "UndefinedTableError",
     "UniqueViolationError",
     "UnsupportedSQLError",
+    "VerificationError",
 ]
 
 
@@ -211,6 +215,25 @@ class MigrationError(BotDBError):
     """A migration command failed: unknown revision, a downgrade past base, a revision whose
     SQL failed, or a database that is not up to date. The database is left unchanged; the
     underlying error (a botdb error when the database raised it) is ``__cause__``."""
+
+
+class TargetNotEmptyError(BotDBError):
+    """A restore, transfer or import would overwrite existing data; nothing was changed.
+
+    Pass ``yes=True`` (``--yes`` on the command line) to allow it.
+    """
+
+
+class VerificationError(BotDBError):
+    """A backup, restore or transfer did not verify: row counts or checksums differ.
+
+    Attributes:
+        report: the operation's report, which says what differs (None when there is none).
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class InterfaceError(BotDBError):

@@ -90,6 +90,10 @@ def run(main: Callable[[], Coroutine[Any, Any, T] | Awaitable[T]]) -> T:
         return asyncio.run(wrapped())
     except (errors.ConnectionFailedError, errors.AuthenticationError) as exc:
         fail(f"{type(exc).__name__}: {exc}", EXIT_UNAVAILABLE)
+    except errors.TargetNotEmptyError as exc:
+        fail(f"{exc} (pass --yes to allow it)", EXIT_REFUSED)
+    except errors.VerificationError as exc:
+        fail(f"{type(exc).__name__}: {exc}", EXIT_CHECK_FAILED)
     except errors.BotDBError as exc:
         fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
     except KeyboardInterrupt:

@@ -1,0 +1,89 @@
+"""``botdb import-json FILE``: import a legacy JSON store, validated, backed up and verified."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from botdb.cli._app import EXIT_ERROR, JsonOption, UrlOption, app, console, emit_json, fail, run
+from botdb.database import connect
+from botdb.importers import FORMATS, ImportReport, ImportValidationError, import_json
+
+__all__ = ["import_json_command"]
+
+
+@app.command("import-json")
+def import_json_command(
+    file: Annotated[Path, typer.Argument(help="The JSON store to import (only read).")],
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    ] = "auto",
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="TOML/JSON mapping spec for the generic format."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; write nothing.")
+    ] = False,
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option("--backup-dir", help="Where the backup copy goes (default: next to FILE)."),
+    ] = None,
+    url: UrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Import a reminder-bot or member JSON store (or any, with --spec) in one transaction.
+
+    Every record is validated first: if one is bad, the list of bad records is shown and
+    nothing is imported. Re-running is safe: unchanged rows are left alone.
+    """
+
+    async def main() -> ImportReport:
+        async with connect(url) as db:
+            with (
+                console.status("importing...", spinner="dots") if not json_output else nullcontext()
+            ):
+                try:
+                    return await import_json(
+                        db,
+                        file,
+                        format=format,
+                        spec=spec,
+                        dry_run=dry_run,
+                        backup_dir=backup_dir,
+                    )
+                except ImportValidationError as exc:
+                    if json_output:
+                        emit_json(exc.report.to_dict())
+                    else:
+                        _print_problems(exc)
+                    fail(str(exc).split(":")[0], EXIT_ERROR)
+
+    report = run(main)
+    if json_output:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"{report.path} ({report.format}{', dry run' if report.dry_run else ''})")
+    for column in ("table", "inserted", "updated", "unchanged"):
+        table.add_column(column)
+    for name, counts in report.tables.items():
+        table.add_row(name, str(counts.inserted), str(counts.updated), str(counts.unchanged))
+    console.print(table)
+    if report.backup:
+        console.print(f"backup: {report.backup}", highlight=False)
+    verb = "would import" if report.dry_run else "imported and verified"
+    console.print(f"[green]{verb}[/] {report.records} records in {report.seconds:.1f}s")
+
+
+def _print_problems(exc: ImportValidationError) -> None:
+    table = Table(title=f"{exc.report.problem_count} bad record(s)")
+    table.add_column("key")
+    table.add_column("reason")
+    for problem in exc.problems[:50]:
+        table.add_row(problem.key, problem.reason)
+    console.print(table)
