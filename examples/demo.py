@@ -1,8 +1,10 @@
 """``make demo``: botdb's main job on the embedded SQLite default, step by step.
 
-Creates ``demo-data/bot.db`` (anew each run), then shows the raw SQL API with asyncpg-style
-``$1`` placeholders and PostgreSQL-isms, transactions with retries, the health check and
-the statistics. The same code runs on PostgreSQL: pass a URL as the first argument.
+Creates ``demo-data/bot.db`` (anew each run) and shows: the packaged migrations, the raw SQL
+API with asyncpg-style ``$1`` placeholders and PostgreSQL-isms, transactions with retries,
+repositories over the chat models, the cached services a bot calls on every event, typed
+errors, then the operations (info, backup with retention, optimize), the health check and the
+statistics. The same code runs on PostgreSQL: pass a URL as the first argument.
 """
 
 from __future__ import annotations
@@ -23,18 +25,13 @@ console = Console()
 GUILD = 1_150_000_000_000_000_001  # a Discord snowflake: 64-bit ids everywhere
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS guilds (
-    id BIGINT PRIMARY KEY,
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL DEFAULT '!'
-);
 CREATE TABLE IF NOT EXISTS wallets (
     guild_id BIGINT NOT NULL REFERENCES guilds (id),
     user_id BIGINT NOT NULL,
     coins INTEGER NOT NULL DEFAULT 0 CHECK (coins >= 0),
     PRIMARY KEY (guild_id, user_id)
 );
-CREATE TABLE IF NOT EXISTS messages (
+CREATE TABLE IF NOT EXISTS message_log (
     id BIGINT PRIMARY KEY,
     guild_id BIGINT NOT NULL,
     channel_id BIGINT NOT NULL,
@@ -77,8 +74,10 @@ def fresh_sqlite_file(url: str) -> None:
 async def main(url: str) -> None:
     async with botdb.connect(url) as db:
         step(f"Connected: {db!r}")
+        applied = await db.migrate()
+        console.print(f"built-in schema migrated: [bold]{', '.join(applied)}[/]")
         await db.execute_script(SCHEMA)
-        console.print("schema created with [bold]execute_script[/] (atomic)")
+        console.print("the bot's own tables created with [bold]execute_script[/] (atomic)")
 
         step("Raw SQL, asyncpg style")
         status = await db.execute(
@@ -91,7 +90,7 @@ async def main(url: str) -> None:
             "INSERT INTO wallets (guild_id, user_id, coins) VALUES ($1, $2, $3)",
             [(GUILD, uid, 100) for uid in range(1, 6)],
         )
-        row = await db.fetchrow("SELECT id, name, prefix FROM guilds WHERE id = $1", GUILD)
+        row = await db.fetchrow("SELECT id, name, platform FROM guilds WHERE id = $1", GUILD)
         console.print("fetchrow ->", dict(row))
 
         step("Bulk insert of 50,000 messages with copy_records_to_table")
@@ -109,7 +108,7 @@ async def main(url: str) -> None:
         ]
         started = asyncio.get_running_loop().time()
         status = await db.copy_records_to_table(
-            "messages",
+            "message_log",
             records=rows,
             columns=["id", "guild_id", "channel_id", "author_id", "content", "created_at"],
         )
@@ -121,7 +120,7 @@ async def main(url: str) -> None:
         queries = [
             (
                 "messages in the last day",
-                "SELECT count(*) FROM messages WHERE created_at > NOW() - INTERVAL '1 day'",
+                "SELECT count(*) FROM message_log WHERE created_at > NOW() - INTERVAL '1 day'",
                 (),
             ),
             (
@@ -131,7 +130,7 @@ async def main(url: str) -> None:
             ),
             (
                 "messages by authors = ANY([1, 2])",
-                "SELECT count(*) FROM messages WHERE author_id = ANY($1)",
+                "SELECT count(*) FROM message_log WHERE author_id = ANY($1)",
                 ([1, 2],),
             ),
         ]
@@ -151,12 +150,58 @@ async def main(url: str) -> None:
         )
         console.print({r["user_id"]: r["coins"] for r in coins})
 
+        step("Repositories over the chat models (seed 002's controller API)")
+        helpers = {"guild_id": GUILD, "name": "helpers"}
+        for attempt in ("first", "again"):
+            _, created = await db.roles.get_or_create(id=42, defaults=helpers)
+            console.print(f"get_or_create(role 42), {attempt} -> created={created}")
+        channels = [
+            {"id": 100 + i, "guild_id": GUILD, "name": f"chat-{i}", "type": "text"}
+            for i in range(25)
+        ]
+        await db.channels.create_many(channels)
+        page = await db.channels.find_page(filters={"guild_id": GUILD}, limit=10)
+        names = [c.name for c in page.items][:4]
+        console.print(f"keyset page: {names}…, with a signed cursor for the next one")
+        renamed = await db.channels.update_where({"guild_id": GUILD}, topic="general chat")
+        console.print(f"update_where -> {renamed} rows (the database's own count)")
+
+        step("Services: cached users and guild configuration, scoped settings, cases")
+        user = await db.users.get_or_create(id=7, username="ada", display_name="Ada")
+        console.print(f"users.get_or_create -> {user.username!r} (cached; a repeat costs no I/O)")
+        await db.config.set(GUILD, prefix="?", locale="de")
+        config = await db.config.get(GUILD)
+        console.print(f"config.get -> prefix={config.prefix!r} locale={config.locale!r}")
+        economy = db.scoped("economy")
+        economy.register_member(balance=0)
+        for _ in range(3):
+            balance = await economy.member(GUILD, 7).increment("balance", 5)
+        console.print(f"scoped increment x3 -> balance {balance} (one atomic statement each)")
+        first = await db.cases.create(GUILD, 7, 1, "warn", reason="spam")
+        second = await db.cases.create(GUILD, 7, 1, "timeout", reason="more spam")
+        console.print(f"moderation cases numbered {first.case_number}, {second.case_number}")
+
         step("Typed errors")
         for query in ("SELECT * FROM no_such_table", "SELEC 1"):
             try:
                 await db.fetch(query)
             except botdb.QueryError as exc:
                 console.print(f"{query!r} -> [red]{type(exc).__name__}[/]: {exc}")
+
+        step("Operations: info, backup (online, checksummed, retention), optimize")
+        info = await db.info()
+        table = Table("table", "rows", "size")
+        for entry in info["tables"]:
+            if entry["rows"]:
+                table.add_row(entry["name"], str(entry["rows"]), f"{entry['size_bytes'] or 0:,}")
+        console.print(table)
+        backup = await db.backup(Path("demo-data/backups"), keep=3)
+        console.print(
+            f"backup -> {backup.path} ({backup.size:,} bytes, sha256 {backup.sha256[:12]}…)"
+        )
+        report = await db.optimize()
+        console.print(Pretty({k: v for k, v in report.items() if k != "integrity"}, max_length=6))
+        console.print(f"integrity: {report.get('integrity', {}).get('ok')}")
 
         step("Health check (seed 001 shape)")
         console.print(Pretty(await db.health_check()))

@@ -20,6 +20,8 @@ from botdb.engine.retry import RetryPolicy
 from botdb.errors import (
     ArgumentError,
     AuthenticationError,
+    BackupError,
+    BackupVerificationError,
     BotDBError,
     CheckViolationError,
     ConfigurationError,
@@ -38,6 +40,7 @@ from botdb.errors import (
     NotNullViolationError,
     QueryError,
     QueryTimeoutError,
+    RestoreRefusedError,
     SerializationError,
     SQLSyntaxError,
     TargetNotEmptyError,
@@ -48,12 +51,15 @@ from botdb.errors import (
     UnsupportedSQLError,
     VerificationError,
 )
+from botdb.repository import KeysetPage, Page, Repository
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError",
     "AuthenticationError",
+    "BackupError",
+    "BackupVerificationError",
     "BotDBError",
     "CheckViolationError",
     "ConfigurationError",
@@ -69,14 +75,18 @@ __all__ = [
     "ForeignKeyViolationError",
     "IntegrityError",
     "InterfaceError",
+    "KeysetPage",
     "MigrationError",
     "MissingDependencyError",
     "NotFoundError",
     "NotNullViolationError",
+    "Page",
     "PreparedStatement",
     "QueryError",
     "QueryTimeoutError",
     "Record",
+    "Repository",
+    "RestoreRefusedError",
     "RetryPolicy",
     "SQLSyntaxError",
     "SerializationError",

@@ -200,6 +200,8 @@ class Settings(BaseSettings):
         redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
         cache_ttl: seconds a cache entry lives.
         cache_max_size: entries kept in the in-process cache.
+        cursor_secret: key that signs keyset-pagination cursors (default: derived from the
+            database URL); set it when the URL holds no password, e.g. on SQLite.
         migrations_path: your own migration directories, separated like ``PATH``
             (``BOTDB_MIGRATIONS_PATH``); ``db.migrate()`` runs them after the built-in ones.
         cache_prefix: namespace of the cache's Redis keys and invalidation channel; bots that
@@ -240,6 +242,7 @@ class Settings(BaseSettings):
     cache_max_size: int = Field(default=10_000, ge=0)
     cache_prefix: str = Field(default="botdb:", min_length=1)
     migrations_path: str | None = None
+    cursor_secret: str | None = Field(default=None, repr=False)
 
     _url: DatabaseURL = PrivateAttr()
 

@@ -16,16 +16,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from functools import cached_property, partial
-from pathlib import Path
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
 from botdb import errors
+from botdb._facade import DatabaseFacade
 from botdb.cache import Cache
 from botdb.config import Settings
 from botdb.engine._translate import raise_translated, translate_error
@@ -36,8 +35,7 @@ from botdb.engine.sql import is_read_only
 from botdb.engine.stats import QueryStats
 
 if TYPE_CHECKING:
-    from botdb.repository import Repository
-    from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
+    from botdb.services import ScopedConfig
 
 __all__ = ["Database", "connect"]
 
@@ -59,7 +57,7 @@ def connect(url: str | None = None, **options: Any) -> Database:
     return Database(Settings.from_env(url=url, **options))
 
 
-class Database(QueryAPI):
+class Database(QueryAPI, DatabaseFacade):
     """The database a bot holds: raw SQL, transactions, sessions, health and statistics.
 
     Build it in ``main()`` (or the framework's startup hook), keep it on the bot object, and
@@ -503,77 +501,6 @@ class Database(QueryAPI):
             batch.invalidate(*keys)
         else:
             await self.cache.invalidate(*keys)
-
-    # -- services -----------------------------------------------------------------------------
-
-    @cached_property
-    def users(self) -> UserService:
-        """Users (Discord and Telegram): cached, race-free ``get_or_create``."""
-        from botdb.services import UserService
-
-        return UserService(self)
-
-    @cached_property
-    def config(self) -> GuildConfigService:
-        """Per-guild configuration: typed, validated, cached across shards."""
-        from botdb.services import GuildConfigService
-
-        return GuildConfigService(self)
-
-    @cached_property
-    def cases(self) -> CaseService:
-        """Moderation cases with gapless per-guild case numbers."""
-        from botdb.services import CaseService
-
-        return CaseService(self)
-
-    def scoped(self, namespace: str) -> ScopedConfig:
-        """Red-DiscordBot-style scoped settings of ``namespace`` (one object per namespace,
-        which holds its registered defaults)."""
-        scoped = self._scoped.get(namespace)
-        if scoped is None:
-            from botdb.services import ScopedConfig
-
-            scoped = self._scoped[namespace] = ScopedConfig(self, namespace)
-        return scoped
-
-    # -- models, repositories and migrations --------------------------------------------------
-
-    def repo(self, model: type[M]) -> Repository[M]:
-        """The repository of a model (built-in or your own), created once per Database."""
-        repository = self._repositories.get(model)
-        if repository is None:
-            from botdb.repository import Repository
-
-            repository = self._repositories[model] = Repository(self, model)
-        return cast("Repository[M]", repository)
-
-    async def create_tables(self, metadata: MetaData | None = None) -> None:
-        """Create every table of ``metadata`` (default: botdb's ``Base``) that is missing.
-
-        For tests and prototypes; real deployments use :meth:`migrate`.
-        """
-        if metadata is None:
-            from botdb.models import Base
-
-            metadata = Base.metadata
-        await self.free_pool_slot()
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-
-    async def migrate(
-        self, revision: str = "head", *, script_locations: Sequence[str | Path] | None = None
-    ) -> list[str]:
-        """Upgrade the schema (built-in tables and your own migrations) to ``revision``.
-
-        ``script_locations`` are your migration directories (default: the setting
-        ``migrations_path``). Returns the revisions applied. See ``docs/migrations.md``.
-        """
-        from botdb.migrations import Migrator
-
-        if script_locations is None:
-            script_locations = self.settings.migration_locations()
-        return await Migrator(self, script_locations=script_locations).upgrade(revision)
 
     async def free_pool_slot(self) -> None:
         """Hand an idle raw-API connection back to the engine's pool if that pool is full.

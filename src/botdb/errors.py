@@ -33,6 +33,9 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── MigrationError                a migration command failed; the schema is unchanged
     ├── TargetNotEmptyError           restore/transfer would overwrite data: pass yes=True
     ├── VerificationError             counts or checksums differ after a copy; ``report``
+    ├── BackupError                   a backup or restore could not be made
+    │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
+    │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
 """
@@ -42,6 +45,8 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "AuthenticationError",
+    "BackupError",
+    "BackupVerificationError",
     "BotDBError",
     "CheckViolationError",
     "ConfigurationError",
@@ -60,6 +65,7 @@ __all__ = [
     "NotNullViolationError",
     "QueryError",
     "QueryTimeoutError",
+    "RestoreRefusedError",
     "SQLSyntaxError",
     "SerializationError",
     "TargetNotEmptyError",
@@ -234,6 +240,21 @@ class VerificationError(BotDBError):
     def __init__(self, message: str, report: object = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class BackupError(BotDBError):
+    """A backup or restore could not be made: a tool failed, or the file is not a backup."""
+
+
+class BackupVerificationError(BackupError, VerificationError):
+    """A backup failed verification (checksum, size, integrity check or row counts).
+
+    Nothing was changed: a restore checks everything before it touches the target.
+    """
+
+
+class RestoreRefusedError(BackupError, TargetNotEmptyError):
+    """The restore target holds data and ``yes=True`` (``--yes``) was not given."""
 
 
 class InterfaceError(BotDBError):

@@ -2,7 +2,8 @@
 
 Your own revisions live in one or more directories given with ``--version-path`` (repeatable)
 or the setting ``migrations_path`` (``BOTDB_MIGRATIONS_PATH``, paths separated like ``PATH``).
-Commands that compare against the models (``check``, ``revision``) import your models module(s) with ``--models``.
+Commands that compare against the models (``check``, ``revision``) import your models
+module(s) with ``--models``.
 """
 
 from __future__ import annotations

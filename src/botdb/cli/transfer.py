@@ -70,7 +70,7 @@ def transfer_command(
             except TargetNotEmptyError as exc:
                 fail(str(exc), EXIT_REFUSED)
             except VerificationError as exc:
-                if json_output:
+                if json_output and isinstance(exc.report, TransferReport):
                     emit_json(exc.report.to_dict())
                 fail(str(exc), EXIT_CHECK_FAILED)
 

@@ -1,0 +1,180 @@
+"""Pages: numbered (``Page``) and keyset (``KeysetPage``) with signed, opaque cursors.
+
+A keyset cursor is ``urlsafe_base64(hmac_sha256(key, payload)[:16] + payload)`` where the
+payload is the JSON (orjson) of ``[ordering, [last row's key values]]``. The signature makes
+a garbled or edited cursor fail cleanly with :class:`~botdb.errors.ArgumentError` before any
+query runs; the ordering inside it makes a cursor issued for another ``order_by`` fail the same
+way. The values are bound as parameters, never spliced into SQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import hashlib
+import hmac
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+from sqlalchemy import ColumnElement, and_, literal, or_, tuple_
+
+from botdb._repository_model import ModelInfo, OrderKey, value_converter
+from botdb.errors import ArgumentError
+
+__all__ = ["CursorCodec", "KeysetPage", "Page", "keyset_where"]
+
+T = TypeVar("T")
+
+_SIGNATURE_BYTES = 16
+_MAX_CURSOR = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of :meth:`~botdb.repository.Repository.paginate`.
+
+    Attributes:
+        items: the rows of this page (detached model instances).
+        total: how many rows match the filters, over all pages.
+        page: this page's number, from 1.
+        per_page: the page size asked for.
+    """
+
+    items: list[T]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages there are (0 when nothing matches)."""
+        return math.ceil(self.total / self.per_page)
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a page follows this one."""
+        return self.page < self.pages
+
+    @property
+    def has_prev(self) -> bool:
+        """Whether a page precedes this one."""
+        return self.page > 1
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetPage(Generic[T]):
+    """One page of :meth:`~botdb.repository.Repository.find_page`.
+
+    Attributes:
+        items: the rows of this page, in the requested order.
+        next_cursor: pass it as ``after=`` for the next page; None on the last page.
+    """
+
+    items: list[T]
+    next_cursor: str | None
+
+    @property
+    def has_more(self) -> bool:
+        """Whether another page follows."""
+        return self.next_cursor is not None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot put a {type(value).__name__} into a cursor")
+
+
+class CursorCodec:
+    """Signs and checks the cursors of one repository (the key includes the table name)."""
+
+    __slots__ = ("_info", "_key")
+
+    def __init__(self, info: ModelInfo, secret: bytes) -> None:
+        self._info = info
+        table = info.table.name.encode()
+        self._key = hashlib.sha256(b"botdb-cursor-v1\0" + secret + b"\0" + table).digest()
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+    def encode(self, keys: Sequence[OrderKey], values: Sequence[Any]) -> str:
+        """The cursor that resumes after a row whose key values are ``values``."""
+        payload = orjson.dumps([_ordering(keys), list(values)], default=_json_default)
+        token = base64.urlsafe_b64encode(self._sign(payload) + payload)
+        return token.rstrip(b"=").decode("ascii")
+
+    def decode(self, cursor: str, keys: Sequence[OrderKey]) -> list[Any]:
+        """The key values inside ``cursor``; ArgumentError when it is not one of ours."""
+        if not isinstance(cursor, str) or not cursor or len(cursor) > _MAX_CURSOR:
+            raise ArgumentError("invalid cursor: not a cursor returned by find_page")
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise ArgumentError("invalid cursor: not a cursor returned by find_page") from exc
+        signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
+        if len(signature) != _SIGNATURE_BYTES or not hmac.compare_digest(
+            signature, self._sign(payload)
+        ):
+            raise ArgumentError("invalid cursor: its signature does not match (tampered?)")
+        try:
+            ordering, values = orjson.loads(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise ArgumentError("invalid cursor: unreadable payload") from exc
+        if ordering != _ordering(keys) or not isinstance(values, list):
+            raise ArgumentError(
+                f"this cursor was issued for order_by={ordering!r}, "
+                f"not {_ordering(keys)!r}: keep the same order_by while paging"
+            )
+        if len(values) != len(keys):
+            raise ArgumentError("invalid cursor: wrong number of key values")
+        try:
+            return [
+                value_converter(self._info, key)(value)
+                for (key, _), value in zip(keys, values, strict=True)
+            ]
+        except ValueError as exc:
+            raise ArgumentError(f"invalid cursor: {exc}") from exc
+
+
+def _ordering(keys: Sequence[OrderKey]) -> str:
+    return ",".join(("-" if descending else "") + key for key, descending in keys)
+
+
+def keyset_where(
+    info: ModelInfo, keys: Sequence[OrderKey], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order ``keys``.
+
+    One row-value comparison when every key has the same direction (an index on the keys
+    serves it), else the expanded ``a > x OR (a = x AND b < y) ...``.
+    """
+    attrs = [info.attrs[key] for key, _ in keys]
+    bound = [
+        literal(value, type_=info.columns[key].type)
+        for (key, _), value in zip(keys, values, strict=True)
+    ]
+    directions = {descending for _, descending in keys}
+    if len(directions) == 1:
+        descending = directions.pop()
+        left: Any
+        right: Any
+        if len(attrs) == 1:
+            left, right = attrs[0], bound[0]
+        else:
+            left, right = tuple_(*attrs), tuple_(*bound)
+        clause: ColumnElement[bool] = left < right if descending else left > right
+        return clause
+    branches = []
+    for i, (attr, (_, descending)) in enumerate(zip(attrs, keys, strict=True)):
+        equal = [attrs[j] == bound[j] for j in range(i)]
+        step = attr < bound[i] if descending else attr > bound[i]
+        branches.append(and_(*equal, step))
+    return or_(*branches)

@@ -1,0 +1,170 @@
+"""The ops commands through typer's CliRunner and once as a real subprocess: output, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+import botdb
+from botdb.cli import app
+
+SCHEMA = """
+CREATE TABLE guilds (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE members (guild_id BIGINT NOT NULL REFERENCES guilds (id), user_id BIGINT NOT NULL);
+"""
+
+
+def _setup(url: str) -> None:
+    async def main() -> None:
+        async with botdb.connect(url) as db:
+            await db.execute_script(SCHEMA)
+            await db.execute_many("INSERT INTO guilds VALUES ($1, $2)", [(1, "a"), (2, "b")])
+            await db.execute_many("INSERT INTO members VALUES ($1, $2)", [(1, 10), (2, 20)])
+
+    asyncio.run(main())
+
+
+def _count(url: str, table: str) -> int:
+    async def main() -> int:
+        async with botdb.connect(url) as db:
+            return int(await db.fetchval(f"SELECT count(*) FROM {table}"))
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def url(db_url: str) -> str:
+    _setup(db_url)
+    return db_url
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_backup_then_restore_round_trip_with_exit_codes(url: str, tmp_path: Path) -> None:
+    """backup --json prints the result; restore without --yes exits 5 and changes nothing;
+    --yes restores; a corrupted file exits 4."""
+    code, out, err = invoke("backup", "--url", url, "--out", str(tmp_path), "--keep", "2", "--json")
+    assert code == 0, err
+    result = orjson.loads(out)
+    assert result["rows"] == {"guilds": 2, "members": 2}
+    backup = Path(result["path"])
+
+    code, _, err = invoke("restore", str(backup), "--url", url)
+    assert code == 5
+    assert "not empty" in err
+    assert _count(url, "members") == 2
+
+    code, out, err = invoke("restore", str(backup), "--url", url, "--yes", "--json")
+    assert code == 0, err
+    assert orjson.loads(out)["rows"] == {"guilds": 2, "members": 2}
+
+    data = bytearray(backup.read_bytes())
+    data[-10] ^= 0x01
+    backup.write_bytes(bytes(data))
+    code, _, err = invoke("restore", str(backup), "--url", url, "--yes")
+    assert code == 4
+    assert "BackupVerificationError" in err
+    assert _count(url, "guilds") == 2
+
+
+def test_human_backup_output_names_the_file(url: str, tmp_path: Path) -> None:
+    code, _, err = invoke("backup", "--url", url, "--out", str(tmp_path / "h"))
+    assert code == 0
+    assert "backup:" in err
+    assert "sha256" in err
+
+
+def test_info_health_integrity_optimize_json(url: str) -> None:
+    code, out, _ = invoke("info", "--url", url, "--tables", "--json")
+    assert code == 0
+    info = orjson.loads(out)
+    assert {t["name"] for t in info["tables"]} == {"guilds", "members"}
+
+    code, out, _ = invoke("health", "--url", url, "--json")
+    assert code == 0
+    assert orjson.loads(out)["status"] in ("healthy", "degraded")
+
+    code, out, _ = invoke("integrity", "--url", url, "--json")
+    assert code == 0
+    assert orjson.loads(out)["ok"] is True
+
+    code, out, _ = invoke("optimize", "--url", url, "--json")
+    assert code == 0
+    assert orjson.loads(out)["integrity"]["ok"] is True
+
+    code, _, err = invoke("info", "--url", url, "--tables")
+    assert code == 0
+    assert "members" in err
+
+
+def test_integrity_problems_exit_4(sqlite_url: str) -> None:
+    _setup(sqlite_url)
+    raw = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    raw.execute("INSERT INTO members VALUES (99, 1)")
+    raw.commit()
+    raw.close()
+    code, out, _ = invoke("integrity", "--url", sqlite_url, "--json")
+    assert code == 4
+    assert orjson.loads(out)["foreign_key_violations"][0]["parent"] == "guilds"
+
+
+def test_health_of_an_unreachable_server_exits_3_with_a_report() -> None:
+    url = "postgresql://root:pw@127.0.0.1:1/nothing"
+    result = CliRunner().invoke(
+        app, ["health", "--url", url, "--json"], env={"BOTDB_RETRY_ATTEMPTS": "1"}
+    )
+    assert result.exit_code == 3
+    report = orjson.loads(result.stdout)
+    assert report["status"] == "unhealthy"
+    assert "pw" not in result.stdout
+
+
+def test_init_creates_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    code, out, err = invoke("init", "--url", f"sqlite:///{path}", "--json")
+    assert code == 0, err
+    assert orjson.loads(out)["location"] == str(path)
+    assert path.exists()
+
+
+def test_bad_keep_is_a_usage_error(sqlite_url: str, tmp_path: Path) -> None:
+    code, _, _ = invoke("backup", "--url", sqlite_url, "--out", str(tmp_path), "--keep", "0")
+    assert code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_json_in_a_real_subprocess(sqlite_url: str, tmp_path: Path) -> None:
+    _setup(sqlite_url)
+    env = dict(os.environ)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "botdb",
+            "backup",
+            "--url",
+            sqlite_url,
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()
+    result = orjson.loads(completed.stdout)
+    assert Path(result["path"]).is_file()
+    assert result["method"] == "sqlite"
