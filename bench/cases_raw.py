@@ -27,7 +27,7 @@ def _message_rows(n: int, offset: int = 0) -> list[tuple[Any, ...]]:
 
 
 MESSAGES_DDL = """
-CREATE TABLE messages (
+CREATE TABLE bench_messages (
     id BIGINT PRIMARY KEY, guild_id BIGINT, channel_id BIGINT, author_id BIGINT, content TEXT,
     created_at TIMESTAMPTZ, edited_at TIMESTAMPTZ, deleted BOOLEAN, is_bot BOOLEAN,
     reply_to BIGINT
@@ -36,7 +36,7 @@ MESSAGE_COLUMNS = [
     "id", "guild_id", "channel_id", "author_id", "content", "created_at", "edited_at",
     "deleted", "is_bot", "reply_to",
 ]  # fmt: skip
-KV_DDL = "CREATE TABLE kv (id BIGINT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL)"
+KV_DDL = "CREATE TABLE bench_kv (id BIGINT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL)"
 KV_ROWS = [(i, f"name-{i}", i * 7) for i in range(KEYS)]
 
 
@@ -49,9 +49,9 @@ async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
 
     url = require(env, "pg_url")
     raw = await asyncpg.connect(url)
-    await raw.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
-    await raw.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
-    query = "SELECT id, name, value FROM kv WHERE id = $1"
+    await raw.execute("DROP TABLE IF EXISTS bench_kv; " + KV_DDL)
+    await raw.executemany("INSERT INTO bench_kv VALUES ($1, $2, $3)", KV_ROWS)
+    query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
     db = await botdb.connect(url, pool_max_size=8)
 
     async def baseline() -> int:
@@ -77,9 +77,9 @@ async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
 
     url = require(env, "pg_url")
     pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
-    await pool.execute("DROP TABLE IF EXISTS kv; " + KV_DDL)
-    await pool.executemany("INSERT INTO kv VALUES ($1, $2, $3)", KV_ROWS)
-    query = "SELECT id, name, value FROM kv WHERE id = $1"
+    await pool.execute("DROP TABLE IF EXISTS bench_kv; " + KV_DDL)
+    await pool.executemany("INSERT INTO bench_kv VALUES ($1, $2, $3)", KV_ROWS)
+    query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
     db = await botdb.connect(url, pool_min_size=8, pool_max_size=8)
     per_task = LOOKUPS // 8
 
@@ -112,10 +112,10 @@ async def pg_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
     raw = await asyncpg.connect(url)
     db = await botdb.connect(url)
     rows = _message_rows(ROWS)
-    query = f"INSERT INTO messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
+    query = f"INSERT INTO bench_messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
 
     async def reset() -> None:
-        await raw.execute("DROP TABLE IF EXISTS messages; " + MESSAGES_DDL)
+        await raw.execute("DROP TABLE IF EXISTS bench_messages; " + MESSAGES_DDL)
 
     async def baseline() -> int:
         await reset()
@@ -145,16 +145,16 @@ async def pg_copy(env: dict[str, Any]) -> AsyncIterator[Pair]:
     rows = _message_rows(ROWS * 5)
 
     async def reset() -> None:
-        await raw.execute("DROP TABLE IF EXISTS messages; " + MESSAGES_DDL)
+        await raw.execute("DROP TABLE IF EXISTS bench_messages; " + MESSAGES_DDL)
 
     async def baseline() -> int:
         await reset()
-        await raw.copy_records_to_table("messages", records=rows, columns=MESSAGE_COLUMNS)
+        await raw.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
         return len(rows)
 
     async def subject() -> int:
         await reset()
-        await db.copy_records_to_table("messages", records=rows, columns=MESSAGE_COLUMNS)
+        await db.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
         return len(rows)
 
     try:
@@ -171,9 +171,9 @@ def _sqlite_file(env: dict[str, Any], name: str) -> str:
     path = env["tmp"] / name
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("DROP TABLE IF EXISTS kv")
+    conn.execute("DROP TABLE IF EXISTS bench_kv")
     conn.execute(KV_DDL)
-    conn.executemany("INSERT INTO kv VALUES (?, ?, ?)", KV_ROWS)
+    conn.executemany("INSERT INTO bench_kv VALUES (?, ?, ?)", KV_ROWS)
     conn.close()
     return str(path)
 
@@ -186,13 +186,13 @@ async def sqlite_fetchrow(env: dict[str, Any]) -> AsyncIterator[Pair]:
     db = await botdb.connect(f"sqlite:///{path}")
 
     async def baseline() -> int:
-        cursor_query = "SELECT id, name, value FROM kv WHERE id = ?"
+        cursor_query = "SELECT id, name, value FROM bench_kv WHERE id = ?"
         for i in range(LOOKUPS * 5):
             raw.execute(cursor_query, (i % KEYS,)).fetchone()
         return LOOKUPS * 5
 
     async def subject() -> int:
-        query = "SELECT id, name, value FROM kv WHERE id = $1"
+        query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
         for i in range(LOOKUPS * 5):
             await db.fetchrow(query, i % KEYS)
         return LOOKUPS * 5
@@ -212,7 +212,7 @@ async def aiosqlite_fetchrow(env: dict[str, Any]) -> AsyncIterator[Pair]:
     path = _sqlite_file(env, "aiosqlite.db")
     raw = sqlite3.connect(path)
     conn = await aiosqlite.connect(path)
-    query = "SELECT id, name, value FROM kv WHERE id = ?"
+    query = "SELECT id, name, value FROM bench_kv WHERE id = ?"
 
     async def baseline() -> int:
         for i in range(LOOKUPS):
@@ -241,7 +241,7 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
     rows = _message_rows(ROWS)
 
     def reset() -> None:
-        raw.execute("DROP TABLE IF EXISTS messages")
+        raw.execute("DROP TABLE IF EXISTS bench_messages")
         raw.execute(MESSAGES_DDL)
 
     async def baseline() -> int:
@@ -249,13 +249,13 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
         # sqlite3 cannot bind an aware datetime itself: a bot formats it, as botdb does.
         raw_rows = [(*r[:5], r[5].isoformat(" ", "microseconds")[:26], *r[6:]) for r in rows]
         raw.execute("BEGIN")
-        raw.executemany(f"INSERT INTO messages VALUES ({', '.join('?' * 10)})", raw_rows)
+        raw.executemany(f"INSERT INTO bench_messages VALUES ({', '.join('?' * 10)})", raw_rows)
         raw.execute("COMMIT")
         return ROWS
 
     async def subject() -> int:
         reset()
-        query = f"INSERT INTO messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
+        query = f"INSERT INTO bench_messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
         await db.execute_many(query, rows)
         return ROWS
 

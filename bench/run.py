@@ -168,12 +168,12 @@ def render(results: list[Result]) -> None:
             f">= {r.target}x" if r.target is not None else "-",
             verdict,
         )
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", action="append", help="run the cases whose name contains this")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     options = parser.parse_args()

@@ -482,9 +482,11 @@ class Database(QueryAPI, DatabaseFacade):
                     if not isinstance(exc, Exception):
                         raise
                     raise_translated(exc)
+                # Right after the COMMIT, before the session hands its connection back: the
+                # other processes' window of stale reads is as short as it can be.
+                await batch.commit()
         finally:
             leases.sessions_open -= 1
-        await batch.commit()
 
     async def invalidate(self, *keys: str, within: AsyncSession | Connection | None = None) -> None:
         """Drop cache keys in every process: after ``within``'s commit, or now without one.
