@@ -275,7 +275,7 @@ def test_defaults_match_the_documented_values(clean_environ: pytest.MonkeyPatch)
     assert (settings.pool_min_size, settings.pool_max_size) == (1, 10)
     assert settings.pool_pre_ping is True
     assert settings.pgbouncer is False
-    assert settings.command_timeout == 60.0
+    assert settings.command_timeout is None
     assert settings.ssl_mode == "prefer"
     assert settings.retry_attempts == 3
     assert settings.redis_url is None

@@ -144,3 +144,11 @@ async def test_orm_session_gets_a_connection_when_raw_leases_hold_the_pool(
         assert database.pool_stats()["leased_idle"] == 2
         async with database.session() as session:
             assert (await session.execute(text("SELECT 7"))).scalar_one() == 7
+
+
+async def test_command_timeout_is_enforced_by_the_server(pg_url: str) -> None:
+    async with botdb.connect(pg_url, command_timeout=0.2) as database:
+        assert await database.fetchval("SHOW statement_timeout") == "200ms"
+        with pytest.raises(errors.QueryTimeoutError):
+            await database.fetchval("SELECT pg_sleep(2)")
+        assert await database.fetchval("SELECT 1") == 1
