@@ -116,3 +116,21 @@ async def test_bad_input_raises_a_typed_error_and_uses_no_number(
         await cases.create(**(arguments | kwargs))
     assert (await cases.create(G, 5, 6, "note")).case_number == 2  # no number was burnt
     assert await numbers(db) == [1, 2]
+
+
+async def test_a_guild_with_imported_cases_but_no_counter_continues_after_them(
+    db_url: str,
+) -> None:
+    """Cases imported without a counter row: the next case takes the next free number."""
+    async with botdb.connect(db_url) as database:
+        await database.create_tables()
+        await database.execute("INSERT INTO guilds (id, name) VALUES (77, 'imported')")
+        for number in (1, 2, 5):
+            await database.execute(
+                "INSERT INTO moderation_cases (guild_id, case_number, user_id, moderator_id, "
+                "action, is_active) VALUES (77, $1, 10, 20, 'warn', TRUE)",
+                number,
+            )
+        case = await database.cases.create(77, 10, 20, "warn", reason="after the import")
+        assert case.case_number == 6
+        assert (await database.cases.create(77, 10, 20, "note")).case_number == 7

@@ -2,7 +2,9 @@
 
 ``create`` runs two statements in one transaction::
 
-    INSERT INTO guild_case_counters (guild_id, last_case_number) VALUES (:g, 1)
+    INSERT INTO guild_case_counters (guild_id, last_case_number)
+    VALUES (:g, (SELECT coalesce(max(case_number), 0) + 1 FROM moderation_cases
+                 WHERE guild_id = :g))
     ON CONFLICT (guild_id) DO UPDATE
         SET last_case_number = guild_case_counters.last_case_number + 1
     RETURNING last_case_number;
@@ -10,7 +12,8 @@
 
 The counter row stays locked until COMMIT (PostgreSQL row lock; SQLite's single writer), so
 concurrent cases in one guild — from tasks or from other processes — get consecutive numbers,
-and a case whose transaction rolls back gives its number back.
+and a case whose transaction rolls back gives its number back. A guild whose cases were
+imported without a counter row continues after its highest case number.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from botdb import errors
 from botdb.models import CASE_ACTIONS, GuildCaseCounter, ModerationCase
@@ -106,8 +109,13 @@ class CaseService:
             raise errors.DataError("expires_at is in the past")
         insert = upsert(self.db, GuildCaseCounter.__table__)  # type: ignore[arg-type]  # Table
         counter = GuildCaseCounter.__table__.c.last_case_number
+        first = (
+            select(func.coalesce(func.max(ModerationCase.case_number), 0) + 1)
+            .where(ModerationCase.guild_id == gid)
+            .scalar_subquery()
+        )
         allocate = (
-            insert.values(guild_id=gid, last_case_number=1)
+            insert.values(guild_id=gid, last_case_number=first)
             .on_conflict_do_update(
                 index_elements=["guild_id"], set_={"last_case_number": counter + 1}
             )

@@ -43,6 +43,7 @@ from sqlalchemy import ColumnElement, and_, delete, select
 from botdb import errors
 from botdb.models import KeyValue
 from botdb.services._common import (
+    BIGINT_MAX,
     MISSING,
     check_guild_id,
     check_id,
@@ -265,13 +266,14 @@ class ScopedConfig:
             statement = statement.where(
                 self._prefixed("global" if kind == "global" else f"{kind}:")
             )
-        scopes = select(KeyValue.scope).distinct().where(statement.whereclause)  # type: ignore[arg-type]
+        # The scopes to invalidate come from the DELETE itself: a separate SELECT before it
+        # could miss a scope committed in between, whose cached value would then outlive it.
+        deleting = statement.returning(KeyValue.scope)
 
         async def write(session: AsyncSession) -> int:
-            keys = [self._key(s) for s in (await session.scalars(scopes)).all()]
-            result = await session.execute(statement)
-            await self.db.invalidate(*keys, within=session)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            scopes = (await session.scalars(deleting)).all()
+            await self.db.invalidate(*{self._key(s): None for s in scopes}, within=session)
+            return len(scopes)
 
         return await run_session(self.db, write)
 
@@ -286,6 +288,13 @@ class ScopedConfig:
         if self.db.backend == "postgresql":
             column = column.collate("C")
         return and_(column >= prefix, column < upper)
+
+
+def _check_sum(key: str, default: Any, value: Any) -> None:
+    """An int setting's new sum must still be a 64-bit int: PostgreSQL's numeric would store
+    a wider one, SQLite turns an overflowing integer sum into a float."""
+    if type(default) is int and (type(value) is not int or not -BIGINT_MAX <= value <= BIGINT_MAX):
+        raise errors.DataError(f"incrementing {key!r} would leave the 64-bit range")
 
 
 def _typed(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
@@ -407,9 +416,11 @@ class ScopeGroup:
         ).returning(KeyValue.value)
 
         async def write(session: AsyncSession) -> Any:
-            value = (await session.execute(statement)).scalar_one()
+            value = normalize(self._defaults[key], (await session.execute(statement)).scalar_one())
+            if op == "increment":
+                _check_sum(key, self._defaults[key], value)  # raising rolls the sum back
             await config.db.invalidate(self.cache_key, within=session)
-            return normalize(self._defaults[key], value)
+            return value
 
         return await run_session(config.db, write)
 

@@ -244,8 +244,11 @@ class UserService:
 
     def _matches(self, data: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
         for name, value in incoming.items():
-            if name != "id" and data.get(name, MISSING) != value:
-                return False
+            if name != "id":
+                cached = data.get(name, MISSING)
+                # 1 == True: a bool field must get the very bool, as validation demands.
+                if cached != value or (name in _BOOLS and value is not cached):
+                    return False
         if incoming.get("is_active", True) is not data["is_active"]:
             return False
         seen: float = data["_seen"]
