@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from botdb.cli._app import EXIT_ERROR, JsonOption, UrlOption, app, console, emit_json, fail, run
+from botdb.cli.ops import with_json_errors
 from botdb.database import connect
 from botdb.importers import FORMATS, ImportReport, ImportValidationError, import_json
 
@@ -64,7 +65,7 @@ def import_json_command(
                         _print_problems(exc)
                     fail(str(exc).split(":")[0], EXIT_ERROR)
 
-    report = run(main)
+    report = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report.to_dict())
         return

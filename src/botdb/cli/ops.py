@@ -9,10 +9,10 @@ unhealthy, ``integrity``/``optimize`` found problems, or a backup failed verific
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -22,14 +22,12 @@ import botdb
 from botdb import errors, ops
 from botdb.cli._app import (
     EXIT_CHECK_FAILED,
-    EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     JsonOption,
     UrlOption,
     app,
     console,
     emit_json,
-    fail,
     run,
 )
 
@@ -41,7 +39,26 @@ __all__ = [
     "integrity_command",
     "optimize_command",
     "restore_command",
+    "with_json_errors",
 ]
+
+T = TypeVar("T")
+
+
+def with_json_errors(main: Callable[[], Awaitable[T]], enabled: bool) -> Callable[[], Awaitable[T]]:
+    """Wrap a command's async main so that, with ``--json``, a botdb error still prints one
+    JSON document on stdout (``{"ok": false, "error": ..., "message": ...}``) before
+    :func:`~botdb.cli._app.run` maps it to its exit code and message on stderr."""
+
+    async def wrapped() -> T:
+        try:
+            return await main()
+        except errors.BotDBError as exc:
+            if enabled:
+                emit_json({"ok": False, "error": type(exc).__name__, "message": str(exc)})
+            raise
+
+    return wrapped
 
 
 @contextmanager
@@ -90,7 +107,7 @@ def init_command(url: UrlOption = None, json_output: JsonOption = False) -> None
         async with botdb.connect(url) as db:
             return await ops.init(db)
 
-    report = run(main)
+    report = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report)
         return
@@ -124,7 +141,7 @@ def health_command(url: UrlOption = None, json_output: JsonOption = False) -> No
             await db.close()
         return report, EXIT_CHECK_FAILED if report["status"] == "unhealthy" else 0
 
-    report, code = run(main)
+    report, code = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report)
     else:
@@ -152,7 +169,7 @@ def info_command(
         async with botdb.connect(url) as db:
             return await ops.database_info(db, tables=tables)
 
-    info = run(main)
+    info = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(info)
         return
@@ -193,12 +210,10 @@ def backup_command(
     async def main() -> ops.BackupResult:
         async with botdb.connect(url) as db:
             with _progress(not json_output) as progress:
-                try:
-                    return await ops.backup(db, out, keep=keep, method=method, progress=progress)
-                except ops.BackupVerificationError as exc:
-                    fail(f"{type(exc).__name__}: {exc}", EXIT_CHECK_FAILED)
+                # run() maps BackupVerificationError (a VerificationError) to exit 4.
+                return await ops.backup(db, out, keep=keep, method=method, progress=progress)
 
-    result = run(main)
+    result = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(result.as_dict())
         return
@@ -221,14 +236,11 @@ def restore_command(
     async def main() -> ops.RestoreResult:
         async with botdb.connect(url) as db:
             with _progress(not json_output) as progress:
-                try:
-                    return await ops.restore(db, file, yes=yes, progress=progress)
-                except ops.RestoreRefusedError as exc:
-                    fail(str(exc), EXIT_REFUSED)
-                except ops.BackupVerificationError as exc:
-                    fail(f"{type(exc).__name__}: {exc}", EXIT_CHECK_FAILED)
+                # run() maps RestoreRefusedError (TargetNotEmptyError) to exit 5 and
+                # BackupVerificationError (VerificationError) to exit 4.
+                return await ops.restore(db, file, yes=yes, progress=progress)
 
-    result = run(main)
+    result = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(result.as_dict())
         return
@@ -251,7 +263,7 @@ def optimize_command(
             with _progress(not json_output) as progress:
                 return await ops.optimize(db, reindex_bloat_ratio=bloat_ratio, progress=progress)
 
-    report = run(main)
+    report = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report)
     else:
@@ -274,7 +286,7 @@ def integrity_command(url: UrlOption = None, json_output: JsonOption = False) ->
         async with botdb.connect(url) as db:
             return await ops.integrity(db)
 
-    report = run(main)
+    report = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report)
     elif report["ok"]:

@@ -18,6 +18,7 @@ from botdb.cli._app import (
     fail,
     run,
 )
+from botdb.cli.ops import with_json_errors
 from botdb.ops.transfer import (
     TargetNotEmptyError,
     TransferReport,
@@ -68,13 +69,15 @@ def transfer_command(
                     source_url, target_url, yes=yes, batch_size=batch_size, progress=progress
                 )
             except TargetNotEmptyError as exc:
+                if json_output:
+                    emit_json({"ok": False, "error": type(exc).__name__, "message": str(exc)})
                 fail(str(exc), EXIT_REFUSED)
             except VerificationError as exc:
                 if json_output and isinstance(exc.report, TransferReport):
                     emit_json(exc.report.to_dict())
                 fail(str(exc), EXIT_CHECK_FAILED)
 
-    report = run(main)
+    report = run(with_json_errors(main, json_output))
     if json_output:
         emit_json(report.to_dict())
         return

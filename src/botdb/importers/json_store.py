@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 import shutil
 import time
@@ -55,6 +56,8 @@ FORMATS = ("auto", "reminders", "members", "generic")
 #: Bad records kept in a report (all of them are counted).
 MAX_PROBLEMS = 1000
 _DETECT_SAMPLE = 5
+#: The range of a 64-bit signed integer column (BIGINT; SQLite's INTEGER).
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 @dataclass
@@ -161,7 +164,9 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
         report.records += 1
         try:
             record = fmt.parse(key, value)
-            primary = fmt.rows(record)[fmt.primary]
+            rows = fmt.rows(record)
+            _check_integers(rows)
+            primary = rows[fmt.primary]
         except (ValueError, ValidationError) as exc:
             _problem(report, key, _reason(exc))
             continue
@@ -170,6 +175,28 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
             if natural in seen:
                 _problem(report, key, f"duplicate key {natural} (another record has it)")
             seen.add(natural)
+
+
+def _check_integers(rows: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Reject an integer no database column can hold (beyond 64 bits)."""
+    for table, table_rows in rows.items():
+        for row in table_rows:
+            for column, value in row.items():
+                if (
+                    isinstance(value, int)
+                    and not isinstance(value, bool)
+                    and not _INT64[0] <= value <= _INT64[1]
+                ):
+                    raise ValueError(f"{table}.{column}: {value} does not fit in 64 bits")
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of the file, to notice a file changed while it is imported. Blocking."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _problem(report: ImportReport, key: str, reason: str) -> None:
@@ -193,7 +220,12 @@ def _path_of(fmt: Format) -> tuple[str, ...]:
 def _backup(path: Path, backup_dir: Path | None) -> Path:
     """A copy of the file named with a UTC timestamp, readable by its owner only."""
     directory = backup_dir if backup_dir is not None else path.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise errors.ConfigurationError(
+            f"cannot create the backup directory {directory}: {exc}"
+        ) from exc
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / f"{path.stem}.{stamp}{path.suffix}.bak"
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -293,6 +325,7 @@ async def import_json(
     fmt = await _load_format(db, format, spec, source)
     report = ImportReport(path=str(source), format=fmt.name, dry_run=dry_run)
     report.tables = {name: TableCounts() for name in fmt.rules}
+    before = await asyncio.to_thread(_file_digest, source)
     await asyncio.to_thread(_validate, source, fmt, report)
     if report.problem_count:
         raise ImportValidationError(report)
@@ -306,6 +339,11 @@ async def import_json(
             try:
                 await _migrate(conn, source, fmt, report, batch_size, tables)
                 await _verify(conn, source, fmt, report, batch_size, tables)
+                if await asyncio.to_thread(_file_digest, source) != before:
+                    raise errors.DataError(
+                        f"{source.name} changed while it was imported; nothing was imported: "
+                        "stop the bot that writes it and run the import again"
+                    )
             except BaseException:
                 await transaction.rollback()
                 raise

@@ -41,6 +41,10 @@ MANIFEST_SUFFIX = ".json"
 MANIFEST_FORMAT = "botdb-backup"
 _TIMESTAMP = "%Y%m%dT%H%M%S.%fZ"
 _EXTENSIONS = ("db", "dump", "jsonl.gz")
+#: The backup files each backend writes (retention never touches the other backend's).
+BACKEND_EXTENSIONS = {"sqlite": ("db",), "postgresql": ("dump", "jsonl.gz")}
+#: The newest manifest version this botdb understands.
+MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Bookkeeping tables that do not make a database "non-empty" for ``restore``.
 BOOKKEEPING_TABLES = frozenset({"alembic_version"})
@@ -143,10 +147,13 @@ def backup_name(label: str, extension: str, now: dt.datetime | None = None) -> s
     return f"{label}-{moment.astimezone(dt.UTC).strftime(_TIMESTAMP)}.{extension}"
 
 
-def list_backups(out_dir: Path, label: str) -> list[tuple[dt.datetime, Path]]:
-    """The backups of ``label`` in ``out_dir``, newest first (manifests not included)."""
-    extensions = "|".join(map(re.escape, _EXTENSIONS))
-    pattern = re.compile(rf"^{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({extensions})$")
+def list_backups(
+    out_dir: Path, label: str, extensions: tuple[str, ...] = _EXTENSIONS
+) -> list[tuple[dt.datetime, Path]]:
+    """The backups of ``label`` in ``out_dir`` (files ending in one of ``extensions``),
+    newest first (manifests not included)."""
+    pattern_ext = "|".join(map(re.escape, extensions))
+    pattern = re.compile(rf"^{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({pattern_ext})$")
     found: list[tuple[dt.datetime, Path]] = []
     for entry in out_dir.iterdir():
         match = pattern.match(entry.name)
@@ -157,10 +164,13 @@ def list_backups(out_dir: Path, label: str) -> list[tuple[dt.datetime, Path]]:
     return found
 
 
-def apply_retention(out_dir: Path, label: str, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` backups of ``label`` and their manifests."""
+def apply_retention(
+    out_dir: Path, label: str, keep: int, extensions: tuple[str, ...] = _EXTENSIONS
+) -> list[Path]:
+    """Delete all but the newest ``keep`` backups of ``label`` (files ending in one of
+    ``extensions``) and their manifests."""
     deleted: list[Path] = []
-    for _, path in list_backups(out_dir, label)[keep:]:
+    for _, path in list_backups(out_dir, label, extensions)[keep:]:
         for victim in (path, manifest_path(path)):
             try:
                 victim.unlink()
@@ -245,8 +255,18 @@ def read_manifest(path: Path) -> dict[str, Any]:
         ) from exc
     except orjson.JSONDecodeError as exc:
         raise BackupVerificationError(f"the manifest {where} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise BackupError(f"cannot read the manifest {where}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise BackupError(f"{where} is not a botdb backup manifest")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BackupVerificationError(f"the manifest {where} has no valid 'version'")
+    if version > MANIFEST_VERSION:
+        raise BackupError(
+            f"{path.name} was made by a newer botdb ({manifest.get('botdb_version')!r}, "
+            f"manifest version {version}): upgrade botdb to restore it; nothing was restored"
+        )
     for key, kind in (("sha256", str), ("size", int), ("backend", str), ("method", str)):
         if not isinstance(manifest.get(key), kind):
             raise BackupVerificationError(f"the manifest {where} has no valid {key!r}")

@@ -32,8 +32,10 @@ import orjson
 from botdb.errors import ConfigurationError
 from botdb.ops import _pg, _pglogical, _sqlite
 from botdb.ops._common import (
+    BACKEND_EXTENSIONS,
     BOOKKEEPING_TABLES,
     MANIFEST_FORMAT,
+    MANIFEST_VERSION,
     BackupResult,
     Progress,
     RestoreRefusedError,
@@ -124,7 +126,7 @@ async def backup(
     digest, size = await asyncio.to_thread(sha256_file, final)
     manifest = {
         "format": MANIFEST_FORMAT,
-        "version": 1,
+        "version": MANIFEST_VERSION,
         "file": final.name,
         "sha256": digest,
         "size": size,
@@ -142,7 +144,9 @@ async def backup(
     await asyncio.to_thread(os.chmod, final, 0o600)
     deleted = []
     if keep is not None:
-        deleted = await asyncio.to_thread(apply_retention, directory, label, keep)
+        deleted = await asyncio.to_thread(
+            apply_retention, directory, label, keep, BACKEND_EXTENSIONS[db.backend]
+        )
     return BackupResult(
         path=final,
         manifest=where,
