@@ -9,7 +9,9 @@ How versions keep fills honest (see :mod:`botdb._cache_redis` for the Redis side
   (``_tomb``); the fill is stored only if no newer version arrived (and L1 was not cleared);
 - an entry keeps its version; a message drops only entries older than its version, so a
   late or duplicate message never drops a fresher value nor lets a stale one back in;
-- L2 is written by a Lua script only if the key's version is still the one read.
+- L2 is written by a Lua script only if the key's version is still the one read;
+- when the clock restarts at 1 (FLUSHDB, eviction, Redis restarted without persistence), its
+  first invalidation tells every process to drop all of L1 (older versions are meaningless).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = ["CacheCore", "dumps"]
 # Tombstone for an invalidation whose Redis version is unknown (local or Redis down): it is
 # newer than any version a fill can have read, so every fill in flight for the key is refused.
 _UNKNOWN_VERSION: Final = 1 << 62
+# The first value of the Redis clock: every entry's version may be from an older clock.
+_CLOCK_RESTARTED: Final = 1
 _DUMPS_OPTIONS: Final = (
     orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -150,9 +154,16 @@ class CacheCore:
             if key in self._active:
                 self._tomb[key] = _UNKNOWN_VERSION
 
-    def _apply(self, keys: list[str], version: int) -> None:
-        """Invalidation ``version`` of ``keys``: drop older entries, remember it for fills."""
+    def _apply(self, keys: list[str], version: int, *, restarted: bool = False) -> None:
+        """Invalidation ``version`` of ``keys``: drop older entries, remember it for fills.
+
+        ``restarted``: the Redis clock started again (FLUSHDB, eviction, a restart without
+        persistence), so versions read before are not comparable: drop everything.
+        """
         data = self._data
+        if restarted:
+            data.clear()
+            self._epoch += 1
         for key in keys:
             entry = data.get(key)
             if entry is not None and entry[2] < version:
@@ -175,7 +186,7 @@ class CacheCore:
             return
         self._sent += len(keys)
         # Anything filled here during the round trip from the old L2 value goes too.
-        self._apply(keys, version)
+        self._apply(keys, version, restarted=version == _CLOCK_RESTARTED)
 
     def _defer(self, keys: list[str]) -> None:
         pending = self._pending
@@ -278,4 +289,4 @@ class CacheCore:
             return
         if message.origin != self._origin:
             self._received += len(message.keys)
-        self._apply(message.keys, message.version)
+        self._apply(message.keys, message.version, restarted=message.restarted)

@@ -7,7 +7,8 @@ Key layout under the prefix ``P``::
 
     P + "val:" + key     the L2 value (orjson bytes), with a PX expiry
     P + "ver:" + key     the key's version: the value of P + "clock" at its last invalidation
-    P + "clock"          one counter, INCR'd by every invalidation (never expires)
+    P + "clock"          one counter, INCR'd by every invalidation (never expires; when it is
+                         lost anyway, the message of its value 1 tells every process)
     P + "invalidate"     the pub/sub channel invalidation messages travel on
 """
 
@@ -58,7 +59,9 @@ for i = 2, #KEYS, 2 do
 end
 local plain = {}
 for i = 4, #ARGV do plain[#plain + 1] = ARGV[i] end
-redis.call('PUBLISH', ARGV[1], cjson.encode({o = ARGV[3], v = version, k = plain}))
+local message = {o = ARGV[3], v = version, k = plain}
+if clock == 1 then message.r = 1 end  -- the clock (re)started: older versions mean nothing
+redis.call('PUBLISH', ARGV[1], cjson.encode(message))
 return clock
 """
 
@@ -82,6 +85,9 @@ class Invalidation:
     origin: str
     version: int
     keys: list[str]
+    #: The clock had just (re)started (new prefix, FLUSHDB, eviction, restart without
+    #: persistence): versions read before it are not comparable with the new ones.
+    restarted: bool = False
 
 
 class RedisLink:
@@ -168,7 +174,10 @@ class RedisLink:
         return int(version)
 
     async def invalidate(self, keys: list[str]) -> int:
-        """Delete, re-version and announce ``keys`` atomically; return the new version."""
+        """Delete, re-version and announce ``keys`` atomically; return the new version.
+
+        Version 1 means the clock (re)started (see :attr:`Invalidation.restarted`).
+        """
         redis_keys: list[str] = [self._clock_key]
         for key in keys:
             redis_keys += (self._val(key), self._ver(key))
@@ -198,7 +207,12 @@ class RedisLink:
             keys = payload["k"]
             if not isinstance(keys, list):  # cjson encodes an empty table as {}
                 keys = []
-            return Invalidation(str(payload["o"]), int(payload["v"]), [str(k) for k in keys])
+            return Invalidation(
+                str(payload["o"]),
+                int(payload["v"]),
+                [str(k) for k in keys],
+                restarted=payload.get("r") == 1,
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed invalidation message: {data!r:.200}") from exc
 

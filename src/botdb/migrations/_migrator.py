@@ -40,7 +40,7 @@ from botdb.migrations._connection import (
     pragma,
     restore_foreign_keys,
 )
-from botdb.migrations._describe import describe_diff
+from botdb.migrations._describe import describe_diff, index_where_diffs, server_default_diffs
 from botdb.migrations._env import (
     BUILTIN_BRANCH,
     CONNECTION_KEY,
@@ -175,11 +175,10 @@ class Migrator:
                     "include_object": options.include_object,
                 },
             )
-            return [
-                line
-                for diff in compare_metadata(context, options.metadata)
-                for line in describe_diff(diff)
-            ]
+            diffs = compare_metadata(context, options.metadata)
+            lines = [line for diff in diffs for line in describe_diff(diff)]
+            scope = [t for t in options.metadata.sorted_tables if t.name in options.tables]
+            return lines + index_where_diffs(conn, scope) + server_default_diffs(conn, scope)
 
         return await self._run(compare, write=False)
 
