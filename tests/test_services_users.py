@@ -8,16 +8,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import types
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import botdb
 from botdb import errors
 from botdb.services import UserRecord, UserService
+from tests.helpers import statements
 
 
 @pytest.fixture
@@ -25,25 +24,6 @@ async def db(db_url: str) -> AsyncIterator[botdb.Database]:
     async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
         await database.create_tables()
         yield database
-
-
-@contextmanager
-def statements(db: botdb.Database) -> Iterator[list[str]]:
-    """Collect every statement sent while the block runs: through the ORM/Core engine, and
-    (as "raw API query") through the raw SQL API."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    engine = db.engine.sync_engine
-    raw_before = db.stats()["queries"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-        seen.extend(["raw API query"] * (db.stats()["queries"] - raw_before))
 
 
 def discord_user(**overrides: Any) -> types.SimpleNamespace:

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from sqlalchemy import MetaData
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from botdb import models
     from botdb.config import Settings
     from botdb.database import Database
@@ -37,13 +35,6 @@ class DatabaseFacade:
     settings: Settings
     _repositories: dict[type[Any], Any]
     _scoped: dict[str, ScopedConfig]
-
-    @property
-    def engine(self) -> AsyncEngine:
-        raise NotImplementedError  # pragma: no cover - Database provides it
-
-    async def free_pool_slot(self) -> None:
-        raise NotImplementedError  # pragma: no cover - Database provides it
 
     @property
     def _database(self) -> Database:
@@ -145,8 +136,8 @@ class DatabaseFacade:
             from botdb.models import Base
 
             metadata = Base.metadata
-        await self.free_pool_slot()
-        async with self.engine.begin() as conn:
+        await self._database.free_pool_slot()
+        async with self._database.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 
     async def migrate(

@@ -7,6 +7,7 @@ does the rest (streaming, validation report, transaction, upserts, verification)
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -48,7 +49,7 @@ class TableRule:
 
 
 @dataclass
-class Format:
+class Format(abc.ABC):
     """A JSON store layout: parse a member, and map a record to rows per table."""
 
     name: str = ""
@@ -57,13 +58,13 @@ class Format:
     #: The table whose keys must equal the file's records one for one.
     primary: str = ""
 
+    @abc.abstractmethod
     def parse(self, key: str, value: Any) -> Any:
         """Validate one member; raise ``ValueError`` (pydantic's included) when it is bad."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rows(self, record: Any) -> dict[str, list[dict[str, Any]]]:
         """The rows one valid record becomes, per table."""
-        raise NotImplementedError
 
     def looks_like(self, key: str, value: Any) -> bool:
         """Whether a member looks like this format (for ``format="auto"``)."""
