@@ -168,3 +168,19 @@ def test_backup_json_in_a_real_subprocess(sqlite_url: str, tmp_path: Path) -> No
     result = orjson.loads(completed.stdout)
     assert Path(result["path"]).is_file()
     assert result["method"] == "sqlite"
+
+
+@pytest.mark.parametrize("command", ["health", "info", "backup", "optimize", "integrity"])
+def test_read_only_commands_do_not_create_a_mistyped_sqlite_file(
+    command: str, tmp_path: Path
+) -> None:
+    """A typo in --url is an error (exit 1), not a new empty database reported as healthy."""
+    path = tmp_path / "typo.db"
+    extra = ["--out", str(tmp_path / "backups")] if command == "backup" else []
+    result = CliRunner().invoke(app, [command, "--url", f"sqlite:///{path}", *extra])
+    assert result.exit_code == 1, result.output
+    assert "does not exist" in " ".join(result.output.split())  # rich wraps long lines
+    assert not path.exists()
+    created = CliRunner().invoke(app, ["init", "--url", f"sqlite:///{path}"])
+    assert created.exit_code == 0, created.output
+    assert path.exists()

@@ -193,6 +193,8 @@ class Settings(BaseSettings):
         ssl_ca_file: CA certificates for ``verify-ca`` / ``verify-full``.
         pgbouncer: behind pgbouncer in transaction mode: no server-side prepared statements.
         sqlite_busy_timeout: seconds SQLite waits on a lock before ``DatabaseBusyError``.
+        sqlite_create: create the SQLite file when it does not exist (False: a missing file is
+            a ConfigurationError; the read-only ``botdb`` commands use False).
         sqlite_cache_size_mb: SQLite page cache per connection.
         retry_attempts: tries in all for transient errors (1: no retry).
         retry_initial_delay: seconds before the first retry (then doubling).
@@ -230,6 +232,7 @@ class Settings(BaseSettings):
     pgbouncer: _Bool = False
     # SQLite
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)
+    sqlite_create: bool = True
     sqlite_cache_size_mb: int = Field(default=64, ge=0)
     # retries
     retry_attempts: int = Field(default=3, ge=1)

@@ -152,7 +152,7 @@ class Database(QueryAPI, DatabaseFacade):
                 f"file:{memory_name}?mode=memory&cache=shared", uri=True, check_same_thread=False
             )
         else:
-            prepare_sqlite_file(url.path)
+            prepare_sqlite_file(url.path, create=self.settings.sqlite_create)
         executor = ThreadPoolExecutor(
             max_workers=self.settings.pool_max_size + 1, thread_name_prefix="botdb-sqlite"
         )

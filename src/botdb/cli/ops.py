@@ -123,7 +123,7 @@ def health_command(url: UrlOption = None, json_output: JsonOption = False) -> No
     degraded (slow) database exits 0 with a warning."""
 
     async def main() -> tuple[dict[str, Any], int]:
-        db = botdb.connect(url)
+        db = botdb.connect(url, sqlite_create=False)
         try:
             await db.connect()
         except (errors.ConnectionFailedError, errors.AuthenticationError) as exc:
@@ -166,7 +166,7 @@ def info_command(
     """Where the database is, its size, version, settings and pending migrations."""
 
     async def main() -> dict[str, Any]:
-        async with botdb.connect(url) as db:
+        async with botdb.connect(url, sqlite_create=False) as db:
             return await ops.database_info(db, tables=tables)
 
     info = run(with_json_errors(main, json_output))
@@ -208,7 +208,7 @@ def backup_command(
     """Back up the database online into DIR, with a checksum manifest (mode 0600)."""
 
     async def main() -> ops.BackupResult:
-        async with botdb.connect(url) as db:
+        async with botdb.connect(url, sqlite_create=False) as db:
             with _progress(not json_output) as progress:
                 # run() maps BackupVerificationError (a VerificationError) to exit 4.
                 return await ops.backup(db, out, keep=keep, method=method, progress=progress)
@@ -259,7 +259,7 @@ def optimize_command(
     """ANALYZE, VACUUM, rebuild bloated indexes, refresh views, then check integrity."""
 
     async def main() -> dict[str, Any]:
-        async with botdb.connect(url) as db:
+        async with botdb.connect(url, sqlite_create=False) as db:
             with _progress(not json_output) as progress:
                 return await ops.optimize(db, reindex_bloat_ratio=bloat_ratio, progress=progress)
 
@@ -283,7 +283,7 @@ def integrity_command(url: UrlOption = None, json_output: JsonOption = False) ->
     indexes and NOT VALID constraints). Exit 4 when a problem is found."""
 
     async def main() -> dict[str, Any]:
-        async with botdb.connect(url) as db:
+        async with botdb.connect(url, sqlite_create=False) as db:
             return await ops.integrity(db)
 
     report = run(with_json_errors(main, json_output))

@@ -68,11 +68,19 @@ _INTERRUPT = 9
 _NATIVE = (int, float, str, bytes, type(None))
 
 
-def prepare_sqlite_file(path: str) -> None:
-    """Create a new database file readable by its owner only (0600), before SQLite opens it."""
+def prepare_sqlite_file(path: str, *, create: bool = True) -> None:
+    """Create a new database file readable by its owner only (0600), before SQLite opens it.
+
+    With ``create=False`` a missing file is a ConfigurationError instead (a mistyped path must
+    not turn into a new, empty, "healthy" database).
+    """
     if path in ("", ":memory:"):
         return
     target = Path(path)
+    if not create and not target.is_file():
+        raise ConfigurationError(
+            f"the SQLite database {path} does not exist (`botdb init` creates it)"
+        )
     if not target.parent.is_dir():
         raise ConfigurationError(f"the directory for the SQLite database does not exist: {path}")
     try:
