@@ -32,6 +32,7 @@ CREATE TABLE bench_messages (
     created_at TIMESTAMPTZ, edited_at TIMESTAMPTZ, deleted BOOLEAN, is_bot BOOLEAN,
     reply_to BIGINT
 )"""
+RESET_MESSAGES = "DROP TABLE IF EXISTS bench_messages; " + MESSAGES_DDL
 MESSAGE_COLUMNS = [
     "id", "guild_id", "channel_id", "author_id", "content", "created_at", "edited_at",
     "deleted", "is_bot", "reply_to",
@@ -44,31 +45,38 @@ KV_ROWS = [(i, f"name-{i}", i * 7) for i in range(KEYS)]
 
 
 @asynccontextmanager
-async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
+async def _pg_clients(env: dict[str, Any]) -> AsyncIterator[tuple[Any, botdb.Database]]:
+    """A raw asyncpg connection and a botdb Database on the run's PostgreSQL database."""
     import asyncpg
 
     url = require(env, "pg_url")
     raw = await asyncpg.connect(url)
-    await raw.execute("DROP TABLE IF EXISTS bench_kv; " + KV_DDL)
-    await raw.executemany("INSERT INTO bench_kv VALUES ($1, $2, $3)", KV_ROWS)
-    query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
     db = await botdb.connect(url, pool_max_size=8)
-
-    async def baseline() -> int:
-        for i in range(LOOKUPS):
-            await raw.fetchrow(query, i % KEYS)
-        return LOOKUPS
-
-    async def subject() -> int:
-        for i in range(LOOKUPS):
-            await db.fetchrow(query, i % KEYS)
-        return LOOKUPS
-
     try:
-        yield baseline, subject
+        yield raw, db
     finally:
         await db.close()
         await raw.close()
+
+
+@asynccontextmanager
+async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    async with _pg_clients(env) as (raw, db):
+        await raw.execute("DROP TABLE IF EXISTS bench_kv; " + KV_DDL)
+        await raw.executemany("INSERT INTO bench_kv VALUES ($1, $2, $3)", KV_ROWS)
+        query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
+
+        async def baseline() -> int:
+            for i in range(LOOKUPS):
+                await raw.fetchrow(query, i % KEYS)
+            return LOOKUPS
+
+        async def subject() -> int:
+            for i in range(LOOKUPS):
+                await db.fetchrow(query, i % KEYS)
+            return LOOKUPS
+
+        yield baseline, subject
 
 
 @asynccontextmanager
@@ -106,62 +114,40 @@ async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
 
 @asynccontextmanager
 async def pg_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
-    import asyncpg
+    async with _pg_clients(env) as (raw, db):
+        rows = _message_rows(ROWS)
+        query = f"INSERT INTO bench_messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
 
-    url = require(env, "pg_url")
-    raw = await asyncpg.connect(url)
-    db = await botdb.connect(url)
-    rows = _message_rows(ROWS)
-    query = f"INSERT INTO bench_messages VALUES ({', '.join(f'${i}' for i in range(1, 11))})"
+        async def baseline() -> int:
+            await raw.execute(RESET_MESSAGES)
+            async with raw.transaction():
+                await raw.executemany(query, rows)
+            return ROWS
 
-    async def reset() -> None:
-        await raw.execute("DROP TABLE IF EXISTS bench_messages; " + MESSAGES_DDL)
+        async def subject() -> int:
+            await raw.execute(RESET_MESSAGES)
+            await db.execute_many(query, rows)
+            return ROWS
 
-    async def baseline() -> int:
-        await reset()
-        async with raw.transaction():
-            await raw.executemany(query, rows)
-        return ROWS
-
-    async def subject() -> int:
-        await reset()
-        await db.execute_many(query, rows)
-        return ROWS
-
-    try:
         yield baseline, subject
-    finally:
-        await db.close()
-        await raw.close()
 
 
 @asynccontextmanager
 async def pg_copy(env: dict[str, Any]) -> AsyncIterator[Pair]:
-    import asyncpg
+    async with _pg_clients(env) as (raw, db):
+        rows = _message_rows(ROWS * 5)
 
-    url = require(env, "pg_url")
-    raw = await asyncpg.connect(url)
-    db = await botdb.connect(url)
-    rows = _message_rows(ROWS * 5)
+        async def baseline() -> int:
+            await raw.execute(RESET_MESSAGES)
+            await raw.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
+            return len(rows)
 
-    async def reset() -> None:
-        await raw.execute("DROP TABLE IF EXISTS bench_messages; " + MESSAGES_DDL)
+        async def subject() -> int:
+            await raw.execute(RESET_MESSAGES)
+            await db.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
+            return len(rows)
 
-    async def baseline() -> int:
-        await reset()
-        await raw.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
-        return len(rows)
-
-    async def subject() -> int:
-        await reset()
-        await db.copy_records_to_table("bench_messages", records=rows, columns=MESSAGE_COLUMNS)
-        return len(rows)
-
-    try:
         yield baseline, subject
-    finally:
-        await db.close()
-        await raw.close()
 
 
 # -- SQLite ----------------------------------------------------------------------------------

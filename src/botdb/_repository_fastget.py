@@ -39,7 +39,6 @@ from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.types import TypeDecorator
 
 from botdb._repository_model import ModelInfo
-from botdb.models.types import UTCDateTime
 
 __all__ = ["FastGet"]
 
@@ -53,6 +52,10 @@ def _result_processor(column: Column[Any], dialect: Dialect) -> Processor:
     ``UTCDateTime`` on SQLite gets ``datetime.fromisoformat`` (~0.3 µs) in place of
     SQLAlchemy's regular-expression parser (~15 µs), falling back to it for any other text.
     """
+    # Imported here: the models package maps every built-in table, which ``import botdb``
+    # should not pay for before a repository is used.
+    from botdb.models.types import UTCDateTime
+
     type_ = column.type
     process = type_.dialect_impl(dialect).result_processor(dialect, None)
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":

@@ -271,12 +271,10 @@ class Database(QueryAPI, DatabaseFacade):
         closed: bool = False,
     ) -> Any:
         self._stats.record_error()
-        error = translate_error(exc, closed=closed)
+        read_only = method in ("fetch", "fetchrow", "fetchval") and is_read_only(query)
+        error = _statement_error(exc, read_only=read_only, closed=closed)
         if error is exc:
             raise exc
-        read_only = method in ("fetch", "fetchrow", "fetchval") and is_read_only(query)
-        if isinstance(error, errors.ConnectionLostError) and not read_only:
-            error.in_doubt = True
         if not (retryable and self._retry.attempts > 1 and may_retry(error, read_only=read_only)):
             raise error from exc
         self._stats.record_retry()
@@ -311,15 +309,13 @@ class Database(QueryAPI, DatabaseFacade):
         except BaseException as exc:
             closed = conn is not None and conn.is_closed()
             if conn is not None:
-                self._leases.release(conn, discard=True)
+                self._leases.release(conn, discard=not isinstance(exc, Exception) or closed)
             if not isinstance(exc, Exception):
                 raise
             self._stats.record_error()
-            error = translate_error(exc, closed=closed)
+            error = _statement_error(exc, read_only=read_only, closed=closed)
             if error is exc:
                 raise
-            if isinstance(error, errors.ConnectionLostError) and not read_only:
-                error.in_doubt = True
             raise error from exc
         self._leases.release(conn)
         self._stats.record(query, time.perf_counter() - start)
@@ -596,6 +592,15 @@ class Database(QueryAPI, DatabaseFacade):
         snapshot["pool"] = self.pool_stats()
         snapshot["backend"] = self.backend
         return snapshot
+
+
+def _statement_error(exc: Exception, *, read_only: bool, closed: bool) -> BaseException:
+    """The botdb error for a failed statement outside a transaction. A write whose connection
+    dropped in flight may have been committed: it is marked in doubt, never retried."""
+    error = translate_error(exc, closed=closed)
+    if isinstance(error, errors.ConnectionLostError) and not read_only:
+        error.in_doubt = True
+    return error
 
 
 def _connect_retryable(exc: BaseException) -> bool:

@@ -16,6 +16,8 @@ import socket
 import sqlite3
 from typing import Any, NoReturn
 
+import sqlalchemy.exc
+
 from botdb import errors
 
 __all__ = ["raise_translated", "translate_error"]
@@ -121,7 +123,7 @@ def raise_translated(exc: BaseException, *, closed: bool = False) -> NoReturn:
 
 def _unwrap_sqlalchemy(exc: BaseException) -> BaseException:
     """SQLAlchemy wraps driver errors (``DBAPIError.orig``), its asyncpg adapter twice."""
-    if type(exc).__module__ == "sqlalchemy.exc" and type(exc).__name__ == "TimeoutError":
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # the pool's checkout timed out
         return errors.QueryTimeoutError(f"no database connection became free in time: {exc}")
     orig = getattr(exc, "orig", None)
     if orig is not None and type(exc).__module__.startswith("sqlalchemy"):
