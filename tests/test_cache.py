@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 import botdb.cache
 from botdb.cache import Cache, cached
 from botdb.errors import ConfigurationError, DataError
+from tests.helpers import start_redis_server
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> float:
@@ -531,35 +532,6 @@ async def test_redis_down_at_start_keeps_working_on_l1_with_one_warning(
     assert len(warnings) == 1
     assert "s3cret" not in warnings[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-async def start_redis_server(binary: str, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.ping()
-                return proc
-            except (aioredis.ConnectionError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
-    finally:
-        await client.aclose()
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 import botdb
 from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
+from tests.helpers import start_redis_server
 
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 
@@ -246,28 +247,6 @@ async def test_case_numbers_from_two_processes_are_consecutive(
     rows = await db.fetch("SELECT case_number FROM moderation_cases ORDER BY case_number")
     assert [r[0] for r in rows] == list(range(1, 51))
     assert len({c.case_number for c in mine}) == 30
-
-
-async def start_redis_server(binary: str, port: int) -> asyncio.subprocess.Process:
-    import redis.asyncio as aioredis
-
-    proc = await asyncio.create_subprocess_exec(
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.ping()
-                return proc
-            except (aioredis.ConnectionError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
-    finally:
-        await client.aclose()
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
