@@ -19,8 +19,8 @@ from sqlalchemy import ColumnElement, Update, and_, bindparam, case, or_, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from botdb._repository_model import ModelInfo
 from botdb.errors import ArgumentError
+from botdb.repository._model import ModelInfo
 
 __all__ = [
     "bulk_update_statements",

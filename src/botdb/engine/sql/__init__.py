@@ -14,8 +14,8 @@ Example:
 both backends and never raise (dollar quotes and PostgreSQL operators are fine there).
 
 The lexer, statement classification and operand helpers live in the private
-:mod:`botdb.engine._sql_lex`; the token rewrites (casts, intervals, ``ANY``, DDL) in
-:mod:`botdb.engine._sql_rewrite`.
+:mod:`botdb.engine.sql._lex`; the token rewrites (casts, intervals, ``ANY``, DDL) in
+:mod:`botdb.engine.sql._rewrite`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from botdb.engine._sql_lex import _kind_of, _lex, _returns_rows
-from botdb.engine._sql_rewrite import NOW_SQL as NOW_SQL
-from botdb.engine._sql_rewrite import _Rewriter
+from botdb.engine.sql._lex import _kind_of, _lex, _returns_rows
+from botdb.engine.sql._rewrite import NOW_SQL as NOW_SQL
+from botdb.engine.sql._rewrite import _Rewriter
 
 __all__ = [
     "SQLiteQuery",

@@ -2,7 +2,7 @@
 
 L1 is an in-process LRU with TTLs; L2 is Redis (optional). Invalidations delete L1 and L2 and
 are published to every process on one Redis channel. Every key carries a version (see
-:mod:`botdb._cache_core`) so that a value loaded before an invalidation is never stored after
+:mod:`botdb.cache._core`) so that a value loaded before an invalidation is never stored after
 it, in L1 or in L2. When Redis is down the cache keeps working from L1 with a short TTL and
 reconnects by itself; it never raises to the bot because of Redis.
 
@@ -32,8 +32,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from botdb._cache_core import CacheCore, dumps
-from botdb._cache_redis import RedisLink
+from botdb.cache._core import CacheCore, dumps
+from botdb.cache._redis import RedisLink
 from botdb.errors import ConfigurationError
 
 __all__ = ["Cache", "InvalidationBatch", "cached"]

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
 from botdb import errors
-from botdb._repository_fastget import FastGet
-from botdb._repository_model import Filters, ModelInfo, OrderBy
-from botdb._repository_pagination import CursorCodec
 from botdb.engine._translate import raise_translated
 from botdb.engine.retry import RetryPolicy
+from botdb.repository._fastget import FastGet
+from botdb.repository._model import Filters, ModelInfo, OrderBy
+from botdb.repository._pagination import CursorCodec
 
 if TYPE_CHECKING:
     from botdb.database import Database

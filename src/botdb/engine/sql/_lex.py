@@ -1,7 +1,7 @@
 """Lexer, statement classification and operand helpers behind :mod:`botdb.engine.sql`.
 
 The lexer turns PostgreSQL-dialect SQL into significant tokens, each carrying the whitespace and
-comments in front of it, so the rewrites in :mod:`botdb.engine._sql_rewrite` never touch string
+comments in front of it, so the rewrites in :mod:`botdb.engine.sql._rewrite` never touch string
 literals, quoted identifiers or comments. The operand helpers find the primary expression left
 or right of an operator; :func:`_kind_of` and :func:`_returns_rows` classify a statement.
 Private: the public API is :mod:`botdb.engine.sql`.

@@ -38,7 +38,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.types import TypeDecorator
 
-from botdb._repository_model import ModelInfo
+from botdb.repository._model import ModelInfo
 
 __all__ = ["FastGet"]
 

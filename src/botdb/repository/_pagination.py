@@ -23,8 +23,8 @@ from typing import Any, Generic, TypeVar
 import orjson
 from sqlalchemy import ColumnElement, and_, literal, or_, tuple_
 
-from botdb._repository_model import ModelInfo, OrderKey, value_converter
 from botdb.errors import ArgumentError
+from botdb.repository._model import ModelInfo, OrderKey, value_converter
 
 __all__ = ["CursorCodec", "KeysetPage", "Page", "keyset_where"]
 

@@ -28,11 +28,11 @@ from sqlalchemy import delete, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from botdb import errors
-from botdb._repository_base import describe, rowcount
-from botdb._repository_model import Filters, OrderBy
-from botdb._repository_pagination import KeysetPage, Page
-from botdb._repository_read import ReadMethods
-from botdb._repository_write import (
+from botdb.repository._base import describe, rowcount
+from botdb.repository._model import Filters, OrderBy
+from botdb.repository._pagination import KeysetPage, Page
+from botdb.repository._read import ReadMethods
+from botdb.repository._write import (
     bulk_update_statements,
     conflict_key,
     dedupe,

@@ -1,7 +1,7 @@
 """Token-level rewrites of PostgreSQL-dialect SQL into SQLite, behind :mod:`botdb.engine.sql`.
 
 Types and casts, intervals, and the :class:`_Rewriter` that walks the tokens of
-:mod:`botdb.engine._sql_lex` left to right. Private: the public API is :mod:`botdb.engine.sql`.
+:mod:`botdb.engine.sql._lex` left to right. Private: the public API is :mod:`botdb.engine.sql`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
-from botdb.engine._sql_lex import (
+from botdb.engine.sql._lex import (
     _NAMES,
     _concat_end,
     _concat_start,

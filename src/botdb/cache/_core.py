@@ -1,6 +1,6 @@
 """State and machinery behind :class:`botdb.cache.Cache`: L1 bookkeeping, versions, Redis state.
 
-How versions keep fills honest (see :mod:`botdb._cache_redis` for the Redis side):
+How versions keep fills honest (see :mod:`botdb.cache._redis` for the Redis side):
 
 - every invalidation takes a new value of one Redis counter (the clock) and stamps it as the
   version of each key it invalidates, atomically with the L2 delete and the publish;
@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from botdb._cache_redis import RedisLink, redact_url
+from botdb.cache._redis import RedisLink, redact_url
 from botdb.errors import ConfigurationError, DataError
 
 __all__ = ["CacheCore", "dumps"]

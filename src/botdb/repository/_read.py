@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
 from botdb import errors
-from botdb._repository_base import MAX_PAGE, RepositoryBase, check_int, describe
-from botdb._repository_fastget import FastGet
-from botdb._repository_model import Filters, OrderBy
-from botdb._repository_pagination import KeysetPage, Page, keyset_where
+from botdb.repository._base import MAX_PAGE, RepositoryBase, check_int, describe
+from botdb.repository._fastget import FastGet
+from botdb.repository._model import Filters, OrderBy
+from botdb.repository._pagination import KeysetPage, Page, keyset_where
 
 __all__ = ["ReadMethods"]
 
@@ -43,7 +43,8 @@ class ReadMethods(RepositoryBase[T]):
             session: run in this session (identity map included) instead of a new one.
 
         Without ``session`` and ``options`` this runs one cached SELECT on the raw API and
-        builds the object directly: ~10-25x faster than a session (see ``_repository_fastget``).
+        builds the object directly: ~10-25x faster than a session (see
+        ``botdb.repository._fastget``).
         """
         info = self._info
         values = info.identity(id)
