@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from time import monotonic
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -357,6 +357,15 @@ class InvalidationBatch:
     def discard(self) -> None:
         """Forget every collected key without invalidating anything."""
         self._keys.clear()
+
+    # The engine's commit hook (``botdb.engine.connection.CommitHook``).
+
+    async def before_commit(self, run: Callable[[str, Sequence[Any]], Awaitable[Any]]) -> None:
+        """Inside the transaction, just before its COMMIT: nothing to do yet."""
+
+    async def after_commit(self) -> None:
+        """The transaction committed: invalidate (see :meth:`commit`)."""
+        await self.commit()
 
 
 def cached(

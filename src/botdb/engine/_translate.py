@@ -145,6 +145,11 @@ def _from_asyncpg(exc: BaseException, sqlstate: str | None) -> BaseException:
     message = str(exc)
     if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError):
         return errors.ConnectionLostError(f"the connection to PostgreSQL was lost: {message}")
+    if isinstance(exc, asyncpg.exceptions.InternalClientError | asyncpg.exceptions.ProtocolError):
+        # The client's protocol state broke, typically after the server terminated the
+        # backend while the connection sat idle (the next BEGIN or COMMIT then meets the
+        # termination message): the connection is unusable, so this is a lost connection.
+        return errors.ConnectionLostError(f"the connection to PostgreSQL broke: {message}")
     if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
         return errors.ConfigurationError(message)
     if isinstance(exc, asyncpg.InterfaceError):

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from botdb.errors import InterfaceError, QueryTimeoutError
+from botdb.engine._translate import translate_error
+from botdb.engine.sql import RESETS, WRITES, statement_traits
+from botdb.errors import (
+    ConnectionFailedError,
+    ConnectionLostError,
+    InterfaceError,
+    QueryTimeoutError,
+)
 
 __all__ = ["DriverConnection", "LeasePool"]
 
@@ -30,16 +37,97 @@ __all__ = ["DriverConnection", "LeasePool"]
 class DriverConnection(abc.ABC):
     """One leased driver connection, wrapped with the backend's way of running statements.
 
-    Methods raise the driver's own exceptions; the callers translate them at one boundary.
+    This is the raw API's one error boundary: :meth:`run`, :meth:`begin`, :meth:`commit` and
+    :meth:`rollback` raise botdb errors only (the subclasses' ``_``-methods raise the driver's
+    own). A connection that met a connection or protocol error is marked ``broken`` and the
+    pool never hands it out again; one that ran a statement which may leave session state
+    behind (``SET``, temporary tables, ``LISTEN``, advisory locks…) is marked ``dirty`` and is
+    reset before the next caller gets it.
     """
 
-    __slots__ = ("born", "idle_since", "in_transaction", "proxied", "savepoints")
+    __slots__ = (
+        "born",
+        "broken",
+        "dirty",
+        "idle_since",
+        "in_transaction",
+        "proxied",
+        "savepoints",
+        "touched",
+        "wrote",
+    )
 
     def __init__(self, proxied: PoolProxiedConnection) -> None:
         self.proxied = proxied
         self.born = self.idle_since = time.monotonic()
         self.in_transaction = False
         self.savepoints = 0
+        self.broken = False
+        self.dirty = False
+        #: The caller reached the driver connection itself: anything may have been done to it.
+        self.touched = False
+        #: A statement that may write ran since the transaction began (see ``begin``).
+        self.wrote = False
+
+    # -- the boundary -------------------------------------------------------------------------
+
+    async def run(
+        self, method: str, query: str, args: Sequence[Any], timeout: float | None, *extra: Any
+    ) -> Any:
+        """Run one statement method (``fetchrow``, ``execute``…); botdb errors only."""
+        traits = statement_traits(query)
+        if traits:
+            if traits & RESETS:
+                self.dirty = True
+            if traits & WRITES:
+                self.wrote = True
+        try:
+            return await getattr(self, method)(query, args, timeout, *extra)
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The botdb error for ``exc``; marks the connection broken when it cannot be reused.
+
+        Anything the translator does not know, and every connection error, means the
+        connection's state is unknown: it is closed rather than handed to the next caller.
+        """
+        error = translate_error(exc, closed=self.is_closed())
+        if error is exc or isinstance(error, ConnectionLostError | ConnectionFailedError):
+            self.broken = True
+        return error
+
+    async def begin(self, *, isolation: str | None = None, readonly: bool = False) -> None:
+        self.in_transaction = True  # set first: a cancelled BEGIN must not be pooled as clean
+        self.wrote = False
+        try:
+            await self._begin(isolation=isolation, readonly=readonly)
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    async def commit(self) -> None:
+        """COMMIT; raises DatabaseError (25P02) if the database had rolled it back already."""
+        try:
+            await self._commit()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    async def rollback(self) -> None:
+        self.in_transaction = False
+        try:
+            await self._rollback()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    async def reset(self) -> None:
+        """Undo session state (settings, temporary tables, locks, listeners, cursors)."""
+        try:
+            await self._reset()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        self.dirty = self.touched = False
+
+    # -- what each backend provides -----------------------------------------------------------
 
     @abc.abstractmethod
     def is_closed(self) -> bool: ...
@@ -47,6 +135,11 @@ class DriverConnection(abc.ABC):
     @abc.abstractmethod
     def driver_in_transaction(self) -> bool:
         """What the driver says: a transaction is open (botdb's or one a raw BEGIN opened)."""
+
+    @property
+    @abc.abstractmethod
+    def driver(self) -> Any:
+        """The driver's own connection (asyncpg ``Connection`` or ``sqlite3.Connection``)."""
 
     def is_busy(self) -> bool:
         """True while work started on this connection is still running (a cancelled call)."""
@@ -70,6 +163,10 @@ class DriverConnection(abc.ABC):
     ) -> Any: ...
 
     @abc.abstractmethod
+    async def describe(self, query: str, _args: Sequence[Any], timeout: float | None) -> None:
+        """Check a statement (prepare it without running it)."""
+
+    @abc.abstractmethod
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
     ) -> None: ...
@@ -90,15 +187,16 @@ class DriverConnection(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    async def begin(self, *, isolation: str | None = None, readonly: bool = False) -> None: ...
+    async def _begin(self, *, isolation: str | None, readonly: bool) -> None: ...
 
     @abc.abstractmethod
-    async def commit(self) -> None:
-        """COMMIT; raises DatabaseError (25P02) if the database had rolled it back already."""
+    async def _commit(self) -> None: ...
 
-    async def rollback(self) -> None:
-        self.in_transaction = False
+    async def _rollback(self) -> None:
         await self.execute("ROLLBACK", (), None)
+
+    @abc.abstractmethod
+    async def _reset(self) -> None: ...
 
     async def detach(self) -> None:  # noqa: B027 - optional hook
         """Undo lease-only settings before the connection goes back to SQLAlchemy's pool."""
@@ -168,20 +266,37 @@ class LeasePool:
         """Hand a connection to a waiter or the free list, or back to SQLAlchemy if unfit.
 
         Synchronous on the fast path, so it also runs while a task is being cancelled. A
-        connection with a transaction open (a raw ``BEGIN`` never committed, a cancelled
-        ``BEGIN``) is closed rather than reused.
+        connection that is broken, or has a transaction open (a raw ``BEGIN`` never
+        committed, a cancelled ``BEGIN``), is closed rather than reused; a dirty one is reset
+        first (see :class:`DriverConnection`).
         """
         if conn.is_busy():
             self._spawn(self._release_when_idle(conn, discard))
             return
-        if discard or self._closed or conn.is_closed() or conn.driver_in_transaction():
-            unclean = discard or conn.in_transaction or conn.driver_in_transaction()
+        if (
+            discard
+            or conn.broken
+            or self._closed
+            or conn.is_closed()
+            or conn.driver_in_transaction()
+        ):
+            unclean = discard or conn.broken or conn.in_transaction or conn.driver_in_transaction()
             self._spawn(self._give_back(conn, invalidate=unclean))
+            return
+        if conn.dirty or conn.touched:
+            self._spawn(self._reset_then_release(conn))
             return
         conn.in_transaction = False
         conn.idle_since = time.monotonic()
         if not self._wake(conn):
             self._idle.append(conn)
+
+    async def _reset_then_release(self, conn: DriverConnection) -> None:
+        try:
+            await conn.reset()
+        except Exception:
+            conn.broken = True
+        self.release(conn)
 
     async def yield_idle(self) -> None:
         """Hand one idle connection back to SQLAlchemy's pool if an ORM session needs it.
@@ -220,10 +335,13 @@ class LeasePool:
         self._leased += 1
         try:
             proxied = await self._engine.raw_connection()
-        except BaseException:
+        except BaseException as exc:
             self._leased -= 1
             self._wake(None)
-            raise
+            error = translate_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         try:
             return await self._wrap(proxied)
         except BaseException:
@@ -286,6 +404,8 @@ class LeasePool:
                 await greenlet_spawn(proxied.invalidate)
                 return
             try:
+                if conn.dirty or conn.touched:
+                    await conn.reset()
                 await conn.detach()
             except Exception:
                 await greenlet_spawn(proxied.invalidate)

@@ -11,20 +11,33 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from botdb.engine._translate import raise_translated
 from botdb.engine.base import DriverConnection
 from botdb.errors import InterfaceError, aborted_transaction
 
 if TYPE_CHECKING:
-    from botdb.cache import InvalidationBatch
     from botdb.engine.stats import QueryStats
 
-__all__ = ["Connection", "PreparedStatement", "QueryAPI", "rollback_quietly"]
+__all__ = ["CommitHook", "Connection", "PreparedStatement", "QueryAPI", "rollback_quietly"]
+
+#: Runs one ``$n`` statement inside the transaction being committed.
+RunStatement = Callable[[str, Sequence[Any]], Awaitable[Any]]
+
+
+class CommitHook(Protocol):
+    """What the layers above attach to a transaction (the cache's invalidations): the engine
+    calls ``before_commit`` inside the transaction, ``after_commit`` once it is durable, and
+    ``discard`` when it rolled back. The engine knows nothing else of it."""
+
+    async def before_commit(self, run: RunStatement) -> None: ...
+
+    async def after_commit(self) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 class QueryAPI(abc.ABC):
@@ -33,7 +46,7 @@ class QueryAPI(abc.ABC):
     __slots__ = ()
 
     @abc.abstractmethod
-    async def _call(
+    def _call(
         self,
         method: str,
         query: str,
@@ -116,21 +129,47 @@ class QueryAPI(abc.ABC):
     def prepare_statement(self, name: str, query: str) -> PreparedStatement:
         """A reusable statement with ``fetch``/``fetchrow``/``fetchval``/``execute``.
 
-        Statements are prepared on the server (PostgreSQL) or in SQLite's statement cache the
-        first time each connection runs them, and reused after; ``name`` labels it in logs.
+        Awaiting it checks the statement against the database once (a syntax error or an
+        unknown table raises here, typed); after that each server connection prepares it the
+        first time it runs it (asyncpg's statement cache, SQLite's) and reuses it. ``name``
+        labels it in logs.
+
+        Example:
+            >>> sql = "SELECT * FROM users WHERE id = $1"
+            >>> get_user = await db.prepare_statement("get_user", sql)
+            >>> row = await get_user.fetchrow(42)
         """
         return PreparedStatement(self, name, query)
 
+    def prepare(self, query: str) -> PreparedStatement:
+        """asyncpg's ``await conn.prepare(query)``: :meth:`prepare_statement` without a name."""
+        return PreparedStatement(self, None, query)
+
 
 class PreparedStatement:
-    """A named statement bound to a Database or a Connection (see ``prepare_statement``)."""
+    """A statement bound to a Database or a Connection (see ``prepare_statement``).
+
+    Use it awaited (``stmt = await db.prepare(...)``, which checks it once) or as it is.
+    """
 
     __slots__ = ("_api", "name", "query")
 
-    def __init__(self, api: QueryAPI, name: str, query: str) -> None:
+    def __init__(self, api: QueryAPI, name: str | None, query: str) -> None:
         self._api = api
         self.name = name
         self.query = query
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._checked().__await__()
+
+    async def _checked(self) -> Self:
+        await self._api._call("describe", self.query, (), None, retryable=True)
+        return self
+
+    async def executemany(
+        self, args: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> None:
+        await self._api.execute_many(self.query, args, timeout=timeout)
 
     async def execute(self, *args: Any, timeout: float | None = None) -> str:
         return await self._api.execute(self.query, *args, timeout=timeout)
@@ -155,7 +194,7 @@ class Connection(QueryAPI):
     to re-run a whole transaction after a transient failure.
     """
 
-    __slots__ = ("_busy", "_driver", "_released", "_stats", "_timeout", "invalidations")
+    __slots__ = ("_busy", "_driver", "_released", "_stats", "_timeout", "hook")
 
     def __init__(
         self, driver: DriverConnection, stats: QueryStats, timeout: float | None = None
@@ -165,8 +204,8 @@ class Connection(QueryAPI):
         self._timeout = timeout
         self._released = False
         self._busy = False
-        #: Cache invalidations sent after this transaction commits (None outside one).
-        self.invalidations: InvalidationBatch | None = None
+        #: What runs around this transaction's COMMIT (the cache's invalidations), if any.
+        self.hook: CommitHook | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -175,9 +214,10 @@ class Connection(QueryAPI):
     @property
     def driver_connection(self) -> Any:
         """The asyncpg ``Connection`` or ``sqlite3.Connection`` underneath, for what botdb
-        does not wrap. Do not close it or keep it past the block."""
-        driver: Any = self._driver
-        return getattr(driver, "driver", None) or driver.raw
+        does not wrap. Do not close it or keep it past the block; whatever you change on it is
+        reset before the connection goes back to the pool."""
+        self._driver.touched = True
+        return self._driver.driver
 
     async def _call(
         self,
@@ -204,10 +244,10 @@ class Connection(QueryAPI):
         self._busy = True
         start = time.perf_counter()
         try:
-            result = await getattr(driver, method)(query, args, timeout, *extra)
-        except Exception as exc:
+            result = await driver.run(method, query, args, timeout, *extra)
+        except Exception:
             self._stats.record_error()
-            raise_translated(exc, closed=driver.is_closed())
+            raise
         finally:
             self._busy = False
         self._stats.record(query, time.perf_counter() - start)
@@ -218,19 +258,13 @@ class Connection(QueryAPI):
         """A transaction on this connection, or a savepoint inside the current one."""
         driver = self._driver
         if not driver.in_transaction:
-            try:
-                await driver.begin()
-            except Exception as exc:
-                raise_translated(exc)
+            await driver.begin()
             try:
                 yield self
             except BaseException:
                 await rollback_quietly(driver)
                 raise
-            try:
-                await driver.commit()
-            except Exception as exc:
-                raise_translated(exc, closed=driver.is_closed())
+            await driver.commit()
             return
         driver.savepoints += 1
         name = f"botdb_sp_{driver.savepoints}"

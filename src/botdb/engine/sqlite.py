@@ -55,7 +55,13 @@ from botdb.errors import (
 if TYPE_CHECKING:
     from botdb.config import Settings
 
-__all__ = ["SQLiteConnection", "create_sqlite_engine", "prepare_sqlite_file"]
+__all__ = [
+    "SQLiteConnection",
+    "create_sqlite_engine",
+    "prepare_sqlite_file",
+    "reset_sqlite",
+    "sqlite_pragmas",
+]
 
 T = TypeVar("T")
 
@@ -99,8 +105,6 @@ def create_sqlite_engine(settings: Settings, *, memory_name: str | None = None) 
     the same data (concurrent writers there meet SQLITE_LOCKED, which botdb retries).
     """
     url = settings.url
-    busy_ms = int(settings.sqlite_busy_timeout * 1000)
-    cache_kib = settings.sqlite_cache_size_mb * 1024
     if memory_name is not None:
         sa_url = f"sqlite+aiosqlite:///file:{memory_name}?mode=memory&cache=shared&uri=true"
     else:
@@ -114,20 +118,15 @@ def create_sqlite_engine(settings: Settings, *, memory_name: str | None = None) 
         connect_args={"check_same_thread": False, "cached_statements": 256},
     )
 
+    pragmas = sqlite_pragmas(settings)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         raw: sqlite3.Connection = dbapi_connection.driver_connection._conn
         raw.isolation_level = None  # botdb and SQLAlchemy (below) emit BEGIN themselves
         if memory_name is None:
             raw.execute("PRAGMA journal_mode = WAL")
-        for pragma in (
-            "synchronous = NORMAL",
-            f"cache_size = -{cache_kib}",
-            "foreign_keys = ON",
-            f"busy_timeout = {busy_ms}",
-            "temp_store = MEMORY",
-            "case_sensitive_like = ON",
-        ):
+        for pragma in pragmas:
             raw.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -137,19 +136,66 @@ def create_sqlite_engine(settings: Settings, *, memory_name: str | None = None) 
     return engine
 
 
+def sqlite_pragmas(settings: Settings) -> tuple[str, ...]:
+    """The per-connection pragmas botdb sets on every SQLite connection it opens."""
+    return (
+        "synchronous = NORMAL",
+        f"cache_size = -{settings.sqlite_cache_size_mb * 1024}",
+        "foreign_keys = ON",
+        f"busy_timeout = {int(settings.sqlite_busy_timeout * 1000)}",
+        "temp_store = MEMORY",
+        "case_sensitive_like = ON",
+    )
+
+
+# Per-connection pragmas a caller may change, at SQLite's defaults; botdb's own come after.
+_DEFAULT_PRAGMAS = (
+    "query_only = 0",
+    "recursive_triggers = 0",
+    "reverse_unordered_selects = 0",
+    "automatic_index = 1",
+    "ignore_check_constraints = 0",
+    "defer_foreign_keys = 0",
+    "cell_size_check = 0",
+)
+
+
+def reset_sqlite(raw: sqlite3.Connection, pragmas: Sequence[str]) -> None:
+    """Undo what a caller may have left on a SQLite connection: temporary tables and views,
+    attached databases, and per-connection pragmas (back to SQLite's and botdb's values)."""
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
+    temp = raw.execute(
+        "SELECT type, name FROM sqlite_temp_master WHERE type IN ('view', 'table') "
+        "ORDER BY type = 'table'"
+    ).fetchall()
+    for kind, name in temp:
+        raw.execute(f"DROP {kind.upper()} IF EXISTS temp.{_quote(name)}")
+    for _seq, name, _file in raw.execute("PRAGMA database_list").fetchall():
+        if name not in ("main", "temp"):
+            raw.execute(f"DETACH DATABASE {_quote(name)}")
+    for pragma in (*_DEFAULT_PRAGMAS, *pragmas):
+        raw.execute(f"PRAGMA {pragma}")
+
+
 class SQLiteConnection(DriverConnection):
     """A leased sqlite3 connection: reads inline under a time budget, the rest in threads."""
 
-    __slots__ = ("_busy_ms", "_deadline", "_executor", "_pending", "raw")
+    __slots__ = ("_busy_ms", "_deadline", "_executor", "_pending", "_pragmas", "raw")
 
     def __init__(
-        self, proxied: PoolProxiedConnection, executor: ThreadPoolExecutor, busy_ms: int
+        self,
+        proxied: PoolProxiedConnection,
+        executor: ThreadPoolExecutor,
+        busy_ms: int,
+        pragmas: Sequence[str] = (),
     ) -> None:
         super().__init__(proxied)
         driver: Any = proxied.driver_connection
         self.raw: sqlite3.Connection = driver._conn
         self._executor = executor
         self._busy_ms = busy_ms
+        self._pragmas = pragmas
         self._deadline = float("inf")
         self._pending: Future[Any] | None = None
         self.raw.set_progress_handler(self._past_deadline, PROGRESS_STEPS)
@@ -157,6 +203,10 @@ class SQLiteConnection(DriverConnection):
 
     def _past_deadline(self) -> bool:
         return time.perf_counter() > self._deadline
+
+    @property
+    def driver(self) -> sqlite3.Connection:
+        return self.raw
 
     def is_closed(self) -> bool:
         try:
@@ -264,6 +314,11 @@ class SQLiteConnection(DriverConnection):
         rowcount = await self._in_thread(timeout, self._execute_sync, q, params)
         return status_tag(query, rowcount)
 
+    async def describe(self, query: str, _args: Sequence[Any], timeout: float | None) -> None:
+        q = translate_for_sqlite(query)
+        # EXPLAIN compiles the statement (unknown tables and columns fail) without running it.
+        self.raw.execute(f"EXPLAIN {q.sql}", [None] * q.param_count).close()
+
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
     ) -> None:
@@ -287,14 +342,13 @@ class SQLiteConnection(DriverConnection):
         sql = translate_script_for_sqlite(script)
         await self._in_thread(timeout, self._script_sync, sql)
 
-    async def begin(self, *, isolation: str | None = None, readonly: bool = False) -> None:
+    async def _begin(self, *, isolation: str | None, readonly: bool) -> None:
         # IMMEDIATE takes the write lock up front, so a transaction never fails half-way when
         # it upgrades from reading to writing; SQLite transactions are serializable anyway.
         statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
-        self.in_transaction = True  # set first: a cancelled BEGIN must not be pooled as clean
         await self._in_thread(None, self.raw.execute, statement)
 
-    async def commit(self) -> None:
+    async def _commit(self) -> None:
         if not self.raw.in_transaction:
             # SQLite rolled the whole transaction back itself (an interrupted write, a full
             # disk...): committing now would report as durable what is not there.
@@ -303,10 +357,13 @@ class SQLiteConnection(DriverConnection):
         await self._in_thread(None, self.raw.execute, "COMMIT")
         self.in_transaction = False
 
-    async def rollback(self) -> None:
-        self.in_transaction = False
+    async def _rollback(self) -> None:
         if self.raw.in_transaction:
             await self._in_thread(None, self.raw.execute, "ROLLBACK")
+
+    async def _reset(self) -> None:
+        await self._in_thread(None, reset_sqlite, self.raw, self._pragmas)
+        self.raw.set_progress_handler(self._past_deadline, PROGRESS_STEPS)
 
     # -- the synchronous parts (loop thread or worker thread) -------------------------------
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, select
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
 from botdb import errors
-from botdb.engine._translate import raise_translated
-from botdb.engine.retry import RetryPolicy
 from botdb.repository._fastget import FastGet
 from botdb.repository._model import Filters, ModelInfo, OrderBy
 from botdb.repository._pagination import CursorCodec
@@ -22,31 +17,13 @@ from botdb.repository._pagination import CursorCodec
 if TYPE_CHECKING:
     from botdb.database import Database
 
-__all__ = ["MAX_PAGE", "RepositoryBase", "check_int", "describe", "raise_typed", "rowcount"]
+__all__ = ["MAX_PAGE", "RepositoryBase", "check_int", "describe", "rowcount"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 #: The largest page ``paginate`` / ``find_page`` return.
 MAX_PAGE = 1000
-
-
-def raise_typed(exc: Exception) -> NoReturn:
-    """Typed errors for what SQLAlchemy raised; a value a column type refused -> ArgumentError."""
-    if (
-        isinstance(exc, sa_exc.StatementError)
-        and not isinstance(exc, sa_exc.DBAPIError)
-        and isinstance(exc.orig, TypeError | ValueError)
-    ):
-        raise errors.ArgumentError(f"a value cannot be bound: {exc.orig}") from exc
-    raise_translated(exc)
-
-
-def _retryable(exc: BaseException, *, read_only: bool) -> bool:
-    # A whole unit of work re-runs; a lost connection may have committed a write (in doubt).
-    if isinstance(exc, errors.ConnectionLostError):
-        return read_only and not exc.in_doubt
-    return isinstance(exc, errors.TransientError)
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -96,37 +73,12 @@ class RepositoryBase(Generic[T]):
         self,
         session: AsyncSession | None,
         work: Callable[[AsyncSession], Awaitable[R]],
-        *,
-        read_only: bool = False,
     ) -> R:
+        """Run ``work`` in the caller's session, or as its own unit of work (retried by the
+        Database's retry runner). Errors are typed at the engine's boundary."""
         if session is not None:
-            try:
-                return await work(session)
-            except Exception as exc:
-                raise_typed(exc)
-        try:
-            return await self._own(work)
-        except errors.TransientError as exc:
-            settings = self.db.settings
-            if settings.retry_attempts <= 1 or not _retryable(exc, read_only=read_only):
-                raise
-            await asyncio.sleep(settings.retry_initial_delay)
-            policy = RetryPolicy(
-                attempts=settings.retry_attempts - 1,
-                initial_delay=settings.retry_initial_delay * 2,
-                max_delay=settings.retry_max_delay,
-                jitter=settings.retry_jitter,
-            )
-            return await policy.call(
-                partial(self._own, work), retryable=partial(_retryable, read_only=read_only)
-            )
-
-    async def _own(self, work: Callable[[AsyncSession], Awaitable[R]]) -> R:
-        async with self.db.session() as session:
-            try:
-                return await work(session)
-            except Exception as exc:
-                raise_typed(exc)
+            return await work(session)
+        return await self.db.run_in_session(work)
 
     def _select(
         self,

@@ -15,7 +15,6 @@ import orjson
 from sqlalchemy import Table
 
 from botdb import errors
-from botdb.engine.retry import RetryPolicy, may_retry
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PGInsert
@@ -157,34 +156,8 @@ async def ensure_guild(db: Database, session: AsyncSession, guild_id: int) -> No
 
 
 async def run_session(db: Database, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work(session)`` in one ``db.session()`` (one transaction), retried as a whole on a
-    transient failure (deadlock, serialization failure, SQLite BUSY, a connection lost before
-    the COMMIT). A failure of the COMMIT itself is marked in doubt and never retried, so a
-    write the API reported as failed was either not applied or is reported as in doubt.
-    """
-    settings = db.settings
-    policy = RetryPolicy(
-        attempts=settings.retry_attempts,
-        initial_delay=settings.retry_initial_delay,
-        max_delay=settings.retry_max_delay,
-        jitter=settings.retry_jitter,
-    )
-
-    async def attempt() -> T:
-        body_done = False
-        try:
-            async with db.session() as session:
-                result = await work(session)
-                body_done = True
-        except errors.ConnectionLostError as exc:
-            if body_done:
-                exc.in_doubt = True
-            raise
-        return result
-
-    return await policy.call(attempt, retryable=_retryable)
-
-
-def _retryable(exc: BaseException) -> bool:
-    # The whole transaction was rolled back, so running it again cannot apply it twice.
-    return may_retry(exc, read_only=True)
+    """Run ``work(session)`` in one ``db.session()`` (one transaction), retried as a whole by
+    the Database's retry runner after a transient failure that rolled it back. A COMMIT cut
+    off by a lost connection is resolved from the server first; only one the server cannot
+    answer for is reported in doubt, and it is never retried."""
+    return await db.run_in_session(work)

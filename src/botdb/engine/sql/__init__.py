@@ -20,6 +20,7 @@ The lexer, statement classification and operand helpers live in the private
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,7 +31,9 @@ from botdb.engine.sql._rewrite import _Rewriter
 __all__ = [
     "SQLiteQuery",
     "is_read_only",
+    "needs_reset",
     "statement_kind",
+    "statement_traits",
     "status_tag",
     "translate_for_sqlite",
     "translate_script_for_sqlite",
@@ -139,6 +142,52 @@ def is_read_only(query: str) -> bool:
         if tok.u in ("NEXTVAL", "SETVAL") and toks[j + 1].u == "(":
             return False
     return True
+
+
+# Statements that can leave nothing behind on the connection once they have run (outside a
+# transaction, or inside one that ends with COMMIT/ROLLBACK).
+_STATELESS_KINDS = frozenset(
+    (
+        "SELECT", "VALUES", "TABLE", "SHOW", "EXPLAIN", "INSERT", "UPDATE", "DELETE", "MERGE",
+        "COPY", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
+        "LOCK", "TRUNCATE", "ANALYZE", "CALL",
+    )
+)  # fmt: skip
+# Functions that change the session rather than the data: session-level advisory locks and
+# set_config(..., false). Transaction-level ones (pg_advisory_xact_lock) end with the transaction.
+_SESSION_FUNCTIONS = re.compile(
+    r"\b(?:pg_(?:try_)?advisory_lock(?:_shared)?|set_config|dblink_connect(?:_u)?)\s*\("
+    r"|\binto\s+temp(?:orary)?\b",
+    re.IGNORECASE,
+)
+
+
+RESETS, WRITES = 1, 2
+
+
+@lru_cache(maxsize=4096)
+def statement_traits(query: str) -> int:
+    """What the engine needs to know of a statement, as flags (one cached lookup per call):
+    ``RESETS`` when :func:`needs_reset`, ``WRITES`` when not :func:`is_read_only`."""
+    return (RESETS if needs_reset(query) else 0) | (0 if is_read_only(query) else WRITES)
+
+
+@lru_cache(maxsize=4096)
+def needs_reset(query: str) -> bool:
+    """Whether running ``query`` may leave session state on its connection.
+
+    True for SET/RESET, LISTEN, temporary tables (every CREATE), cursors (DECLARE), PREPARE,
+    PRAGMA, ATTACH and anything else that is not plain data access, and for queries that call
+    a session-level advisory lock or ``set_config``. The pool resets a connection after such a
+    statement before anyone else gets it; plain statements (the hot path) need no reset.
+
+    Example:
+        >>> needs_reset("SET statement_timeout = '1ms'"), needs_reset("SELECT 1")
+        (True, False)
+    """
+    if _SESSION_FUNCTIONS.search(query):
+        return True
+    return statement_kind(query) not in _STATELESS_KINDS
 
 
 _COUNTED = frozenset(("UPDATE", "DELETE", "SELECT", "MERGE", "FETCH", "MOVE", "COPY"))
