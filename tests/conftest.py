@@ -4,6 +4,12 @@ PostgreSQL: each run creates its own database (``botdb_test_<random>``) and drop
 each test gets a clean ``public`` schema. Redis: each run gets its own key prefix, whose keys
 are deleted at the end. Without a server the tests that need it skip with the reason shown;
 with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets) they fail instead.
+
+Hypothesis: under CI (``CI`` set, as CI services do) the "ci" profile runs a fixed set of
+examples (``derandomize``), so a run cannot fail by chance; locally the "dev" profile explores
+new random inputs each run and keeps failures in ``.hypothesis/``. ``HYPOTHESIS_PROFILE``
+chooses one explicitly. Tests may raise ``max_examples`` but never set ``derandomize`` or a
+seed themselves.
 """
 
 from __future__ import annotations
@@ -15,10 +21,38 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BOTDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
+IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
+
+# The same examples on every CI run, no example database (nothing carried between runs), no
+# per-example time limit on a shared, noisy machine; the failing example's blob is printed so
+# it can be replayed locally with @reproduce_failure.
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=True
+)
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under a derandomized profile, refuse a test that would bring chance back in."""
+    if not settings.default.derandomize:
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is None:
+            continue
+        if not own.derandomize or getattr(test, "_hypothesis_internal_use_seed", None) is not None:
+            raise pytest.UsageError(
+                f"{item.nodeid} sets derandomize=False or @seed: under the "
+                f"{settings.get_current_profile_name()!r} profile every Hypothesis test must run "
+                "the same examples on every run"
+            )
 
 
 def _unavailable(reason: str) -> None:
