@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -164,3 +165,13 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """Path of ``redis-server``, for tests that start and stop their own throwaway server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not on PATH (needed to stop and restart a Redis)")
+        raise AssertionError("unreachable: _unavailable raises")
+    return binary
