@@ -12,6 +12,7 @@ import pytest
 
 import botdb
 from botdb import errors
+from tests.helpers import in_use, wait_until
 
 SCHEMA = """
 CREATE TABLE guilds (
@@ -293,8 +294,20 @@ class TestErrors:
         with pytest.raises(errors.ArgumentError, match="2 arguments"):
             await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1)
 
-    async def test_wrong_argument_type(self, db: botdb.Database) -> None:
-        with pytest.raises((errors.ArgumentError, errors.DataError)):
+    async def test_wrong_argument_type(
+        self, db: botdb.Database, request: pytest.FixtureRequest
+    ) -> None:
+        """An argument of a type no column takes is an ArgumentError ("wrong number or type of
+        query arguments"), on both backends."""
+        if db.backend == "postgresql":
+            request.applymarker(
+                pytest.mark.xfail(
+                    reason="asyncpg's client-side DataError for an argument of the wrong type "
+                    "is translated to DataError, not ArgumentError",
+                    raises=errors.DataError,
+                )
+            )
+        with pytest.raises(errors.ArgumentError):
             await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1, object())
         assert await db.fetchval("SELECT count(*) FROM guilds") == 0
 
@@ -321,7 +334,7 @@ class TestLifecycleAndObservability:
             "SELECT count(*) FROM c"
         )
         task = asyncio.create_task(db.fetchval(slow))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: in_use(db) == 1)  # the query holds its connection
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

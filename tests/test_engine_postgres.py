@@ -9,6 +9,7 @@ import pytest
 
 import botdb
 from botdb import errors
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -21,13 +22,44 @@ async def db(pg_url: str) -> AsyncIterator[botdb.Database]:
 
 
 async def _terminate(pg_url: str, pid: int) -> None:
+    """Terminate a server backend and wait until it is gone (the signal is asynchronous)."""
     import asyncpg
 
     admin = await asyncpg.connect(pg_url)
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+
+        async def gone() -> bool:
+            query = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
+            return bool(await admin.fetchval(query, pid))
+
+        await wait_until(gone, what=f"backend {pid} to exit")
     finally:
         await admin.close()
+
+
+async def _running(pg_url: str, fragment: str) -> int:
+    """The pid of the backend running a statement containing ``fragment``, once it runs."""
+    import asyncpg
+
+    admin = await asyncpg.connect(pg_url)
+    pid: int | None = None
+    try:
+
+        async def found() -> bool:
+            nonlocal pid
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> "
+                "pg_backend_pid() AND position($1 in query) > 0",
+                fragment,
+            )
+            return pid is not None
+
+        await wait_until(found, what=f"a statement containing {fragment!r} to run")
+    finally:
+        await admin.close()
+    assert pid is not None
+    return pid
 
 
 async def test_run_in_transaction_reruns_after_its_connection_is_killed(
@@ -54,7 +86,6 @@ async def test_read_is_retried_on_a_fresh_connection_after_a_kill(
 ) -> None:
     pid = await db.fetchval("SELECT pg_backend_pid()")
     await _terminate(pg_url, pid)
-    await asyncio.sleep(0.05)
     assert await db.fetchval("SELECT 42") == 42
     assert await db.fetchval("SELECT pg_backend_pid()") != pid
 
@@ -62,13 +93,10 @@ async def test_read_is_retried_on_a_fresh_connection_after_a_kill(
 async def test_write_lost_in_flight_is_in_doubt_and_not_retried(
     db: botdb.Database, pg_url: str
 ) -> None:
-    async with db.acquire() as conn:
-        pid = await conn.fetchval("SELECT pg_backend_pid()")
     write = asyncio.create_task(
-        db.execute("INSERT INTO ledger (note) SELECT 'slow' FROM pg_sleep(2)")
+        db.execute("INSERT INTO ledger (note) SELECT 'slow' FROM pg_sleep(60)")
     )
-    await asyncio.sleep(0.3)
-    await _terminate(pg_url, pid)
+    await _terminate(pg_url, await _running(pg_url, "FROM pg_sleep(60)"))
     with pytest.raises(errors.ConnectionLostError) as info:
         await write
     assert info.value.in_doubt is True

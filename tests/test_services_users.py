@@ -185,12 +185,14 @@ async def test_bad_input_raises_a_typed_error_and_stores_nothing(
 async def test_bad_update_changes_nothing(db: botdb.Database) -> None:
     users = UserService(db)
     await users.get_or_create(id=5, username="keep")
-    for kwargs in (
-        {"username": "x" * 300},
-        {"nope": 1},
-        {},
-        {"last_seen": dt.datetime(2024, 1, 1)},  # naive
-    ):
-        with pytest.raises((errors.ArgumentError, errors.DataError)):
+    refusals: list[tuple[dict[str, Any], type[errors.BotDBError]]] = [
+        ({"username": "x" * 300}, errors.DataError),  # a value the column cannot hold
+        ({"nope": 1}, errors.ArgumentError),  # no such field
+        ({}, errors.ArgumentError),  # nothing to update
+        ({"last_seen": dt.datetime(2024, 1, 1)}, errors.DataError),  # naive
+    ]
+    for kwargs, error in refusals:
+        with pytest.raises(error) as info:
             await users.update(5, **kwargs)
+        assert type(info.value) is error, (kwargs, info.value)
     assert await db.fetchval("SELECT username FROM users WHERE id = 5") == "keep"
