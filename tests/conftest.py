@@ -19,10 +19,16 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
+
+import botdb
+from botdb.testing import database_at
+from tests.helpers import MakeDB
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BOTDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -131,6 +137,36 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def make_db(db_url: str) -> AsyncIterator[MakeDB]:
+    """Connect Databases to this test's clean database (``db_url``, every backend), with the
+    settings a test needs; each is closed after the test.
+
+    ``await make_db(create_tables=False, url=None, **settings)``: ``url`` replaces ``db_url``
+    (the same database under another spelling); retries wait 10 ms unless told otherwise.
+    """
+    async with AsyncExitStack() as stack:
+
+        async def make(
+            *, url: str | None = None, create_tables: bool = False, **options: Any
+        ) -> botdb.Database:
+            options.setdefault("retry_initial_delay", 0.01)
+            context = database_at(url or db_url, create_tables=create_tables, **options)
+            return await stack.enter_async_context(context)
+
+        yield make
+
+
+@pytest.fixture
+async def db(make_db: MakeDB) -> botdb.Database:
+    """A Database on this test's clean database, on every backend, with the built-in tables.
+
+    A module that needs other settings or its own schema defines its own ``db`` on
+    ``make_db`` (or on this one: a fixture may request the one it overrides).
+    """
+    return await make_db(create_tables=True)
 
 
 @pytest.fixture(scope="session")

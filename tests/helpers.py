@@ -7,12 +7,20 @@ import inspect
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from sqlalchemy import event
 
 import botdb
+
+
+class MakeDB(Protocol):
+    """The ``make_db`` fixture: ``await make_db(create_tables=False, url=None, **settings)``."""
+
+    async def __call__(
+        self, *, url: str | None = None, create_tables: bool = False, **options: Any
+    ) -> botdb.Database: ...
 
 
 @contextmanager

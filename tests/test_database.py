@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import botdb
 from botdb import errors
-from tests.helpers import in_use, wait_until
+from tests.helpers import MakeDB, in_use, wait_until
 
 SCHEMA = """
 CREATE TABLE guilds (
@@ -33,10 +32,11 @@ CREATE TABLE members (
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, pool_max_size=4, retry_initial_delay=0.01) as database:
-        await database.execute_script(SCHEMA)
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """This module's own schema (no built-in tables) in a pool of four."""
+    database = await make_db(pool_max_size=4)
+    await database.execute_script(SCHEMA)
+    return database
 
 
 class TestRawAPI:
@@ -342,11 +342,11 @@ class TestLifecycleAndObservability:
             assert await db.fetchval("SELECT 2") == 2
 
     async def test_slow_query_is_logged_without_parameters(
-        self, db_url: str, caplog: pytest.LogCaptureFixture
+        self, make_db: MakeDB, caplog: pytest.LogCaptureFixture
     ) -> None:
-        async with botdb.connect(db_url, slow_query_ms=0) as database:
-            with caplog.at_level(logging.WARNING, logger="botdb.query"):
-                await database.fetchval("SELECT $1::text", "secret-value")
+        database = await make_db(slow_query_ms=0)
+        with caplog.at_level(logging.WARNING, logger="botdb.query"):
+            await database.fetchval("SELECT $1::text", "secret-value")
         messages = [r.getMessage() for r in caplog.records if r.name == "botdb.query"]
         assert any("slow query" in m and "SELECT $1::text" in m for m in messages)
         assert not any("secret-value" in m for m in messages)

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +87,6 @@ def mode(path: Path) -> int:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url) as database:
-        await database.create_tables()
-        yield database
 
 
 async def counts(db: botdb.Database) -> dict[str, int]:

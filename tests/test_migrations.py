@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from botdb import errors
 from botdb.cli import app
 from botdb.migrations import BUILTIN_BRANCH, VERSION_TABLE, MigrationError, Migrator
 from botdb.models import NAMING_CONVENTION, builtin_tables
+from tests.helpers import MakeDB
 
 BUILTIN = {table.name for table in builtin_tables()}
 HEADS = ["botdb_0002"]
@@ -86,9 +87,9 @@ class GalleryChannel(Base):
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url) as database:
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """An empty database: the migrations create the tables."""
+    return await make_db()
 
 
 @pytest.fixture
@@ -426,12 +427,12 @@ async def test_second_user_revision_continues_the_branch(
     assert len(await migrator.heads()) == 2
 
 
-async def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
+async def test_concurrent_upgrades_apply_each_revision_once(make_db: MakeDB) -> None:
     """Shard processes migrating at startup: one applies, the others find nothing to do."""
-    async with botdb.connect(db_url) as first, botdb.connect(db_url) as second:
-        results = await asyncio.gather(Migrator(first).upgrade(), Migrator(second).upgrade())
-        assert sorted(results, key=len) == [[], ["botdb_0001", "botdb_0002"]]
-        assert await Migrator(first).current() == HEADS
+    first, second = await make_db(), await make_db()
+    results = await asyncio.gather(Migrator(first).upgrade(), Migrator(second).upgrade())
+    assert sorted(results, key=len) == [[], ["botdb_0001", "botdb_0002"]]
+    assert await Migrator(first).current() == HEADS
 
 
 async def test_in_memory_sqlite_migrates_on_its_single_connection() -> None:

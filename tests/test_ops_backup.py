@@ -20,7 +20,7 @@ import botdb
 from botdb import errors, ops
 from botdb.config import DatabaseURL
 from botdb.ops import _pg, _sqlite
-from tests.helpers import wait_until
+from tests.helpers import MakeDB, wait_until
 
 SCHEMA = """
 CREATE TABLE guilds (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
@@ -72,11 +72,12 @@ def _with_password(url: str) -> str:
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(_with_password(db_url), retry_initial_delay=0.01) as database:
-        await database.execute_script(SCHEMA)
-        await _fill(database, range(1, 21))
-        yield database
+async def db(make_db: MakeDB, db_url: str) -> botdb.Database:
+    """This module's schema with 20 guilds, connected with a password in the URL."""
+    database = await make_db(url=_with_password(db_url))
+    await database.execute_script(SCHEMA)
+    await _fill(database, range(1, 21))
+    return database
 
 
 async def _fill(db: botdb.Database, guilds: range, per_guild: int = 3) -> None:

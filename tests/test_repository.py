@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +68,11 @@ NOW = dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        async with database.engine.begin() as conn:
-            await conn.run_sync(lambda sync: Base.metadata.create_all(sync, tables=OWN_TABLES))
-        yield database
+async def db(db: botdb.Database) -> botdb.Database:
+    """The shared ``db`` (built-in tables) plus this module's own tables."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(lambda sync: Base.metadata.create_all(sync, tables=OWN_TABLES))
+    return db
 
 
 @pytest.fixture

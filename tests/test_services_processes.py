@@ -20,7 +20,7 @@ import pytest
 
 import botdb
 from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
-from tests.helpers import start_redis_server, wait_until
+from tests.helpers import MakeDB, start_redis_server, wait_until
 
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 
@@ -121,14 +121,9 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
 
 @pytest.fixture
-async def db(
-    db_url: str, redis_server_url: str, redis_prefix: str
-) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(
-        db_url, redis_url=redis_server_url, cache_prefix=redis_prefix, retry_initial_delay=0.01
-    ) as database:
-        await database.create_tables()
-        yield database
+async def db(make_db: MakeDB, redis_server_url: str, redis_prefix: str) -> botdb.Database:
+    """The built-in tables, with the real Redis under this test's own key prefix."""
+    return await make_db(create_tables=True, redis_url=redis_server_url, cache_prefix=redis_prefix)
 
 
 async def test_config_written_by_a_reaches_b_and_b_never_returns_the_old_value(

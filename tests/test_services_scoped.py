@@ -7,7 +7,6 @@ is in tests/test_services_processes.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ from botdb import errors
 from botdb.services import ScopedConfig
 
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        yield database
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import types
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ import botdb
 from botdb import errors
 from botdb.services import UserRecord, UserService
 from tests.helpers import statements
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        yield database
 
 
 def discord_user(**overrides: Any) -> types.SimpleNamespace:
