@@ -478,6 +478,32 @@ async def test_two_processes_invalidation_reaches_the_other_process(
             await child.wait()
 
 
+async def test_invalidation_after_redis_lost_its_keys_still_drops_older_entries(
+    redis_server_url: str, redis_prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    """A FLUSHDB (or eviction) restarts the version clock at 1: entries read before still go."""
+    async with (
+        Cache(redis_url=redis_server_url, prefix=redis_prefix) as a,
+        Cache(redis_url=redis_server_url, prefix=redis_prefix) as b,
+    ):
+        for _ in range(3):
+            await b.invalidate("k")  # the key's version is now 3
+        calls = 0
+
+        async def load() -> str:
+            nonlocal calls
+            calls += 1
+            return f"v{calls}"
+
+        assert await a.get_or_load("k", load) == "v1"
+        # What FLUSHDB does to this prefix, without flushing the shared server.
+        names = [name async for name in raw_redis.scan_iter(match=f"{redis_prefix}*")]
+        await raw_redis.delete(*names)
+        await b.invalidate("k")  # version 1 again, older than a's entry (3)
+        await wait_until(lambda: a.peek("k") is None)  # the message takes a moment to arrive
+        assert await a.get_or_load("k", load) == "v2"
+
+
 # --------------------------------------------------------------------------- Redis down
 
 

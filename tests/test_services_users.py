@@ -188,3 +188,15 @@ async def test_bad_update_changes_nothing(db: botdb.Database) -> None:
             await users.update(5, **kwargs)
         assert type(info.value) is error, (kwargs, info.value)
     assert await db.fetchval("SELECT username FROM users WHERE id = 5") == "keep"
+
+
+async def test_cached_get_or_create_refuses_an_int_for_a_bool_field(db: botdb.Database) -> None:
+    """is_bot=1 is refused on a cache hit exactly as on a miss (1 == True must not match)."""
+    users = UserService(db)
+    uid = 80_351_110_224_678_912
+    await users.get_or_create(id=uid, username="ann", is_bot=True)
+    await users.get_or_create(id=uid, username="ann", is_bot=True)  # cached now
+    with pytest.raises(errors.ArgumentError):
+        await users.get_or_create(id=uid, username="ann", is_bot=1)
+    with pytest.raises(errors.ArgumentError):
+        await users.get_or_create(id=uid, username="ann", is_premium=0)
