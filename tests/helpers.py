@@ -75,6 +75,30 @@ def _describe(predicate: Callable[..., object]) -> str:
         return repr(predicate)
 
 
+async def pg_backend_running(url: str, fragment: str) -> int:
+    """Wait until a PostgreSQL backend runs a statement containing ``fragment``; its pid."""
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    pid: int | None = None
+    try:
+
+        async def found() -> bool:
+            nonlocal pid
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> "
+                "pg_backend_pid() AND position($1 in query) > 0",
+                fragment,
+            )
+            return pid is not None
+
+        await wait_until(found, what=f"a statement containing {fragment!r} to run")
+    finally:
+        await admin.close()
+    assert pid is not None
+    return pid
+
+
 def in_use(db: botdb.Database) -> int:
     """Connections the raw API has leased out and not yet taken back (from ``pool_stats``)."""
     stats = db.pool_stats()

@@ -9,7 +9,8 @@ import pytest
 
 import botdb
 from botdb import errors
-from tests.helpers import wait_until
+from botdb.engine.base import DriverConnection
+from tests.helpers import in_use, pg_backend_running, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -36,30 +37,6 @@ async def _terminate(pg_url: str, pid: int) -> None:
         await wait_until(gone, what=f"backend {pid} to exit")
     finally:
         await admin.close()
-
-
-async def _running(pg_url: str, fragment: str) -> int:
-    """The pid of the backend running a statement containing ``fragment``, once it runs."""
-    import asyncpg
-
-    admin = await asyncpg.connect(pg_url)
-    pid: int | None = None
-    try:
-
-        async def found() -> bool:
-            nonlocal pid
-            pid = await admin.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> "
-                "pg_backend_pid() AND position($1 in query) > 0",
-                fragment,
-            )
-            return pid is not None
-
-        await wait_until(found, what=f"a statement containing {fragment!r} to run")
-    finally:
-        await admin.close()
-    assert pid is not None
-    return pid
 
 
 async def test_run_in_transaction_reruns_after_its_connection_is_killed(
@@ -96,7 +73,7 @@ async def test_write_lost_in_flight_is_in_doubt_and_not_retried(
     write = asyncio.create_task(
         db.execute("INSERT INTO ledger (note) SELECT 'slow' FROM pg_sleep(60)")
     )
-    await _terminate(pg_url, await _running(pg_url, "FROM pg_sleep(60)"))
+    await _terminate(pg_url, await pg_backend_running(pg_url, "FROM pg_sleep(60)"))
     with pytest.raises(errors.ConnectionLostError) as info:
         await write
     assert info.value.in_doubt is True
@@ -180,3 +157,59 @@ async def test_command_timeout_is_enforced_by_the_server(pg_url: str) -> None:
         with pytest.raises(errors.QueryTimeoutError):
             await database.fetchval("SELECT pg_sleep(2)")
         assert await database.fetchval("SELECT 1") == 1
+
+
+# -- cancellation and concurrent use -----------------------------------------------------------
+
+
+async def test_cancelled_validate_connections_loses_no_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling validate_connections() leaves every connection usable.
+
+    White-box: the connections the check took out are remembered (through the lease pool's
+    ``drain_idle``) only to hand a leaked one back for a clean teardown; what the test pins
+    is read from the public ``pool_stats()``.
+    """
+    async with botdb.connect(pg_url, pool_max_size=3, pool_min_size=3) as db:
+        leases = db._leases
+        assert leases is not None
+        drained: list[DriverConnection] = []
+        drain = leases.drain_idle
+
+        def drain_and_remember() -> list[DriverConnection]:
+            idle = drain()
+            drained.extend(idle)
+            return idle
+
+        monkeypatch.setattr(leases, "drain_idle", drain_and_remember)
+        assert db.pool_stats()["leased_idle"] == 3
+        task = asyncio.create_task(db.validate_connections())
+        await asyncio.sleep(0)  # two loop turns: the check is under way
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        try:
+            # The connection interrupted mid-check is closed in the background: let it settle.
+            await wait_until(lambda: in_use(db) == 0, what="every lease back or closed")
+            stats = db.pool_stats()
+            assert stats["leased"] == stats["leased_idle"], stats
+        finally:
+            if in_use(db):  # a connection leaked: hand it back for a clean teardown
+                for conn in drained:
+                    if conn not in leases._idle:
+                        await conn.when_idle()
+                        leases.release(conn)
+
+
+async def test_concurrent_use_of_one_postgres_connection_is_an_interface_error(
+    pg_url: str,
+) -> None:
+    """Two tasks on one acquired connection: the second gets InterfaceError, as on SQLite."""
+    async with botdb.connect(pg_url) as db, db.acquire() as conn:
+        first = asyncio.create_task(conn.fetchval("SELECT pg_sleep(0.3)"))
+        await asyncio.sleep(0)  # one loop turn: the first statement has started
+        with pytest.raises(errors.InterfaceError):
+            await conn.fetchval("SELECT 1")
+        await first

@@ -15,6 +15,7 @@ import pytest
 
 import botdb
 from botdb import errors
+from tests.helpers import in_use, wait_until
 
 LONG_QUERY = (
     "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000) "
@@ -75,10 +76,13 @@ async def test_in_memory_database_is_shared_by_the_pool() -> None:
         assert await database.fetchval("SELECT count(*) FROM t") == 1
 
 
-def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Event) -> None:
+def _hold_write_lock(
+    path: Path, locked: threading.Event, release: threading.Event, write: bool
+) -> None:
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO events (body) VALUES ('from the other connection')")
+    if write:
+        other.execute("INSERT INTO events (body) VALUES ('from the other connection')")
     locked.set()
     release.wait(30)  # a bound, so that a failed test cannot hang the run
     other.execute("COMMIT")
@@ -86,10 +90,13 @@ def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Eve
 
 
 @asynccontextmanager
-async def write_lock_held_elsewhere(path: Path) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """Another connection (in a thread) holds the write lock until ``let_go()`` or the end."""
+async def write_lock_held_elsewhere(
+    path: Path, *, write: bool = True
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Another connection (in a thread) holds the write lock until ``let_go()`` or the end;
+    with ``write``, it has inserted a row into ``events`` that it commits then."""
     locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, release))
+    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, release, write))
     holder.start()
 
     async def let_go() -> None:
@@ -192,3 +199,110 @@ async def test_sqlite_create_false_refuses_a_missing_file_and_creates_nothing(
     with pytest.raises(errors.ConfigurationError, match="does not exist"):
         await botdb.connect(f"sqlite:///{path}", sqlite_create=False)
     assert not path.exists()
+
+
+# -- cancellation, timeouts and transactions left open ---------------------------------------
+
+# Runs until interrupted (about a minute otherwise).
+ENDLESS_QUERY = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000000) "
+    "SELECT count(*) FROM c"
+)
+ENDLESS_WRITE = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000000) "
+    "INSERT INTO t (id) SELECT n FROM c"
+)
+
+
+async def test_a_cancelled_sqlite_statement_gives_its_connection_back(sqlite_url: str) -> None:
+    """After a slow read is cancelled, its connection serves the next statement."""
+    async with botdb.connect(
+        sqlite_url, pool_max_size=1, pool_min_size=1, pool_acquire_timeout=1.0
+    ) as db:
+        slow = asyncio.create_task(db.fetchval(ENDLESS_QUERY))
+        await wait_until(lambda: in_use(db) == 1)  # past the inline budget, in a worker thread
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert await db.fetchval("SELECT 1") == 1
+
+
+async def test_a_timed_out_sqlite_transaction_raises_timeout_error(sqlite_url: str) -> None:
+    """asyncio.timeout around a transaction whose statement is still running raises
+    TimeoutError; nothing of it is committed once the statement has finished."""
+    release, finished = threading.Event(), threading.Event()
+
+    def slow(value: int) -> int:  # runs in the worker thread; an interrupt cannot stop it
+        release.wait(30)
+        finished.set()
+        return value
+
+    async with botdb.connect(sqlite_url) as db:
+        await db.execute("CREATE TABLE t (id INTEGER)")
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2), db.transaction() as tx:
+                    tx.driver_connection.create_function("slow", 1, slow)
+                    await tx.execute("INSERT INTO t (id) SELECT slow(1)")
+        finally:
+            release.set()  # the statement outlived the timeout; now let it finish
+        await asyncio.to_thread(finished.wait, 30)
+        await wait_until(lambda: in_use(db) == 0)  # the connection went back (or was dropped)
+        assert await db.fetchval("SELECT count(*) FROM t") == 0
+
+
+async def test_cancel_during_begin_does_not_pool_a_connection_holding_the_write_lock(
+    sqlite_url: str,
+) -> None:
+    """After a transaction cancelled in BEGIN, another process can still write."""
+    async with botdb.connect(sqlite_url, pool_max_size=1, sqlite_busy_timeout=5.0) as db:
+        await db.execute("CREATE TABLE t (id INTEGER)")
+        began = threading.Event()
+
+        def trace(statement: str) -> None:
+            if statement.startswith("BEGIN"):
+                began.set()
+
+        async def transact() -> None:
+            async with db.acquire() as conn:
+                conn.driver_connection.set_trace_callback(trace)
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO t (id) VALUES (1)")
+
+        async with write_lock_held_elsewhere(_db_path(sqlite_url), write=False) as let_go:
+            task = asyncio.create_task(transact())
+            await asyncio.to_thread(began.wait, 30)  # BEGIN IMMEDIATE waits for the lock
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await let_go()
+        await wait_until(lambda: in_use(db) == 0)  # the cancelled BEGIN is done with
+        other = sqlite3.connect(_db_path(sqlite_url), timeout=0.5, isolation_level=None)
+        try:
+            other.execute("INSERT INTO t (id) VALUES (2)")  # must not be locked out
+        finally:
+            other.close()
+
+
+async def test_a_statement_timeout_inside_a_sqlite_transaction_keeps_it_atomic(
+    sqlite_url: str,
+) -> None:
+    """A write that times out inside a transaction aborts the whole transaction: the next
+    statement is refused, the block raises, and nothing of the transaction is committed."""
+    async with botdb.connect(sqlite_url) as db:
+        await db.execute("CREATE TABLE t (id INTEGER)")
+        with pytest.raises(errors.DatabaseError, match="aborted") as info:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t (id) VALUES (1)")
+                with pytest.raises(errors.QueryTimeoutError):
+                    await tx.execute(ENDLESS_WRITE, timeout=0.2)
+                await tx.execute("INSERT INTO t (id) VALUES (2)")
+        assert type(info.value) is errors.DatabaseError
+        assert await db.fetchval("SELECT count(*) FROM t") == 0
+
+
+async def test_command_timeout_applies_on_an_acquired_sqlite_connection(sqlite_url: str) -> None:
+    """command_timeout bounds a statement run through db.acquire(), as it does through db."""
+    async with botdb.connect(sqlite_url, command_timeout=0.2) as db, db.acquire() as conn:
+        with pytest.raises(errors.QueryTimeoutError):
+            await conn.fetchval(ENDLESS_QUERY)
