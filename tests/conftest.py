@@ -4,6 +4,12 @@ PostgreSQL: each run creates its own database (``botdb_test_<random>``) and drop
 each test gets a clean ``public`` schema. Redis: each run gets its own key prefix, whose keys
 are deleted at the end. Without a server the tests that need it skip with the reason shown;
 with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets) they fail instead.
+
+Hypothesis: under CI (``CI`` set, as CI services do) the "ci" profile runs a fixed set of
+examples (``derandomize``), so a run cannot fail by chance; locally the "dev" profile explores
+new random inputs each run and keeps failures in ``.hypothesis/``. ``HYPOTHESIS_PROFILE``
+chooses one explicitly. Tests may raise ``max_examples`` but never set ``derandomize`` or a
+seed themselves.
 """
 
 from __future__ import annotations
@@ -11,14 +17,49 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import settings
+
+import botdb
+from botdb.testing import database_at
+from tests.helpers import MakeDB
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BOTDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
+IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
+
+# The same examples on every CI run, no example database (nothing carried between runs), no
+# per-example time limit on a shared, noisy machine; the failing example's blob is printed so
+# it can be replayed locally with @reproduce_failure.
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=True
+)
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under a derandomized profile, refuse a test that would bring chance back in."""
+    if not settings.default.derandomize:
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is None:
+            continue
+        if not own.derandomize or getattr(test, "_hypothesis_internal_use_seed", None) is not None:
+            raise pytest.UsageError(
+                f"{item.nodeid} sets derandomize=False or @seed: under the "
+                f"{settings.get_current_profile_name()!r} profile every Hypothesis test must run "
+                "the same examples on every run"
+            )
 
 
 def _unavailable(reason: str) -> None:
@@ -98,6 +139,36 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+@pytest.fixture
+async def make_db(db_url: str) -> AsyncIterator[MakeDB]:
+    """Connect Databases to this test's clean database (``db_url``, every backend), with the
+    settings a test needs; each is closed after the test.
+
+    ``await make_db(create_tables=False, url=None, **settings)``: ``url`` replaces ``db_url``
+    (the same database under another spelling); retries wait 10 ms unless told otherwise.
+    """
+    async with AsyncExitStack() as stack:
+
+        async def make(
+            *, url: str | None = None, create_tables: bool = False, **options: Any
+        ) -> botdb.Database:
+            options.setdefault("retry_initial_delay", 0.01)
+            context = database_at(url or db_url, create_tables=create_tables, **options)
+            return await stack.enter_async_context(context)
+
+        yield make
+
+
+@pytest.fixture
+async def db(make_db: MakeDB) -> botdb.Database:
+    """A Database on this test's clean database, on every backend, with the built-in tables.
+
+    A module that needs other settings or its own schema defines its own ``db`` on
+    ``make_db`` (or on this one: a fixture may request the one it overrides).
+    """
+    return await make_db(create_tables=True)
+
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> str:
     """URL of the real Redis server; skips (or fails in CI) when it does not answer."""
@@ -130,3 +201,13 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """Path of ``redis-server``, for tests that start and stop their own throwaway server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not on PATH (needed to stop and restart a Redis)")
+        raise AssertionError("unreachable: _unavailable raises")
+    return binary

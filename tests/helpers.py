@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
+import pytest
 from sqlalchemy import event
 
 import botdb
+
+
+class MakeDB(Protocol):
+    """The ``make_db`` fixture: ``await make_db(create_tables=False, url=None, **settings)``."""
+
+    async def __call__(
+        self, *, url: str | None = None, create_tables: bool = False, **options: Any
+    ) -> botdb.Database: ...
 
 
 @contextmanager
@@ -33,6 +42,69 @@ def statements(db: botdb.Database) -> Iterator[list[str]]:
         seen.extend(["raw API query"] * (db.stats()["queries"] - raw_before))
 
 
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 10.0,
+    what: str | None = None,
+    interval: float = 0.005,
+) -> None:
+    """Wait until ``predicate()`` (sync or async) is true, polling every ``interval`` seconds.
+
+    The bound only turns a hang into a clear failure; it is not a measurement, so it is
+    generous. Use it to wait for something another task, thread or process does; wait for an
+    event instead where the code offers one.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or _describe(predicate)}")
+        await asyncio.sleep(interval)
+
+
+def _describe(predicate: Callable[..., object]) -> str:
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return repr(predicate)
+
+
+async def pg_backend_running(url: str, fragment: str) -> int:
+    """Wait until a PostgreSQL backend runs a statement containing ``fragment``; its pid."""
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    pid: int | None = None
+    try:
+
+        async def found() -> bool:
+            nonlocal pid
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> "
+                "pg_backend_pid() AND position($1 in query) > 0",
+                fragment,
+            )
+            return pid is not None
+
+        await wait_until(found, what=f"a statement containing {fragment!r} to run")
+    finally:
+        await admin.close()
+    assert pid is not None
+    return pid
+
+
+def in_use(db: botdb.Database) -> int:
+    """Connections the raw API has leased out and not yet taken back (from ``pool_stats``)."""
+    stats = db.pool_stats()
+    return int(stats["leased"]) - int(stats["leased_idle"])
+
+
 async def start_redis_server(binary: str, port: int) -> asyncio.subprocess.Process:
     """A throwaway redis-server on ``port`` (nothing saved), returned once it answers PING."""
     import redis.asyncio as aioredis
@@ -42,15 +114,19 @@ async def start_redis_server(binary: str, port: int) -> asyncio.subprocess.Proce
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
+
+    async def answers() -> bool:
+        try:
+            return bool(await client.ping())
+        except (aioredis.ConnectionError, OSError):
+            return False
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.ping()
-                return proc
-            except (aioredis.ConnectionError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
+        await wait_until(answers, timeout=10, what=f"redis-server to answer on port {port}")
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
     finally:
         await client.aclose()
+    return proc

@@ -10,13 +10,10 @@ import asyncio
 import gc
 import logging
 import os
-import shutil
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,17 +26,7 @@ import redis.asyncio as aioredis
 import botdb.cache
 from botdb.cache import Cache, cached
 from botdb.errors import ConfigurationError, DataError
-from tests.helpers import start_redis_server
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> float:
-    """Poll ``predicate`` until true; return the seconds it took; fail after ``within``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > within:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.002)
-    return time.monotonic() - start
+from tests.helpers import start_redis_server, wait_until
 
 
 class Loader:
@@ -99,7 +86,7 @@ async def test_l1_entry_expires_after_its_ttl() -> None:
         loader = Loader("a")
         assert await cache.get_or_load("k", loader) == "a"
         assert cache.peek("k") == "a"
-        await wait_until(lambda: cache.peek("k") is None, within=2)
+        await wait_until(lambda: cache.peek("k") is None)
         assert await cache.get("k") is None
         assert await cache.get_or_load("k", loader) == "a"
         assert loader.calls == 2
@@ -224,7 +211,7 @@ async def test_none_is_cached_for_negative_ttl_only() -> None:
         assert loader.calls == 1
         positive = Loader("here")
         await cache.get_or_load("present", positive)
-        await wait_until(lambda: cache.peek("missing", "expired") == "expired", within=2)
+        await wait_until(lambda: cache.peek("missing", "expired") == "expired")
         assert await cache.get_or_load("missing", loader) is None
         assert loader.calls == 2
         assert cache.peek("present") == "here"
@@ -307,7 +294,7 @@ async def test_invalidation_by_another_instance_drops_l1_and_the_next_read_reloa
         assert await a.get_or_load("k", source) == "old"
         source.value = "new"
         await b.invalidate("k")
-        await wait_until(lambda: a.peek("k") is None, within=2)
+        await wait_until(lambda: a.peek("k") is None)
         assert await a.get_or_load("k", source) == "new"
         assert a.stats()["invalidations_received"] == 1
         assert b.stats()["invalidations_sent"] == 1
@@ -400,7 +387,7 @@ async def test_batch_discard_publishes_nothing_and_commit_publishes_all(
 
 
 CHILD_SCRIPT = r"""
-import asyncio, sqlite3, sys, time
+import asyncio, sqlite3, sys
 from botdb.cache import Cache
 
 def read(path):
@@ -414,12 +401,11 @@ async def main(redis_url, prefix, path, final):
     async with Cache(redis_url=redis_url, prefix=prefix, ttl=300.0) as cache:
         last = -1
         while True:
-            dropped = time.monotonic() if cache.peek("note:1") is None else 0.0
             value = await cache.get_or_load("note:1", lambda: asyncio.to_thread(read, path))
             if value != last:
                 if value < last:
                     print("STALE", value, flush=True)
-                print("SEEN", value, dropped, time.monotonic(), flush=True)
+                print("SEEN", value, flush=True)
                 last = value
             if value == final:
                 break
@@ -437,7 +423,10 @@ async def test_two_processes_invalidation_reaches_the_other_process(
     tmp_path: Path,
 ) -> None:
     """Process B caches a row; A updates the shared SQLite file and invalidates after COMMIT;
-    B returns the new value once the message arrives and never the old one again."""
+    B returns the new value once the message arrives and never the old one again.
+
+    How long the message takes is measured by ``make bench`` ("cross-process invalidation").
+    """
     db_path = tmp_path / "shared.db"
     script = tmp_path / "child.py"
     script.write_text(CHILD_SCRIPT)
@@ -473,30 +462,46 @@ async def test_two_processes_invalidation_reaches_the_other_process(
 
     try:
         assert (await line())[:2] == ["SEEN", "0"]  # B has cached 0 (and is subscribed)
-        dropped: list[float] = []
-        delays: list[float] = []
         async with redis_cache() as writer:
             for value in range(1, rounds + 1):
                 batch = writer.batch()
                 batch.invalidate("note:1")
                 await asyncio.to_thread(write, value)  # the transaction commits...
-                sent = time.monotonic()
                 await batch.commit()  # ...then the invalidation goes out
                 words = await line()
                 assert words[:2] == ["SEEN", str(value)], words
-                dropped.append(float(words[2]) - sent)
-                delays.append(float(words[3]) - sent)
         assert await line() == ["LOADS", str(rounds + 1)]  # one load per version, no more
         assert await child.wait() == 0
     finally:
         if child.returncode is None:
             child.kill()
             await child.wait()
-    for what, seconds in (("L1 entry dropped", dropped), ("new value returned", delays)):
-        seconds.sort()
-        p50, p99 = statistics.median(seconds), seconds[int(len(seconds) * 0.99) - 1]
-        print(f"\ncross-process, {what}: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms")
-    assert max(delays) < 1.0
+
+
+async def test_invalidation_after_redis_lost_its_keys_still_drops_older_entries(
+    redis_server_url: str, redis_prefix: str, raw_redis: aioredis.Redis
+) -> None:
+    """A FLUSHDB (or eviction) restarts the version clock at 1: entries read before still go."""
+    async with (
+        Cache(redis_url=redis_server_url, prefix=redis_prefix) as a,
+        Cache(redis_url=redis_server_url, prefix=redis_prefix) as b,
+    ):
+        for _ in range(3):
+            await b.invalidate("k")  # the key's version is now 3
+        calls = 0
+
+        async def load() -> str:
+            nonlocal calls
+            calls += 1
+            return f"v{calls}"
+
+        assert await a.get_or_load("k", load) == "v1"
+        # What FLUSHDB does to this prefix, without flushing the shared server.
+        names = [name async for name in raw_redis.scan_iter(match=f"{redis_prefix}*")]
+        await raw_redis.delete(*names)
+        await b.invalidate("k")  # version 1 again, older than a's entry (3)
+        await wait_until(lambda: a.peek("k") is None)  # the message takes a moment to arrive
+        assert await a.get_or_load("k", load) == "v2"
 
 
 # --------------------------------------------------------------------------- Redis down
@@ -507,9 +512,8 @@ async def test_redis_down_at_start_keeps_working_on_l1_with_one_warning(
 ) -> None:
     caplog.set_level(logging.INFO, logger="botdb.cache")
     url = f"redis://user:s3cret@127.0.0.1:{closed_port()}/0"
-    started = time.monotonic()
     async with Cache(redis_url=url, prefix=redis_prefix, ttl=300.0, degraded_ttl=0.2) as cache:
-        assert time.monotonic() - started < 3  # a dead Redis costs little
+        assert cache.stats()["redis_available"] is False  # known at once, not after a timeout
         loader = Loader("v")
         assert await cache.get_or_load("k", loader) == "v"
         assert await cache.get("k") == "v"
@@ -520,10 +524,12 @@ async def test_redis_down_at_start_keeps_working_on_l1_with_one_warning(
         batch.invalidate("k")
         await batch.commit()
         assert await cache.get_or_load("k", loader) == "v"
-        await wait_until(lambda: cache.peek("k") is None, within=3)  # degraded TTL, not 300s
+        await wait_until(lambda: cache.peek("k") is None)  # degraded TTL, not 300s
         assert await cache.get_or_load("k", loader) == "v"
         assert loader.calls == 3
-        await asyncio.sleep(0.4)  # the listener retries a few times meanwhile
+        # Part of the behaviour under test, not a synchronization: the listener retries a
+        # few times meanwhile (backoff 0.05, 0.1, 0.2 s), and that must not log again.
+        await asyncio.sleep(0.4)
         stats = cache.stats()
         assert stats["redis_available"] is False
         assert stats["listening"] is False
@@ -541,11 +547,9 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def test_cache_recovers_when_redis_comes_back_and_resumes_l2_and_invalidation(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, redis_server_binary: str
 ) -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not on PATH")
+    binary = redis_server_binary
     caplog.set_level(logging.INFO, logger="botdb.cache")
     port = closed_port()
     url = f"redis://127.0.0.1:{port}/0"
@@ -559,7 +563,7 @@ async def test_cache_recovers_when_redis_comes_back_and_resumes_l2_and_invalidat
     server = await start_redis_server(binary, port)
     b = make()
     try:
-        await wait_until(lambda: bool(a.stats()["listening"]), within=10)
+        await wait_until(lambda: bool(a.stats()["listening"]))
         await b.start()
 
         async def shared_cache_works(key: str) -> None:
@@ -582,7 +586,7 @@ async def test_cache_recovers_when_redis_comes_back_and_resumes_l2_and_invalidat
         assert loader.calls == 2
 
         server = await start_redis_server(binary, port)
-        await wait_until(lambda: bool(a.stats()["listening"] and b.stats()["listening"]), 10)
+        await wait_until(lambda: bool(a.stats()["listening"] and b.stats()["listening"]))
         assert a.peek("k2") is None  # L1 cleared on reconnect: messages may have been lost
         await wait_until(lambda: a.stats()["pending_invalidations"] == 0)
         await shared_cache_works("k3")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 import botdb
 from botdb import errors
+from tests.helpers import MakeDB, in_use, pg_backend_running, wait_until
 
 SCHEMA = """
 CREATE TABLE guilds (
@@ -32,10 +35,11 @@ CREATE TABLE members (
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, pool_max_size=4, retry_initial_delay=0.01) as database:
-        await database.execute_script(SCHEMA)
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """This module's own schema (no built-in tables) in a pool of four."""
+    database = await make_db(pool_max_size=4)
+    await database.execute_script(SCHEMA)
+    return database
 
 
 class TestRawAPI:
@@ -293,8 +297,20 @@ class TestErrors:
         with pytest.raises(errors.ArgumentError, match="2 arguments"):
             await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1)
 
-    async def test_wrong_argument_type(self, db: botdb.Database) -> None:
-        with pytest.raises((errors.ArgumentError, errors.DataError)):
+    async def test_wrong_argument_type(
+        self, db: botdb.Database, request: pytest.FixtureRequest
+    ) -> None:
+        """An argument of a type no column takes is an ArgumentError ("wrong number or type of
+        query arguments"), on both backends."""
+        if db.backend == "postgresql":
+            request.applymarker(
+                pytest.mark.xfail(
+                    reason="asyncpg's client-side DataError for an argument of the wrong type "
+                    "is translated to DataError, not ArgumentError",
+                    raises=errors.DataError,
+                )
+            )
+        with pytest.raises(errors.ArgumentError):
             await db.execute("INSERT INTO guilds (id, name) VALUES ($1, $2)", 1, object())
         assert await db.fetchval("SELECT count(*) FROM guilds") == 0
 
@@ -321,7 +337,7 @@ class TestLifecycleAndObservability:
             "SELECT count(*) FROM c"
         )
         task = asyncio.create_task(db.fetchval(slow))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: in_use(db) == 1)  # the query holds its connection
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -329,11 +345,11 @@ class TestLifecycleAndObservability:
             assert await db.fetchval("SELECT 2") == 2
 
     async def test_slow_query_is_logged_without_parameters(
-        self, db_url: str, caplog: pytest.LogCaptureFixture
+        self, make_db: MakeDB, caplog: pytest.LogCaptureFixture
     ) -> None:
-        async with botdb.connect(db_url, slow_query_ms=0) as database:
-            with caplog.at_level(logging.WARNING, logger="botdb.query"):
-                await database.fetchval("SELECT $1::text", "secret-value")
+        database = await make_db(slow_query_ms=0)
+        with caplog.at_level(logging.WARNING, logger="botdb.query"):
+            await database.fetchval("SELECT $1::text", "secret-value")
         messages = [r.getMessage() for r in caplog.records if r.name == "botdb.query"]
         assert any("slow query" in m and "SELECT $1::text" in m for m in messages)
         assert not any("secret-value" in m for m in messages)
@@ -376,3 +392,130 @@ class TestLifecycleAndObservability:
             await database.close()
         with pytest.raises(errors.InterfaceError):
             await database.fetchval("SELECT 1")
+
+
+# -- the pool's hand-offs: waiters, timeouts, closing -----------------------------------------
+
+# Runs until interrupted (minutes otherwise): a slow statement that cannot end on its own
+# before an acquire timeout does.
+ENDLESS_SQLITE = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+@pytest.fixture
+async def small_db(make_db: MakeDB) -> botdb.Database:
+    """Two connections in all, a short acquire timeout: pool exhaustion shows at once."""
+    database = await make_db(pool_max_size=2, pool_min_size=1, pool_acquire_timeout=2.0)
+    await database.execute("CREATE TABLE t (id INTEGER)")
+    return database
+
+
+async def _outside_count(url: str, table: str) -> int:
+    """Rows of ``table`` as a connection outside botdb's pool sees them (committed data)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(Path(url.removeprefix("sqlite:///"))) as outside:
+            count = int(outside.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        outside.close()
+        return count
+    import asyncpg
+
+    outside_pg = await asyncpg.connect(url)
+    try:
+        return int(await outside_pg.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await outside_pg.close()
+
+
+async def test_a_bare_begin_through_the_raw_api_leaves_no_transaction_open(
+    small_db: botdb.Database, db_url: str
+) -> None:
+    """db.execute("BEGIN") is accepted, and the next write is committed at once: a pooled
+    connection never keeps a transaction open for the next caller."""
+    assert await small_db.execute("BEGIN") == "BEGIN"
+    await small_db.execute("INSERT INTO t (id) VALUES (1)")
+    assert await _outside_count(db_url, "t") == 1
+
+
+async def test_a_waiter_gets_the_slot_a_discarded_connection_frees(
+    small_db: botdb.Database, backend: str, db_url: str
+) -> None:
+    """When a cancelled statement's connection is dropped, a queued caller gets its slot
+    (before its 2 s acquire timeout: the statement itself would run for minutes)."""
+    slow_sql = ENDLESS_SQLITE if backend == "sqlite" else "SELECT pg_sleep(600)"
+    async with small_db.acquire():  # holds the first connection
+        slow = asyncio.create_task(small_db.fetchval(slow_sql))  # holds the second
+        if backend == "postgresql":
+            await pg_backend_running(db_url, "pg_sleep(600)")
+        await wait_until(lambda: in_use(small_db) == 2)
+        waiter = asyncio.create_task(small_db.fetchval("SELECT 1"))
+        await wait_until(lambda: small_db.pool_stats()["waiting"] == 1)
+        slow.cancel()  # its connection is discarded (a cancelled statement)
+        assert await waiter == 1
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+
+
+async def test_an_acquire_timeout_racing_a_release_loses_no_connection(sqlite_url: str) -> None:
+    """A connection handed to a waiter whose timeout fires in the same loop turn is not lost.
+
+    White-box: the race needs the lease pool's own acquire/release, timed to one loop turn;
+    what it pins is read from the public ``pool_stats()``.
+    """
+    async with botdb.connect(
+        sqlite_url, pool_max_size=1, pool_min_size=1, pool_acquire_timeout=0.2
+    ) as db:
+        leases = db._leases
+        assert leases is not None
+        held = await leases.acquire()
+        try:
+            waiter = asyncio.create_task(leases.acquire())
+            await asyncio.sleep(0)  # the waiter is queued; its deadline is now + 0.2 s
+            loop = asyncio.get_running_loop()
+            loop.call_at(loop.time() + 0.05, leases.release, held)  # due before the deadline
+            time.sleep(0.3)  # noqa: ASYNC251 - both timers fall due in one loop turn, on purpose
+            try:
+                handed = await waiter
+            except errors.QueryTimeoutError:
+                handed = None
+            if handed is not None:
+                leases.release(handed)
+            stats = db.pool_stats()
+            assert stats["leased"] == stats["leased_idle"], stats  # every lease accounted for
+        finally:
+            if in_use(db):  # leaked by the bug: hand it back for a clean teardown
+                leases.release(held)
+
+
+async def test_closing_the_database_fails_waiters_with_interface_error(sqlite_url: str) -> None:
+    """A caller queued for a connection when the database closes gets InterfaceError."""
+    db = await botdb.connect(sqlite_url, pool_max_size=1, pool_min_size=1)
+    holder_in = asyncio.Event()
+    holder_out = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.acquire():
+            holder_in.set()
+            await holder_out.wait()
+
+    holder = asyncio.create_task(hold())
+    await holder_in.wait()
+    waiter = asyncio.create_task(db.fetchval("SELECT 1"))
+    await wait_until(lambda: db.pool_stats()["waiting"] == 1)
+    await db.close()
+    holder_out.set()
+    await holder
+    with pytest.raises(errors.InterfaceError):
+        await waiter
+
+
+async def test_two_sessions_fit_in_a_pool_of_two_with_idle_leases(sqlite_url: str) -> None:
+    """Two sessions open at once in a pool of two, even when the raw API left idle leases."""
+    async with botdb.connect(
+        sqlite_url, pool_max_size=2, pool_min_size=2, pool_acquire_timeout=1.0
+    ) as db:
+        assert db.pool_stats()["leased_idle"] == 2
+        async with db.session() as first, db.session() as second:
+            assert (await first.execute(text("SELECT 1"))).scalar() == 1
+            assert (await second.execute(text("SELECT 2"))).scalar() == 2

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,13 @@ import botdb
 import botdb.models
 from botdb import errors
 from botdb.cli import app
-from botdb.importers import ANY_REACTION, ImportValidationError, detect_format, import_json
+from botdb.importers import (
+    ANY_REACTION,
+    ImportValidationError,
+    detect_format,
+    import_json,
+    json_store,
+)
 from botdb.importers._formats import RemindersFormat
 from botdb.importers._stream import JSONStreamError, ObjectReader
 from botdb.importers.json_store import ImportReport, _validate
@@ -88,13 +93,6 @@ def mode(path: Path) -> int:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url) as database:
-        await database.create_tables()
-        yield database
 
 
 async def counts(db: botdb.Database) -> dict[str, int]:
@@ -430,3 +428,69 @@ def test_cli_import_json_in_a_real_subprocess(sqlite_url: str, tmp_path: Path) -
 async def _create(url: str) -> None:
     async with botdb.connect(url) as db:
         await db.create_tables()
+
+
+# -- nothing half-done when an input is wrong ------------------------------------------------
+
+
+async def _events(db: botdb.Database) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM tracked_events"))
+
+
+@pytest.mark.parametrize("field", ["guild_id", "interval_minutes", "channel_id"])
+async def test_a_number_beyond_64_bits_is_a_named_bad_record_and_nothing_is_written(
+    db: botdb.Database, tmp_path: Path, field: str
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    path = write(store / "r.json", {"1": reminder(1), "2": reminder(2, **{field: 2**70})})
+    with pytest.raises(ImportValidationError) as caught:
+        await import_json(db, path, format="reminders")
+    assert [p.key for p in caught.value.problems] == ["2"]
+    assert "64 bits" in caught.value.problems[0].reason
+    assert sorted(p.name for p in store.iterdir()) == ["r.json"]
+    assert await _events(db) == 0
+
+
+async def test_a_file_changed_during_the_import_is_rolled_back(
+    db: botdb.Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process rewrites the store between validation and the write (same record
+    count, other content): the import fails and nothing is committed."""
+    path = write(tmp_path / "r.json", {"1": reminder(1), "2": reminder(2)})
+    original = json_store._backup
+
+    def backup_then_bot_writes(source: Path, backup_dir: Path | None) -> Path:
+        copy = original(source, backup_dir)
+        write(source, {"1": reminder(1, title="changed"), "2": reminder(2)})
+        return copy
+
+    monkeypatch.setattr(json_store, "_backup", backup_then_bot_writes)
+    with pytest.raises(errors.DataError, match="changed while it was imported"):
+        await import_json(db, path, format="reminders")
+    assert await _events(db) == 0
+
+
+async def test_an_unchanged_file_imports_and_is_left_byte_identical(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "r.json", {"1": reminder(1)})
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    report = await import_json(db, path, format="reminders")
+    assert report.verified
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert await _events(db) == 1
+
+
+async def test_the_import_backup_directory_is_created_private_and_a_file_there_is_typed(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "r.json", {"1": reminder(1)})
+    report = await import_json(db, path, format="reminders", backup_dir=tmp_path / "bk")
+    assert report.backup is not None
+    assert (tmp_path / "bk").stat().st_mode & 0o777 == 0o700
+    assert os.stat(report.backup).st_mode & 0o777 == 0o600
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(errors.ConfigurationError, match="backup directory"):
+        await import_json(db, path, format="reminders", backup_dir=blocker / "sub")

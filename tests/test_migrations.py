@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from botdb import errors
 from botdb.cli import app
 from botdb.migrations import BUILTIN_BRANCH, VERSION_TABLE, MigrationError, Migrator
 from botdb.models import NAMING_CONVENTION, builtin_tables
+from tests.helpers import MakeDB
 
 BUILTIN = {table.name for table in builtin_tables()}
 HEADS = ["botdb_0002"]
@@ -86,9 +87,9 @@ class GalleryChannel(Base):
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url) as database:
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """An empty database: the migrations create the tables."""
+    return await make_db()
 
 
 @pytest.fixture
@@ -426,12 +427,12 @@ async def test_second_user_revision_continues_the_branch(
     assert len(await migrator.heads()) == 2
 
 
-async def test_concurrent_upgrades_apply_each_revision_once(db_url: str) -> None:
+async def test_concurrent_upgrades_apply_each_revision_once(make_db: MakeDB) -> None:
     """Shard processes migrating at startup: one applies, the others find nothing to do."""
-    async with botdb.connect(db_url) as first, botdb.connect(db_url) as second:
-        results = await asyncio.gather(Migrator(first).upgrade(), Migrator(second).upgrade())
-        assert sorted(results, key=len) == [[], ["botdb_0001", "botdb_0002"]]
-        assert await Migrator(first).current() == HEADS
+    first, second = await make_db(), await make_db()
+    results = await asyncio.gather(Migrator(first).upgrade(), Migrator(second).upgrade())
+    assert sorted(results, key=len) == [[], ["botdb_0001", "botdb_0002"]]
+    assert await Migrator(first).current() == HEADS
 
 
 async def test_in_memory_sqlite_migrates_on_its_single_connection() -> None:
@@ -532,3 +533,73 @@ def test_cli_in_real_subprocesses_with_a_user_project(sqlite_url: str, tmp_path:
     missing = botdb_cli("check", "--models", "no_such_module")
     assert missing.returncode == 1
     assert "no_such_module" in missing.stderr
+
+
+# -- check() sees every kind of model change ----------------------------------------------
+
+
+async def test_check_reports_a_changed_server_default(db: botdb.Database) -> None:
+    """A server default changed in a model, with no revision, is reported by check()."""
+    await Migrator(db).upgrade()
+    metadata = builtin_metadata()
+    column = metadata.tables["guild_configs"].c.settings
+    column.server_default = sa.DefaultClause(sa.text("'{\"a\": 1}'"))
+    differences = await Migrator(db, metadata=metadata).check()
+    assert any("guild_configs.settings" in d for d in differences), differences
+
+
+async def test_check_reports_a_changed_nullable(db: botdb.Database) -> None:
+    """A column made NOT NULL in a model, with no revision, is reported by check()."""
+    await Migrator(db).upgrade()
+    metadata = builtin_metadata()
+    metadata.tables["guild_configs"].c.prefix.nullable = False
+    differences = await Migrator(db, metadata=metadata).check()
+    assert any("guild_configs.prefix" in d for d in differences), differences
+
+
+async def test_check_reports_a_changed_partial_index_where(db: botdb.Database) -> None:
+    """A partial index whose WHERE changed in a model, with no revision, is reported."""
+    await Migrator(db).upgrade()
+    metadata = builtin_metadata()
+    (index,) = (
+        ix
+        for ix in metadata.tables["messages"].indexes
+        if ix.name == "ix_messages_live_channel_id_created_at"
+    )
+    index.dialect_options[db.backend]["where"] = sa.column("deleted") == sa.true()
+    differences = await Migrator(db, metadata=metadata).check()
+    assert differences == [
+        "modify index where ix_messages_live_channel_id_created_at on messages: "
+        + (
+            "'deleted=false' -> 'deleted=true'"
+            if db.backend == "postgresql"
+            else "'deleted=0' -> 'deleted=1'"
+        )
+    ], differences
+
+
+async def test_check_reads_common_server_defaults_as_equal(db: botdb.Database) -> None:
+    """Defaults like '', a quote, 0, now(), false and '[]' migrate and check as unchanged."""
+    await Migrator(db).upgrade()
+    metadata = builtin_metadata()
+    table = sa.Table(
+        f"review_defaults_{secrets.token_hex(3)}",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a", sa.Integer, server_default="0", nullable=False),
+        sa.Column("b", sa.Integer, server_default=sa.text("0")),
+        sa.Column("c", sa.String(20), server_default="hello"),
+        sa.Column("d", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column("e", sa.Boolean, server_default=sa.false()),
+        sa.Column("f", sa.String(20), server_default=""),
+        sa.Column("g", sa.Float, server_default="1.5"),
+        sa.Column("h", sa.String(20), server_default="it's"),
+        sa.Column("i", sa.JSON, server_default=sa.text("'[]'")),
+    )
+    async with db.engine.begin() as conn:
+        await conn.run_sync(table.create)
+    assert await Migrator(db, metadata=metadata).check() == []
+    table.c.c.server_default = sa.DefaultClause("bye")
+    assert await Migrator(db, metadata=metadata).check() == [
+        f"modify server default {table.name}.c: 'hello' -> 'bye'"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import os
 import re
 import secrets
@@ -20,6 +21,8 @@ import botdb
 from botdb import errors, ops
 from botdb.config import DatabaseURL
 from botdb.ops import _pg, _sqlite
+from botdb.ops._common import backup_name
+from tests.helpers import MakeDB, wait_until
 
 SCHEMA = """
 CREATE TABLE guilds (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
@@ -71,11 +74,12 @@ def _with_password(url: str) -> str:
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(_with_password(db_url), retry_initial_delay=0.01) as database:
-        await database.execute_script(SCHEMA)
-        await _fill(database, range(1, 21))
-        yield database
+async def db(make_db: MakeDB, db_url: str) -> botdb.Database:
+    """This module's schema with 20 guilds, connected with a password in the URL."""
+    database = await make_db(url=_with_password(db_url))
+    await database.execute_script(SCHEMA)
+    await _fill(database, range(1, 21))
+    return database
 
 
 async def _fill(db: botdb.Database, guilds: range, per_guild: int = 3) -> None:
@@ -115,15 +119,15 @@ async def test_backup_while_writing_restores_a_consistent_state(
             await asyncio.sleep(0.002)
 
     task = asyncio.create_task(writer())
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: next_id > 10_005)  # the writer is committing
     before = await db.fetchval("SELECT count(*) FROM guilds")
     steps: list[tuple[str, int, int | None]] = []
     result = await ops.backup(db, tmp_path / "b", progress=lambda *a: steps.append(a))
     after = await db.fetchval("SELECT count(*) FROM guilds")
-    await asyncio.sleep(0.05)
+    at_end = next_id
+    await wait_until(lambda: next_id > at_end + 5)  # the backup left no writer blocked
     stop.set()
     await task
-    assert next_id > 10_010, "the writer kept committing during the backup"
     if db.backend == "sqlite":
         assert len([s for s in steps if s[0] == "copy"]) > 10, "the copy ran in many steps"
     async with botdb.connect(target_url) as target:
@@ -372,3 +376,67 @@ async def test_pg_dump_gets_the_password_from_its_environment_not_its_arguments(
     for args, env in calls:
         assert not any(PASSWORD in arg or "127.0.0.1" in arg for arg in args)
         assert env["PGPASSWORD"] == PASSWORD
+
+
+# -- a wrong or foreign backup is refused and changes nothing ---------------------------------
+
+
+async def test_restore_of_a_backup_from_a_newer_botdb_is_refused_and_changes_nothing(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    result = await ops.backup(db, tmp_path / "b")
+    manifest = orjson.loads(result.manifest.read_bytes())
+    manifest["version"] = 99
+    result.manifest.write_bytes(orjson.dumps(manifest))
+    await db.execute("INSERT INTO guilds VALUES (999, 'after the backup')")
+    before = await db.fetchval("SELECT count(*) FROM guilds")
+    with pytest.raises(errors.BackupError, match="newer botdb"):
+        await ops.restore(db, result.path, yes=True)
+    assert await db.fetchval("SELECT count(*) FROM guilds") == before
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b'{"format": "other"}'])
+async def test_an_unreadable_manifest_fails_clearly_and_changes_nothing(
+    db: botdb.Database, tmp_path: Path, content: bytes
+) -> None:
+    result = await ops.backup(db, tmp_path / "b")
+    result.manifest.write_bytes(content)
+    await db.execute("INSERT INTO guilds VALUES (999, 'after the backup')")
+    before = await db.fetchval("SELECT count(*) FROM guilds")
+    with pytest.raises(errors.BackupError, match="manifest"):
+        await ops.restore(db, result.path, yes=True)
+    assert await db.fetchval("SELECT count(*) FROM guilds") == before
+
+
+async def test_a_manifest_that_cannot_be_read_is_a_backup_error(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    result = await ops.backup(db, tmp_path / "b")
+    result.manifest.unlink()
+    result.manifest.mkdir()
+    before = await db.fetchval("SELECT count(*) FROM guilds")
+    with pytest.raises(errors.BackupError, match="cannot read the manifest"):
+        await ops.restore(db, result.path, yes=True)
+    assert await db.fetchval("SELECT count(*) FROM guilds") == before
+
+
+async def test_retention_never_deletes_the_other_backends_backups_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file ``bot.db`` and a PostgreSQL database ``bot`` share the label ``bot``:
+    retention of one must not delete the other's backups."""
+    out = tmp_path / "backups"
+    out.mkdir()
+    old = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    others = [out / backup_name("bot", ext, old) for ext in ("dump", "jsonl.gz")]
+    for other in others:
+        other.write_bytes(b"postgres backup")
+        other.with_name(other.name + ".json").write_bytes(b"{}")
+    async with botdb.connect(f"sqlite:///{tmp_path / 'bot.db'}") as db:
+        await db.execute_script(SCHEMA)
+        first = await ops.backup(db, out, keep=1)
+        second = await ops.backup(db, out, keep=1)
+    assert second.deleted == [first.path, first.manifest]
+    for other in others:
+        assert other.exists()
+        assert other.with_name(other.name + ".json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -184,3 +185,54 @@ def test_read_only_commands_do_not_create_a_mistyped_sqlite_file(
     created = CliRunner().invoke(app, ["init", "--url", f"sqlite:///{path}"])
     assert created.exit_code == 0, created.output
     assert path.exists()
+
+
+# -- --json parses on errors, exit codes, --help ----------------------------------------------
+
+
+def test_json_output_parses_on_errors_with_the_documented_exit_codes(tmp_path: Path) -> None:
+    url, other = f"sqlite:///{tmp_path / 'bot.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    _setup(url)
+    _setup(other)
+    runner = CliRunner()
+    made = runner.invoke(app, ["backup", "--url", url, "--out", str(tmp_path / "b"), "--json"])
+    assert made.exit_code == 0, made.output
+    backup_file = json.loads(made.stdout)["path"]
+    cases = [
+        (["restore", str(tmp_path / "missing.db"), "--url", url, "--json"], 1, "BackupError"),
+        (["restore", backup_file, "--url", other, "--json"], 5, "RestoreRefusedError"),
+        (["import-json", str(tmp_path / "none.json"), "--url", url, "--json"], 1, None),
+        (["transfer", url, other, "--json"], 5, "TargetNotEmptyError"),
+        (["info", "--url", "mysql://nope/x", "--json"], 1, "ConfigurationError"),
+    ]
+    for args, code, error in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == code, (args, result.output)
+        payload = json.loads(result.stdout)
+        assert payload["ok"] is False
+        assert error is None or payload["error"] == error
+    before = _count(other, "guilds")
+    Path(backup_file).write_bytes(b"damaged")
+    damaged = runner.invoke(app, ["restore", backup_file, "--url", other, "--yes", "--json"])
+    assert damaged.exit_code == 4
+    assert json.loads(damaged.stdout)["error"] == "BackupVerificationError"
+    assert _count(other, "guilds") == before
+
+
+def test_help_renders_for_botdb_and_every_subcommand() -> None:
+    top = subprocess.run(
+        [sys.executable, "-m", "botdb", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert top.returncode == 0, top.stderr
+    runner = CliRunner()
+    names = sorted(c.name for c in app.registered_commands if c.name)
+    assert {"backup", "restore", "transfer", "import-json", "health"} <= set(names)
+    for name in names:
+        assert name in top.stdout
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage" in result.output

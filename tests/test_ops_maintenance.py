@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import botdb
 from botdb import errors, ops
+from tests.helpers import MakeDB
 
 SCHEMA = """
 CREATE TABLE guilds (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
@@ -23,16 +23,17 @@ CREATE INDEX members_user ON members (user_id);
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url) as database:
-        await database.execute_script(SCHEMA)
-        await database.execute_many(
-            "INSERT INTO guilds VALUES ($1, $2)", [(g, f"g{g}") for g in range(5)]
-        )
-        await database.execute_many(
-            "INSERT INTO members VALUES ($1, $2)", [(g, u) for g in range(5) for u in range(4)]
-        )
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """This module's own small schema (no built-in tables), with a few rows."""
+    database = await make_db()
+    await database.execute_script(SCHEMA)
+    await database.execute_many(
+        "INSERT INTO guilds VALUES ($1, $2)", [(g, f"g{g}") for g in range(5)]
+    )
+    await database.execute_many(
+        "INSERT INTO members VALUES ($1, $2)", [(g, u) for g in range(5) for u in range(4)]
+    )
+    return database
 
 
 async def test_database_info_has_seed_001_shape(db: botdb.Database) -> None:

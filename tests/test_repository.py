@@ -6,8 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from botdb.models import (
     User,
 )
 from botdb.repository import KeysetPage, Page, Repository
+from tests.helpers import wait_until
 
 
 class Widget(TimestampMixin, Base):
@@ -69,12 +68,11 @@ NOW = dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        async with database.engine.begin() as conn:
-            await conn.run_sync(lambda sync: Base.metadata.create_all(sync, tables=OWN_TABLES))
-        yield database
+async def db(db: botdb.Database) -> botdb.Database:
+    """The shared ``db`` (built-in tables) plus this module's own tables."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(lambda sync: Base.metadata.create_all(sync, tables=OWN_TABLES))
+    return db
 
 
 @pytest.fixture
@@ -229,7 +227,8 @@ class TestRepository:
         assert await db.repo(Guild).count() == 0
         if backend == "postgresql":
             # A raw expression is not pre-checked: PostgreSQL's refusal is still typed.
-            with pytest.raises((errors.QueryError, errors.DataError)):
+            # (integer = character varying: an undefined operator, a QueryError.)
+            with pytest.raises(errors.QueryError):
                 await widgets.update_where(Widget.stock == "abc", stock=5)
             assert (await widgets.get_one({"name": "w"})).stock == 1
 
@@ -294,11 +293,13 @@ class TestRepository:
         before = {w.id for w in await widgets.find_all()}
         stop = asyncio.Event()
 
+        written = 0
+
         async def writer() -> None:
-            n = 0
+            nonlocal written
             while not stop.is_set():
-                await db.repo(Widget).create(guild_id=n % 7, name=f"new{n}")
-                n += 1
+                await db.repo(Widget).create(guild_id=written % 7, name=f"new{written}")
+                written += 1
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(writer())
@@ -308,7 +309,8 @@ class TestRepository:
             while True:
                 page = await widgets.find_page(after=cursor, limit=7, order_by=("guild_id",))
                 seen.extend(w.id for w in page.items)
-                await asyncio.sleep(0.005)  # let the writer insert between pages
+                mark = written
+                await wait_until(lambda mark=mark: written > mark)  # a row inserted between pages
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
@@ -479,19 +481,22 @@ class TestRepository:
     ) -> None:
         script = tmp_path / "race.py"
         script.write_text(RACE_SCRIPT)
-        start = time.time() + 2.5
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 str(script),
                 db_url,
-                str(start),
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
             for _ in range(2)
         ]
-        outputs = [await p.communicate() for p in procs]
+        for proc in procs:  # both warmed up and waiting at the start line...
+            assert proc.stdout is not None
+            ready = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert ready == b"READY\n", (ready, proc.stderr and await proc.stderr.read())
+        outputs = await asyncio.gather(*(p.communicate(b"go\n") for p in procs))  # ...go
         for proc, (_, err) in zip(procs, outputs, strict=True):
             assert proc.returncode == 0, err.decode()
         reports = [json.loads(out) for out, _ in outputs]
@@ -627,20 +632,21 @@ class TestRepository:
 
 RACE_KEYS = 25
 RACE_SCRIPT = f"""
-import asyncio, json, sys, time
+import asyncio, json, sys
 import botdb
 from botdb.models import Guild
 
-async def main(url, start):
+async def main(url):
     async with botdb.connect(url) as db:
         guilds = db.repo(Guild)
         await guilds.count()  # warm up the pool before the start line
-        await asyncio.sleep(max(0.0, start - time.time()))
+        print("READY", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the start signal
         report = {{}}
         for key in range({RACE_KEYS}):
             _, created = await guilds.get_or_create(id=9000 + key, defaults={{"name": "race"}})
             report[str(key)] = created
         print(json.dumps(report))
 
-asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+asyncio.run(main(sys.argv[1]))
 """

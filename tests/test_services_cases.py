@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from botdb.services import CaseService
 
 G = 1_150_000_000_000_000_001
 IN_AN_HOUR = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        yield database
 
 
 async def numbers(db: botdb.Database, guild: int = G) -> list[int]:
@@ -119,18 +111,16 @@ async def test_bad_input_raises_a_typed_error_and_uses_no_number(
 
 
 async def test_a_guild_with_imported_cases_but_no_counter_continues_after_them(
-    db_url: str,
+    db: botdb.Database,
 ) -> None:
     """Cases imported without a counter row: the next case takes the next free number."""
-    async with botdb.connect(db_url) as database:
-        await database.create_tables()
-        await database.execute("INSERT INTO guilds (id, name) VALUES (77, 'imported')")
-        for number in (1, 2, 5):
-            await database.execute(
-                "INSERT INTO moderation_cases (guild_id, case_number, user_id, moderator_id, "
-                "action, is_active) VALUES (77, $1, 10, 20, 'warn', TRUE)",
-                number,
-            )
-        case = await database.cases.create(77, 10, 20, "warn", reason="after the import")
-        assert case.case_number == 6
-        assert (await database.cases.create(77, 10, 20, "note")).case_number == 7
+    await db.execute("INSERT INTO guilds (id, name) VALUES (77, 'imported')")
+    for number in (1, 2, 5):
+        await db.execute(
+            "INSERT INTO moderation_cases (guild_id, case_number, user_id, moderator_id, "
+            "action, is_active) VALUES (77, $1, 10, 20, 'warn', TRUE)",
+            number,
+        )
+    case = await db.cases.create(77, 10, 20, "warn", reason="after the import")
+    assert case.case_number == 6
+    assert (await db.cases.create(77, 10, 20, "note")).case_number == 7

@@ -6,7 +6,6 @@ Every test runs on SQLite and on the real PostgreSQL server.
 from __future__ import annotations
 
 import types
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ from botdb.services import GuildConfigService, GuildSettings
 from tests.helpers import statements
 
 GUILD = 1_150_000_000_000_000_001
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        yield database
 
 
 async def stored(db: botdb.Database) -> list[Any]:

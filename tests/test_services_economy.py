@@ -7,7 +7,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +14,7 @@ import pytest
 
 import botdb
 from botdb import errors
+from tests.helpers import MakeDB
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "economy.py"
 G, ALICE, BOB = 1, 10, 20
@@ -33,11 +33,12 @@ eco = load_example()
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.execute_script(eco.SCHEMA)
-        await eco.deposit(database, G, ALICE, 100)
-        yield database
+async def db(make_db: MakeDB) -> botdb.Database:
+    """The example's economy schema (no built-in tables), Alice holding 100 points."""
+    database = await make_db()
+    await database.execute_script(eco.SCHEMA)
+    await eco.deposit(database, G, ALICE, 100)
+    return database
 
 
 async def state(db: botdb.Database) -> tuple[list[tuple[int, int]], int]:

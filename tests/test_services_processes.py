@@ -10,27 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 import botdb
 from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
-from tests.helpers import start_redis_server
+from tests.helpers import MakeDB, start_redis_server, wait_until
 
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 
 CHILD = r"""
-import asyncio, sys, time
+import asyncio, sys
 import botdb
 from botdb.services import CaseService, GuildConfigService, ScopedConfig
 
@@ -44,7 +39,7 @@ async def main(mode, url, redis_url, prefix, count):
                 if value != last:
                     if value < last:
                         print("STALE", value, flush=True)
-                    print("SEEN", value, time.monotonic(), flush=True)
+                    print("SEEN", value, flush=True)
                     last = value
                 if value == count:
                     return
@@ -126,14 +121,9 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
 
 @pytest.fixture
-async def db(
-    db_url: str, redis_server_url: str, redis_prefix: str
-) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(
-        db_url, redis_url=redis_server_url, cache_prefix=redis_prefix, retry_initial_delay=0.01
-    ) as database:
-        await database.create_tables()
-        yield database
+async def db(make_db: MakeDB, redis_server_url: str, redis_prefix: str) -> botdb.Database:
+    """The built-in tables, with the real Redis under this test's own key prefix."""
+    return await make_db(create_tables=True, redis_url=redis_server_url, cache_prefix=redis_prefix)
 
 
 async def test_config_written_by_a_reaches_b_and_b_never_returns_the_old_value(
@@ -144,34 +134,21 @@ async def test_config_written_by_a_reaches_b_and_b_never_returns_the_old_value(
     spawn: Callable[..., object],
 ) -> None:
     """B caches guild G's config; A sets it 60 times; B returns each new value once A's
-    invalidation arrives, never an older one again, within a bounded delay."""
+    invalidation arrives, never an older one again.
+
+    How long that takes (from A's COMMIT to B's read) is measured by ``make bench``
+    ("cross-process invalidation, config write -> other process sees it").
+    """
     config = GuildConfigService(db)
     await config.set(G, prefix="v0")
     rounds = 60
     child = await spawn("watch", db_url, redis_server_url, redis_prefix, str(rounds))  # type: ignore[misc]
     assert (await child.line())[:2] == ["SEEN", "0"]
-    delays = []
-    commits: list[float] = []
-
-    def committed(session: Session) -> None:
-        commits.append(time.monotonic())
-
-    event.listen(Session, "after_commit", committed)
-    try:
-        for value in range(1, rounds + 1):
-            await config.set(G, prefix=f"v{value}")  # commit, then the invalidation
-            words = await child.line()
-            assert words[:2] == ["SEEN", str(value)], words  # never STALE, never skipped back
-            delays.append(float(words[2]) - commits[-1])  # from the COMMIT to B's read
-    finally:
-        event.remove(Session, "after_commit", committed)
+    for value in range(1, rounds + 1):
+        await config.set(G, prefix=f"v{value}")  # commit, then the invalidation
+        words = await child.line()
+        assert words[:2] == ["SEEN", str(value)], words  # never STALE, never skipped back
     await child.finish()
-    delays.sort()
-    p50, p99 = statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
-    print(
-        f"\nconfig write -> other process sees it: p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms"
-    )
-    assert max(delays) < 1.0
 
 
 async def test_rollback_publishes_nothing_and_an_uncommitted_write_is_invisible(
@@ -198,9 +175,13 @@ async def test_rollback_publishes_nothing_and_an_uncommitted_write_is_invisible(
                 b.cache.clear()  # force B to read the database while A's write is open
                 assert (await config_b.get(G)).prefix == "old"
                 raise RuntimeError("abort")
-        await asyncio.sleep(0.05)
         assert db.cache.stats()["invalidations_sent"] == sent
-        assert b.cache.stats()["invalidations_received"] == 0
+        # A marker sent after the rollback: messages on the channel arrive in order, so once
+        # B has the marker, anything A had sent before it has arrived too.
+        await db.cache.invalidate("marker-after-rollback")
+        await wait_until(lambda: b.cache.stats()["invalidations_received"] >= 1)
+        assert db.cache.stats()["invalidations_sent"] == sent + 1  # the marker only
+        assert b.cache.stats()["invalidations_received"] == 1  # the marker only
         assert b.cache.peek(config_b.key(G)) is not None  # B's entry survived
         assert (await config_b.get(G)).prefix == "old"
         assert (await config_a.get(G)).prefix == "old"
@@ -249,22 +230,11 @@ async def test_case_numbers_from_two_processes_are_consecutive(
     assert len({c.case_number for c in mine}) == 30
 
 
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.01)
-
-
 async def test_services_answer_from_the_database_while_redis_is_down_and_resume_after(
-    sqlite_url: str, caplog: pytest.LogCaptureFixture
+    sqlite_url: str, caplog: pytest.LogCaptureFixture, redis_server_binary: str
 ) -> None:
     """Redis down: every service keeps answering (from the database), one warning is logged;
     when Redis comes back, caching and cross-process invalidation resume by themselves."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not on PATH")
     caplog.set_level(logging.INFO, logger="botdb.cache")
     port = closed_port()
     url = f"redis://127.0.0.1:{port}/0"
@@ -283,13 +253,13 @@ async def test_services_answer_from_the_database_while_redis_is_down_and_resume_
             assert (await CaseService(a).create(G, U, 6, "warn")).case_number == 1
             assert a.cache.stats()["redis_available"] is False
 
-            server = await start_redis_server(binary, port)
+            server = await start_redis_server(redis_server_binary, port)
             await wait_until(lambda: bool(a.cache.stats()["listening"]))
             async with botdb.connect(sqlite_url, redis_url=url, cache_prefix="svc-down:") as b:
                 config_b = GuildConfigService(b)
                 assert (await config_b.get(G)).prefix == "?"
                 await config.set(G, prefix="%")
-                await wait_until(lambda: b.cache.peek(config_b.key(G)) is None, within=5)
+                await wait_until(lambda: b.cache.peek(config_b.key(G)) is None)
                 assert (await config_b.get(G)).prefix == "%"
                 assert b.cache.stats()["invalidations_received"] >= 1
     finally:  # both Databases are closed before the server goes away

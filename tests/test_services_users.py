@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import types
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ import botdb
 from botdb import errors
 from botdb.services import UserRecord, UserService
 from tests.helpers import statements
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[botdb.Database]:
-    async with botdb.connect(db_url, retry_initial_delay=0.01) as database:
-        await database.create_tables()
-        yield database
 
 
 def discord_user(**overrides: Any) -> types.SimpleNamespace:
@@ -185,12 +177,26 @@ async def test_bad_input_raises_a_typed_error_and_stores_nothing(
 async def test_bad_update_changes_nothing(db: botdb.Database) -> None:
     users = UserService(db)
     await users.get_or_create(id=5, username="keep")
-    for kwargs in (
-        {"username": "x" * 300},
-        {"nope": 1},
-        {},
-        {"last_seen": dt.datetime(2024, 1, 1)},  # naive
-    ):
-        with pytest.raises((errors.ArgumentError, errors.DataError)):
+    refusals: list[tuple[dict[str, Any], type[errors.BotDBError]]] = [
+        ({"username": "x" * 300}, errors.DataError),  # a value the column cannot hold
+        ({"nope": 1}, errors.ArgumentError),  # no such field
+        ({}, errors.ArgumentError),  # nothing to update
+        ({"last_seen": dt.datetime(2024, 1, 1)}, errors.DataError),  # naive
+    ]
+    for kwargs, error in refusals:
+        with pytest.raises(error) as info:
             await users.update(5, **kwargs)
+        assert type(info.value) is error, (kwargs, info.value)
     assert await db.fetchval("SELECT username FROM users WHERE id = 5") == "keep"
+
+
+async def test_cached_get_or_create_refuses_an_int_for_a_bool_field(db: botdb.Database) -> None:
+    """is_bot=1 is refused on a cache hit exactly as on a miss (1 == True must not match)."""
+    users = UserService(db)
+    uid = 80_351_110_224_678_912
+    await users.get_or_create(id=uid, username="ann", is_bot=True)
+    await users.get_or_create(id=uid, username="ann", is_bot=True)  # cached now
+    with pytest.raises(errors.ArgumentError):
+        await users.get_or_create(id=uid, username="ann", is_bot=1)
+    with pytest.raises(errors.ArgumentError):
+        await users.get_or_create(id=uid, username="ann", is_premium=0)

@@ -11,12 +11,11 @@ import datetime as dt
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from botdb.engine.sql import (
@@ -741,7 +740,7 @@ def test_classification_tolerates_postgresql_only_syntax() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Properties and speed
+# Properties
 # --------------------------------------------------------------------------------------------
 
 _TRICKY = st.lists(
@@ -751,13 +750,35 @@ _TRICKY = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+def _comment_body(text: str) -> str:
+    """``text`` without any ``/*`` or ``*/``, so that it fits inside one block comment.
+
+    One pass of removals is not enough: removing ``*/`` from ``**//`` joins the rest into a
+    new ``*/``. Each pass shortens the text, so repeating until neither is left terminates,
+    and the loop's condition is exactly what a comment body needs.
+    """
+    while "*/" in text or "/*" in text:
+        text = text.replace("*/", "").replace("/*", "")
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [("**//", ""), ("/**/*/", ""), ("*/*", "*"), ("/*/", "/"), ("a*/b/*c", "abc"), ("*", "*")],
+)
+def test_comment_body_never_holds_a_comment_delimiter(text: str, body: str) -> None:
+    """The property test's comment builder cannot leave a terminator inside the comment."""
+    assert _comment_body(text) == body
+
+
+@settings(max_examples=300)
+@example(literal="**//", ident="a")  # once made the comment builder end the comment early
 @given(literal=_TRICKY, ident=_TRICKY)
 def test_literals_and_identifiers_survive_byte_identical(literal: str, ident: str) -> None:
     """Any string literal or quoted identifier is left exactly as written and still runs."""
     lit_sql = "'" + literal.replace("'", "''") + "'"
     ident_sql = '"' + ident.replace('"', '""') + '"'
-    comment = literal.replace("*/", "").replace("/*", "")
+    comment = _comment_body(literal)
     query = f"SELECT {lit_sql} AS {ident_sql}, $1 AS p /* {comment} */"
     q = translate_for_sqlite(query)
     assert q.sql == query.replace("$1 AS p", "?1 AS p", 1)
@@ -769,17 +790,16 @@ def test_literals_and_identifiers_survive_byte_identical(literal: str, ident: st
     connection.close()
 
 
-def test_uncached_translation_is_fast() -> None:
-    """One translation of a typical bot query costs well under a millisecond."""
+def test_translation_is_cached_per_query() -> None:
+    """The same query text translates once: later calls return the very same result object.
+
+    How fast an uncached translation is lives in ``make bench`` ("translate_for_sqlite").
+    """
     query = (
         "SELECT m.id, m.content FROM messages m WHERE m.guild_id = $1 AND m.author_id = ANY($2)"
         " AND m.created_at >= NOW() - INTERVAL '7 days' AND m.content ILIKE $3"
         " ORDER BY m.created_at DESC LIMIT $4"
     )
     uncached = translate_for_sqlite.__wrapped__
-    start = time.perf_counter()
-    for _ in range(200):
-        uncached(query)
-    per_call = (time.perf_counter() - start) / 200
-    assert per_call < 0.002
+    assert uncached(query) == translate_for_sqlite(query)
     assert translate_for_sqlite(query) is translate_for_sqlite(query)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import botdb
-from botdb.testing import temporary_database
+from botdb.testing import database_at, temporary_database
 from tests.conftest import PG_ADMIN_DSN
 
 
@@ -23,3 +25,18 @@ async def test_postgres_database_is_created_and_dropped(pg_server_url: str) -> N
         assert (
             await admin.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name) == 0
         )
+
+
+async def test_database_at_connects_to_a_given_url_and_keeps_its_data(tmp_path: Path) -> None:
+    """database_at(url) creates the tables on the database named, and closes it afterwards."""
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    async with database_at(url) as db:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'kept')")
+    assert db.pool_stats() == {"open": False}
+    async with database_at(url, create_tables=False) as again:
+        assert await again.fetchval("SELECT name FROM guilds WHERE id = 1") == "kept"
+
+
+async def test_database_at_without_tables_creates_nothing(tmp_path: Path) -> None:
+    async with database_at(f"sqlite:///{tmp_path / 'bot.db'}", create_tables=False) as db:
+        assert await db.fetchval("SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 0

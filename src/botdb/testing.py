@@ -2,8 +2,10 @@
 
 ``temporary_database()`` gives a fresh, isolated Database for one test: an in-memory SQLite
 database by default (nothing on disk, nothing to clean up), or a throwaway PostgreSQL
-database created on a server you name and dropped afterwards. Built-in tables (and your own
-models on :class:`botdb.models.Base`) are created unless ``create_tables=False``.
+database created on a server you name and dropped afterwards. ``database_at(url)`` connects
+to a database your test already has (a file in ``tmp_path``, a schema your fixture cleans).
+Built-in tables (and your own models on :class:`botdb.models.Base`) are created unless
+``create_tables=False``.
 
 Example (pytest + pytest-asyncio)::
 
@@ -30,7 +32,31 @@ from typing import Any
 from botdb.config import DatabaseURL
 from botdb.database import Database, connect
 
-__all__ = ["temporary_database"]
+__all__ = ["database_at", "temporary_database"]
+
+
+@asynccontextmanager
+async def database_at(
+    url: str, *, create_tables: bool = True, **options: Any
+) -> AsyncIterator[Database]:
+    """A Database connected to ``url`` for one test, closed afterwards (the data is kept).
+
+    Example (pytest's ``tmp_path``)::
+
+        @pytest.fixture
+        async def db(tmp_path):
+            async with database_at(f"sqlite:///{tmp_path / 'bot.db'}") as database:
+                yield database
+
+    Args:
+        url: the database, as for :func:`botdb.connect`.
+        create_tables: create the tables of :class:`botdb.models.Base` that are missing.
+        options: Settings fields, as for :func:`botdb.connect`.
+    """
+    async with connect(url, **options) as db:
+        if create_tables:
+            await db.create_tables()
+        yield db
 
 
 @asynccontextmanager
@@ -50,9 +76,7 @@ async def temporary_database(
         options: Settings fields, as for :func:`botdb.connect`.
     """
     if postgres_server_url is None:
-        async with connect("sqlite:///:memory:", **options) as db:
-            if create_tables:
-                await db.create_tables()
+        async with database_at("sqlite:///:memory:", create_tables=create_tables, **options) as db:
             yield db
         return
 
@@ -62,9 +86,7 @@ async def temporary_database(
         await admin.execute(f'CREATE DATABASE "{name}"')
     target = server.asyncpg_dsn().rsplit("/", 1)[0] + f"/{name}"
     try:
-        async with connect(target, **options) as db:
-            if create_tables:
-                await db.create_tables()
+        async with database_at(target, create_tables=create_tables, **options) as db:
             yield db
     finally:
         async with connect(postgres_server_url, pool_min_size=1, pool_max_size=1) as admin:
