@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from typing import Generic, Protocol
 
 import pytest
 
 import botdb
-from botdb import errors
+from botdb import _protocols, errors
 
 
 def test_all_is_sorted_and_matches_the_exports() -> None:
@@ -58,3 +59,50 @@ def test_postgres_without_asyncpg_names_the_extra() -> None:
 async def test_unknown_url_scheme_is_a_configuration_error(url: str) -> None:
     with pytest.raises(errors.ConfigurationError):
         await botdb.connect(url)
+
+
+# -- what the layers need of Database: the Protocols of botdb._protocols ------------------
+
+
+def _protocol_members(protocol: type) -> set[str]:
+    members: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls in (object, Protocol, Generic) or not getattr(cls, "_is_protocol", False):
+            continue
+        members |= {n for n in vars(cls) if not n.startswith("_")}
+        members |= {n for n in getattr(cls, "__annotations__", {}) if not n.startswith("_")}
+    return members
+
+
+@pytest.mark.parametrize("name", _protocols.__all__)
+def test_database_provides_what_each_layer_protocol_asks_for(name: str) -> None:
+    """mypy checks the types where Database is handed down; this checks the names, that
+    coroutines stay coroutines and that every parameter a layer passes is accepted."""
+    protocol = getattr(_protocols, name)
+    db = botdb.Database(botdb.Settings.from_env(url="sqlite:///:memory:"))
+    for member in sorted(_protocol_members(protocol)):
+        wanted = inspect.getattr_static(protocol, member)
+        try:
+            have = inspect.getattr_static(db, member)
+        except AttributeError:
+            pytest.fail(f"Database has no {member!r}, which {name} asks for")
+        if not callable(wanted) or isinstance(wanted, property):
+            continue
+        assert callable(have), f"Database.{member} is not callable"
+        method = getattr(botdb.Database, member)
+        wrapped = inspect.unwrap(method)
+        assert inspect.iscoroutinefunction(wanted) == inspect.iscoroutinefunction(method), member
+        given = inspect.signature(wanted).parameters
+        accepted = inspect.signature(wrapped).parameters
+        for param in given.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                assert any(p.kind == param.kind for p in accepted.values()), (member, param)
+            else:
+                assert param.name in accepted, f"Database.{member} has no {param.name!r}"
+        extra = [p for n, p in accepted.items() if n not in given]
+        required = [
+            p.name
+            for p in extra
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        assert required == [], f"Database.{member} requires {required}, unknown to {name}"

@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
@@ -35,12 +35,14 @@ from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botdb import errors
-from botdb.database import Database
 from botdb.engine._translate import raise_translated
 from botdb.importers._formats import Format, MembersFormat, RemindersFormat
 from botdb.importers._generic import GenericFormat, parse_spec
 from botdb.importers._stream import JSONStreamError, ObjectReader
 from botdb.importers._write import count_present, fill_event_ids, upsert
+
+if TYPE_CHECKING:
+    from botdb._protocols import EngineDatabase
 
 __all__ = [
     "FORMATS",
@@ -248,7 +250,7 @@ def _take(items: Iterator[tuple[str, Any]], count: int) -> list[tuple[str, Any]]
 # -- the import -------------------------------------------------------------------------------
 
 
-async def _tables(db: Database) -> dict[str, Table]:
+async def _tables(db: EngineDatabase) -> dict[str, Table]:
     import botdb.models
 
     known: dict[str, Table] = dict(botdb.models.Base.metadata.tables)
@@ -266,7 +268,7 @@ async def _tables(db: Database) -> dict[str, Table]:
     return known
 
 
-async def _load_format(db: Database, fmt_name: str, spec: Path | None, path: Path) -> Format:
+async def _load_format(db: EngineDatabase, fmt_name: str, spec: Path | None, path: Path) -> Format:
     if spec is not None or fmt_name == "generic":
         if spec is None:
             raise errors.ConfigurationError("the generic format needs a spec file (--spec)")
@@ -284,7 +286,7 @@ async def _load_format(db: Database, fmt_name: str, spec: Path | None, path: Pat
 
 
 async def import_json(
-    db: Database,
+    db: EngineDatabase,
     path: str | os.PathLike[str],
     *,
     format: str = "auto",

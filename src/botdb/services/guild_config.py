@@ -39,7 +39,7 @@ from botdb.services._common import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["GuildConfigService", "GuildSettings"]
 
@@ -85,7 +85,7 @@ class GuildConfigService:
     """
 
     def __init__(
-        self, db: Database, *, prefix: str = "!", locale: str = "en", timezone: str = "UTC"
+        self, db: ServiceDatabase, *, prefix: str = "!", locale: str = "en", timezone: str = "UTC"
     ) -> None:
         self.db = db
         try:
