@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Generic, Protocol
 import pytest
 
 import botdb
-from botdb import _protocols, errors
+from botdb import _protocols, _version, errors
 
 
 def test_all_is_sorted_and_matches_the_exports() -> None:
@@ -59,6 +60,16 @@ def test_postgres_without_asyncpg_names_the_extra() -> None:
 async def test_unknown_url_scheme_is_a_configuration_error(url: str) -> None:
     with pytest.raises(errors.ConfigurationError):
         await botdb.connect(url)
+
+
+def test_version_comes_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert botdb.__version__ == importlib.metadata.version("botdb")
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(_version, "version", not_installed)
+    assert _version._installed_version() == "0+unknown"  # a source tree, never installed
 
 
 # -- what the layers need of Database: the Protocols of botdb._protocols ------------------

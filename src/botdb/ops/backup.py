@@ -180,7 +180,7 @@ async def _pg_backup(db: OpsDatabase, final: Path, method: str, progress: Progre
 
 
 def _botdb_version() -> str:
-    from botdb import __version__
+    from botdb._version import __version__
 
     return str(__version__)
 
