@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import importlib.util
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 from typing import Generic, Protocol
 
 import pytest
@@ -117,3 +120,59 @@ def test_database_provides_what_each_layer_protocol_asks_for(name: str) -> None:
             if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         assert required == [], f"Database.{member} requires {required}, unknown to {name}"
+
+
+# -- what sits below the front door never imports it -------------------------------------
+
+SRC = Path(botdb.__file__).resolve().parent
+#: Everything ``botdb.Database`` composes, and what those layers stand on.
+LOWER_LAYERS = (
+    "cache",
+    "engine",
+    "importers",
+    "migrations",
+    "models",
+    "ops",
+    "repository",
+    "services",
+)
+LOWER_MODULES = ("_protocols.py", "_url.py", "_version.py", "config.py", "errors.py")
+#: Modules at or above the front door.
+UPPER = ("botdb.database", "botdb._facade", "botdb.testing", "botdb.cli", "botdb.ext")
+
+
+def _lower_layer_files() -> list[Path]:
+    files = [SRC / name for name in LOWER_MODULES if (SRC / name).exists()]
+    for layer in LOWER_LAYERS:
+        files += sorted((SRC / layer).rglob("*.py"))
+    return files
+
+
+def _imported_names(tree: ast.AST) -> list[str]:
+    """Every module an ``import`` names (TYPE_CHECKING blocks and function bodies included);
+    ``from botdb import X`` counts as ``botdb.X``, and as ``botdb`` when X is no submodule."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "botdb":
+                for alias in node.names:
+                    submodule = f"botdb.{alias.name}"
+                    found = importlib.util.find_spec(submodule) is not None
+                    names.append(submodule if found else "botdb")
+            else:
+                names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", _lower_layer_files(), ids=lambda p: str(p.relative_to(SRC)))
+def test_a_lower_layer_never_imports_the_front_door(path: Path) -> None:
+    """Not even for typing: it types against a Protocol of ``botdb._protocols``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    upward = [
+        name
+        for name in _imported_names(tree)
+        if name == "botdb" or any(name == up or name.startswith(up + ".") for up in UPPER)
+    ]
+    assert upward == [], f"{path.relative_to(SRC)} imports {upward}"
