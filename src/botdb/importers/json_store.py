@@ -1,6 +1,6 @@
 """Import a legacy JSON store into the database: detect, validate, back up, migrate, verify.
 
-The steps of seed 001's migration, made safe:
+The steps a bot takes to move from JSON files to a database, made safe:
 
 1. **Detect** the format (``reminders``, ``members``, or ``generic`` with a spec).
 2. **Validate everything first**, streaming the file: every bad record is reported with its
@@ -300,8 +300,9 @@ async def import_json(
     Args:
         db: a connected Database whose schema exists (``await db.migrate()``).
         path: the JSON file; it is only read.
-        format: ``"auto"`` (detect), ``"reminders"`` (seed 001), ``"members"`` (seed 004) or
-            ``"generic"`` (needs ``spec``).
+        format: ``"auto"`` (detect), ``"reminders"`` (a reminder bot's watched messages),
+            ``"members"`` (a per-member store keyed ``"<guild>_<user>"``) or ``"generic"``
+            (needs ``spec``).
         spec: a TOML or JSON mapping spec for the generic format (see ``docs/import.md``).
         dry_run: do everything in a transaction that is rolled back; no backup is written.
         backup_dir: where the backup goes (default: next to the file).

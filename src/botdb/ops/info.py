@@ -1,5 +1,5 @@
-"""What a database is and holds (seed 001's ``get_database_info`` / ``get_table_info``), and
-``init``: create or connect, then bring the schema up to date."""
+"""What a database is and holds (what a bot's ``get_database_info`` / ``get_table_info``
+admin command shows), and ``init``: create or connect, then bring the schema up to date."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 SQLite: ``PRAGMA optimize``, ``ANALYZE``, ``VACUUM`` (or ``PRAGMA incremental_vacuum`` when
 ``auto_vacuum`` is INCREMENTAL), a WAL checkpoint, ``integrity_check`` and
 ``foreign_key_check``. PostgreSQL: ``VACUUM (ANALYZE)`` table by table (outside any
-transaction), :func:`maintain_indexes` (seed 000) and :func:`refresh_materialized_views`.
+transaction), :func:`maintain_indexes` and :func:`refresh_materialized_views`.
 
 Statements run on one held connection without botdb's statement timeout (a VACUUM of a big
 table may take minutes); on PostgreSQL ``statement_timeout`` is lifted for the duration and
@@ -246,7 +246,7 @@ async def maintain_indexes(
     min_bytes: int = 1 << 20,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Rebuild bloated btree indexes (seed 000's ``maintain_indexes()``); report unused ones.
+    """Rebuild bloated btree indexes (busy message tables bloat them); report unused ones.
 
     The bloat figure is a heuristic, not a measurement (pgstattuple is not assumed): an
     index's pages divided by the pages a freshly built btree would need, estimated from the

@@ -1,4 +1,4 @@
-"""Moderation cases with per-guild case numbers that never repeat and never skip (seed 002).
+"""Moderation cases with per-guild case numbers that never repeat and never skip.
 
 ``create`` runs two statements in one transaction::
 
