@@ -7,14 +7,10 @@ here that lists what it really uses, and ``Database`` satisfies every one of the
 structurally (mypy checks it wherever the front door hands itself down, and
 ``tests/test_public_api.py`` checks the names).
 
-=====================  ==========================================================
-Protocol               used by
-=====================  ==========================================================
-:class:`EngineDatabase`   ``botdb.migrations``, ``botdb.importers``
-:class:`RepositoryDatabase`  ``botdb.repository``
-:class:`ServiceDatabase`  ``botdb.services``
-:class:`OpsDatabase`      ``botdb.ops`` (health, info, backup, maintenance, transfer)
-=====================  ==========================================================
+* :class:`EngineDatabase`: ``botdb.migrations`` and ``botdb.importers``;
+* :class:`RepositoryDatabase`: ``botdb.repository``;
+* :class:`ServiceDatabase`: ``botdb.services``;
+* :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer).
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
 importing this module never imports the front door.
