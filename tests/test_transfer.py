@@ -1,4 +1,5 @@
-"""``botdb.ops.transfer``: SQLite <-> PostgreSQL copies, resumed after interruption, verified."""
+"""``botdb.ops.transfer``: SQLite <-> PostgreSQL copies, resumed after interruption, verified;
+and ``botdb transfer``, which opens the two URLs."""
 
 from __future__ import annotations
 
@@ -248,6 +249,15 @@ async def populate(url: str, *, users: int = 30) -> None:
         )
 
 
+async def copy(source_url: str, target_url: str, **options: Any) -> TransferReport:
+    """Open both databases as ``botdb transfer`` does, copy, and close them."""
+    async with (
+        botdb.connect(source_url, sqlite_create=False) as source,
+        botdb.connect(target_url) as target,
+    ):
+        return await transfer(source, target, **options)
+
+
 async def counts(url: str, names: list[str]) -> dict[str, int]:
     async with botdb.connect(url) as db:
         return {n: await db.fetchval(f'SELECT count(*) FROM "{n}"') for n in names}
@@ -292,7 +302,7 @@ async def test_sqlite_to_postgres_and_back_verifies_every_table(
 ) -> None:
     await populate(sqlite_url)
     seen: list[tuple[str, int, int]] = []
-    report = await transfer(sqlite_url, pg_url, batch_size=7, progress=lambda *a: seen.append(a))
+    report = await copy(sqlite_url, pg_url, batch_size=7, progress=lambda *a: seen.append(a))
     assert report.verified
     names = {t.name for t in report.tables}
     assert {t.name for t in builtin_tables()} <= names
@@ -322,7 +332,7 @@ async def test_sqlite_to_postgres_and_back_verifies_every_table(
         await pg.execute("DELETE FROM join_leave_logs WHERE user_id = 2")
 
     back = f"sqlite:///{tmp_path / 'back.db'}"
-    report2 = await transfer(pg_url, back, batch_size=1000)
+    report2 = await copy(pg_url, back, batch_size=1000)
     assert report2.verified
     assert {t.name: t.source_checksum for t in report.tables} == {
         t.name: t.source_checksum for t in report2.tables
@@ -354,13 +364,13 @@ async def test_an_interrupted_transfer_resumes_without_duplicates(
             raise Interrupt  # raised after the third batch of users was committed
 
     with pytest.raises(Interrupt):
-        await transfer(sqlite_url, pg_url, batch_size=4, progress=stop_midway)
+        await copy(sqlite_url, pg_url, batch_size=4, progress=stop_midway)
     async with botdb.connect(pg_url) as pg:
         assert await pg.fetchval(f"SELECT count(*) FROM {STATE_TABLE}") >= 1
         partial = await pg.fetchval("SELECT count(*) FROM users")
         assert partial == 12
     # A plain re-run continues (no yes=True needed) and ends verified.
-    report = await transfer(sqlite_url, pg_url, batch_size=4)
+    report = await copy(sqlite_url, pg_url, batch_size=4)
     assert report.verified
     assert report.resumed
     assert next(t for t in report.tables if t.name == "users").resumed_at == partial
@@ -379,12 +389,12 @@ async def test_a_cancelled_transfer_resumes_and_verifies(sqlite_url: str, pg_url
         if table == "members" and done >= 6:
             started.set()
 
-    task = asyncio.create_task(transfer(sqlite_url, pg_url, batch_size=3, progress=note))
+    task = asyncio.create_task(copy(sqlite_url, pg_url, batch_size=3, progress=note))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    report = await transfer(sqlite_url, pg_url, batch_size=3)
+    report = await copy(sqlite_url, pg_url, batch_size=3)
     assert report.verified
     assert (await counts(pg_url, ["members"])) == {"members": 60}
 
@@ -401,13 +411,13 @@ async def test_a_different_source_into_a_half_filled_target_is_refused(
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        await transfer(sqlite_url, pg_url, batch_size=5, progress=boom)
+        await copy(sqlite_url, pg_url, batch_size=5, progress=boom)
     before = await counts(pg_url, ["guilds", "users", STATE_TABLE])
     with pytest.raises(TargetNotEmptyError, match="different source"):
-        await transfer(other, pg_url)
+        await copy(other, pg_url)
     assert await counts(pg_url, ["guilds", "users", STATE_TABLE]) == before
     # yes=True discards the unfinished copy and starts over from the new source.
-    report = await transfer(other, pg_url, yes=True)
+    report = await copy(other, pg_url, yes=True)
     assert report.verified
     assert await counts(pg_url, ["users"]) == {"users": 3}
 
@@ -418,26 +428,71 @@ async def test_a_non_empty_target_is_refused_unless_yes(sqlite_url: str, pg_url:
         await pg.create_tables()
         await pg.execute("INSERT INTO guilds (id, name) VALUES (99, 'existing')")
     with pytest.raises(TargetNotEmptyError, match="not empty"):
-        await transfer(sqlite_url, pg_url)
+        await copy(sqlite_url, pg_url)
     async with botdb.connect(pg_url) as pg:
         assert await pg.fetchval("SELECT count(*) FROM guilds") == 1
         assert await pg.fetchval("SELECT count(*) FROM users") == 0
-    report = await transfer(sqlite_url, pg_url, yes=True)
+    report = await copy(sqlite_url, pg_url, yes=True)
     assert report.verified
     assert await counts(pg_url, ["guilds", "users"]) == {"guilds": 2, "users": 4}
 
 
-async def test_bad_urls_missing_sources_and_down_servers_are_typed_errors(tmp_path: Any) -> None:
-    with pytest.raises(errors.ConfigurationError):
-        await transfer("nosuchdb://x", f"sqlite:///{tmp_path / 'a.db'}")
-    with pytest.raises(errors.ConfigurationError, match="does not exist"):
-        await transfer(f"sqlite:///{tmp_path / 'missing.db'}", f"sqlite:///{tmp_path / 'b.db'}")
-    assert not (tmp_path / "missing.db").exists()
+async def test_the_same_database_twice_or_a_url_is_refused(tmp_path: Any) -> None:
     same = f"sqlite:///{tmp_path / 'same.db'}"
-    with pytest.raises(errors.ConfigurationError, match="same database"):
-        await transfer(same, same)
-    with pytest.raises(errors.ConnectionFailedError):
-        await transfer("postgresql://root@127.0.0.1:1/nothing", f"sqlite:///{tmp_path / 'c.db'}")
+    async with botdb.connect(same) as a, botdb.connect(same) as b:
+        with pytest.raises(errors.ConfigurationError, match="same database"):
+            await transfer(a, a)
+        with pytest.raises(errors.ConfigurationError, match="same database"):
+            await transfer(a, b)
+        with pytest.raises(errors.ArgumentError, match=r"botdb\.connect"):
+            await transfer(same, b)  # a URL, as transfer() once took
+        with pytest.raises(errors.ConfigurationError, match="batch_size"):
+            await transfer(a, b, batch_size=0)
+
+
+async def test_transfer_leaves_the_callers_databases_open_and_clears_the_targets_cache(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    await populate(sqlite_url, users=3)
+    async with (
+        botdb.connect(sqlite_url) as source,
+        botdb.connect(f"sqlite:///{tmp_path / 'open.db'}") as target,
+    ):
+        await target.cache.set("user:1", {"stale": True})
+        report = await transfer(source, target)
+        assert report.verified
+        assert target.cache.peek("user:1") is None
+        assert await source.fetchval("SELECT count(*) FROM users") == 3
+        assert await target.fetchval("SELECT count(*) FROM users") == 3
+
+
+def test_cli_bad_urls_missing_sources_and_down_servers_are_typed_errors(tmp_path: Any) -> None:
+    """``botdb transfer`` opens the URLs: each failure is a typed error and its exit code."""
+    runner = CliRunner()
+    bad = runner.invoke(app, ["transfer", "nosuchdb://x", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert bad.exit_code == 1
+    assert "ConfigurationError" in bad.output
+    missing = runner.invoke(
+        app,
+        ["transfer", f"sqlite:///{tmp_path / 'missing.db'}", f"sqlite:///{tmp_path / 'b.db'}"],
+    )
+    assert missing.exit_code == 1
+    assert "ConfigurationError" in missing.output
+    assert "does not exist" in missing.output
+    assert not (tmp_path / "missing.db").exists()
+    empty = runner.invoke(app, ["transfer", " ", f"sqlite:///{tmp_path / 'b.db'}"])
+    assert empty.exit_code == 1
+    assert "a database URL is required" in empty.output
+    same = f"sqlite:///{tmp_path / 'same.db'}"
+    asyncio.run(populate(same, users=3))
+    twice = runner.invoke(app, ["transfer", same, same])
+    assert twice.exit_code == 1
+    assert "same database" in twice.output
+    down = runner.invoke(
+        app, ["transfer", "postgresql://root@127.0.0.1:1/nothing", f"sqlite:///{tmp_path / 'c.db'}"]
+    )
+    assert down.exit_code == 3
+    assert "ConnectionFailedError" in down.output
 
 
 async def test_a_checksum_mismatch_raises_verification_error(
@@ -454,7 +509,7 @@ async def test_a_checksum_mismatch_raises_verification_error(
                 raw.execute("UPDATE users SET username = 'changed' WHERE id = 1")
 
     with pytest.raises(VerificationError) as caught:
-        await transfer(sqlite_url, target, progress=tamper)
+        await copy(sqlite_url, target, progress=tamper)
     bad = [t.name for t in caught.value.report.tables if not t.ok]
     assert bad == ["users"]
 
@@ -516,7 +571,7 @@ def test_report_is_json_ready() -> None:
 async def test_orm_reads_after_copy_match(sqlite_url: str, pg_url: str) -> None:
     """Rows read through the ORM on the target equal the source's, column for column."""
     await populate(sqlite_url, users=5)
-    await transfer(sqlite_url, pg_url)
+    await copy(sqlite_url, pg_url)
     for model in (Message, Reaction, UserReminder, KeyValue):
         async with (
             botdb.connect(sqlite_url) as a,

@@ -12,6 +12,7 @@ transactions with retries, ORM sessions, health checks and statistics::
 
 from __future__ import annotations
 
+from botdb._version import __version__
 from botdb.config import DatabaseURL, Settings
 from botdb.database import Database, connect
 from botdb.engine.connection import Connection, PreparedStatement
@@ -52,8 +53,6 @@ from botdb.errors import (
     VerificationError,
 )
 from botdb.repository import KeysetPage, Page, Repository
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError",

@@ -442,7 +442,7 @@ class Database(QueryAPI):
         return await ops.integrity(self)
 
     async def maintain_indexes(self, *, dry_run: bool = False) -> dict[str, Any]:
-        """Rebuild indexes whose estimated bloat is high (seed 000's ``maintain_indexes``)."""
+        """Rebuild indexes whose estimated bloat is high (``dry_run`` only reports them)."""
         from botdb import ops
 
         return await ops.maintain_indexes(self, dry_run=dry_run)

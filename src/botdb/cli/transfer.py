@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+import botdb
+from botdb import errors
 from botdb.cli._app import (
     EXIT_CHECK_FAILED,
     EXIT_REFUSED,
@@ -20,6 +24,7 @@ from botdb.cli._app import (
 )
 from botdb.cli.ops import with_json_errors
 from botdb.ops.transfer import (
+    ProgressCallback,
     TargetNotEmptyError,
     TransferReport,
     VerificationError,
@@ -65,7 +70,7 @@ def transfer_command(
     async def main() -> TransferReport:
         with bars:
             try:
-                return await transfer(
+                return await _transfer_urls(
                     source_url, target_url, yes=yes, batch_size=batch_size, progress=progress
                 )
             except TargetNotEmptyError as exc:
@@ -98,3 +103,32 @@ def transfer_command(
         f"[green]verified[/]: {len(report.tables)} tables, "
         f"{sum(t.target_rows for t in report.tables)} rows in {report.seconds:.1f}s"
     )
+
+
+async def _transfer_urls(
+    source_url: str,
+    target_url: str,
+    *,
+    yes: bool,
+    batch_size: int,
+    progress: ProgressCallback,
+) -> TransferReport:
+    """Open both databases, run :func:`~botdb.ops.transfer.transfer`, close them.
+
+    The source is opened with ``sqlite_create=False``: a mistyped SQLite path is refused,
+    never created as a new empty database to copy from.
+    """
+    if not source_url.strip() or not target_url.strip():
+        # An empty URL would otherwise mean "the environment's database".
+        raise errors.ConfigurationError("a database URL is required")
+    source = botdb.connect(source_url, sqlite_create=False)
+    target = botdb.connect(target_url)
+    url = source.settings.url
+    if (
+        url.backend == "sqlite"
+        and not url.is_memory
+        and not await asyncio.to_thread(Path(url.path).is_file)
+    ):
+        raise errors.ConfigurationError(f"the source database does not exist: {url.path}")
+    async with source, target:
+        return await transfer(source, target, yes=yes, batch_size=batch_size, progress=progress)

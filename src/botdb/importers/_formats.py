@@ -1,4 +1,4 @@
-"""The built-in legacy JSON stores: the reminder bot's (seed 001) and the member store (seed 004).
+"""The built-in legacy JSON stores: a reminder bot's watched messages and a per-member store.
 
 A format turns one ``(key, value)`` member of the file into a validated record (pydantic
 raises for a bad one) and a record into rows per table. :mod:`botdb.importers.json_store`
@@ -71,11 +71,11 @@ class Format(abc.ABC):
         return False
 
 
-# -- seed 001: the reminder bot's watched_matches.json ----------------------------------------
+# -- the reminder bot's watched_matches.json -------------------------------------------------
 
 
 class ReminderRecord(BaseModel):
-    """One watched message of the reminder bot's JSON store (seed 001)."""
+    """One watched message of a reminder bot's JSON store (``watched_matches.json``)."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -200,7 +200,7 @@ class RemindersFormat(Format):
         }
 
 
-# -- seed 004: the member store {"<guild>_<user>": {...}} --------------------------------------
+# -- the member store {"<guild>_<user>": {...}} ----------------------------------------------
 
 
 class MemberStatistics(BaseModel):
@@ -216,7 +216,7 @@ class MemberStatistics(BaseModel):
 
 
 class MemberRecord(BaseModel):
-    """One member of the member store (seed 004)."""
+    """One member of the per-member JSON store (``{"<guild>_<user>": {...}}``)."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 

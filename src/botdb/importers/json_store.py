@@ -1,6 +1,6 @@
 """Import a legacy JSON store into the database: detect, validate, back up, migrate, verify.
 
-The steps of seed 001's migration, made safe:
+The steps a bot takes to move from JSON files to a database, made safe:
 
 1. **Detect** the format (``reminders``, ``members``, or ``generic`` with a spec).
 2. **Validate everything first**, streaming the file: every bad record is reported with its
@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
@@ -35,12 +35,14 @@ from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botdb import errors
-from botdb.database import Database
 from botdb.engine._translate import raise_translated
 from botdb.importers._formats import Format, MembersFormat, RemindersFormat
 from botdb.importers._generic import GenericFormat, parse_spec
 from botdb.importers._stream import JSONStreamError, ObjectReader
 from botdb.importers._write import count_present, fill_event_ids, upsert
+
+if TYPE_CHECKING:
+    from botdb._protocols import EngineDatabase
 
 __all__ = [
     "FORMATS",
@@ -248,7 +250,7 @@ def _take(items: Iterator[tuple[str, Any]], count: int) -> list[tuple[str, Any]]
 # -- the import -------------------------------------------------------------------------------
 
 
-async def _tables(db: Database) -> dict[str, Table]:
+async def _tables(db: EngineDatabase) -> dict[str, Table]:
     import botdb.models
 
     known: dict[str, Table] = dict(botdb.models.Base.metadata.tables)
@@ -266,7 +268,7 @@ async def _tables(db: Database) -> dict[str, Table]:
     return known
 
 
-async def _load_format(db: Database, fmt_name: str, spec: Path | None, path: Path) -> Format:
+async def _load_format(db: EngineDatabase, fmt_name: str, spec: Path | None, path: Path) -> Format:
     if spec is not None or fmt_name == "generic":
         if spec is None:
             raise errors.ConfigurationError("the generic format needs a spec file (--spec)")
@@ -284,7 +286,7 @@ async def _load_format(db: Database, fmt_name: str, spec: Path | None, path: Pat
 
 
 async def import_json(
-    db: Database,
+    db: EngineDatabase,
     path: str | os.PathLike[str],
     *,
     format: str = "auto",
@@ -298,8 +300,9 @@ async def import_json(
     Args:
         db: a connected Database whose schema exists (``await db.migrate()``).
         path: the JSON file; it is only read.
-        format: ``"auto"`` (detect), ``"reminders"`` (seed 001), ``"members"`` (seed 004) or
-            ``"generic"`` (needs ``spec``).
+        format: ``"auto"`` (detect), ``"reminders"`` (a reminder bot's watched messages),
+            ``"members"`` (a per-member store keyed ``"<guild>_<user>"``) or ``"generic"``
+            (needs ``spec``).
         spec: a TOML or JSON mapping spec for the generic format (see ``docs/import.md``).
         dry_run: do everything in a transaction that is rolled back; no backup is written.
         backup_dir: where the backup goes (default: next to the file).

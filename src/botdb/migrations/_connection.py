@@ -11,7 +11,7 @@ from botdb.migrations._env import VERSION_TABLE
 from botdb.migrations._errors import MigrationError
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import EngineDatabase
 
 __all__ = ["foreign_key_check", "free_pool_slot", "lock", "pragma", "restore_foreign_keys"]
 
@@ -19,7 +19,7 @@ __all__ = ["foreign_key_check", "free_pool_slot", "lock", "pragma", "restore_for
 _PG_LOCK_KEY = 0x626F7464626D6967 - (1 << 63)
 
 
-async def free_pool_slot(db: Database) -> None:
+async def free_pool_slot(db: EngineDatabase) -> None:
     # The raw SQL API keeps idle connections leased from the engine's pool; hand one back if
     # the pool is exhausted, as Database.session() does, so engine.connect() does not wait.
     await db.free_pool_slot()

@@ -52,7 +52,7 @@ from botdb.migrations._errors import MigrationError
 from botdb.migrations._graph import ancestors, describe_revision, oldest_first, tips
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import EngineDatabase
 
 __all__ = ["BUILTIN_VERSIONS", "SCRIPT_LOCATION", "MigrationError", "Migrator"]
 
@@ -85,7 +85,7 @@ class Migrator:
 
     def __init__(
         self,
-        db: Database,
+        db: EngineDatabase,
         *,
         script_locations: Sequence[str | os.PathLike[str]] = (),
         metadata: MetaData | None = None,

@@ -1,4 +1,4 @@
-"""Append-only activity logs: commands run and members joining or leaving (seed 000)."""
+"""Append-only activity logs: commands run and members joining or leaving."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Community features of seed 002: snippets (saved replies) and levels (XP per member)."""
+"""Community features: snippets (saved replies) and levels (XP per member)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-guild configuration (seed 002's guild config, seed 001's guild settings)."""
+"""Per-guild configuration: prefix, locale, log channels and the guild's own settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Messages and what hangs off them: attachments, mentions, reactions (seed 000).
+"""Messages and what hangs off them: attachments, mentions, reactions (for bots that log
+every message and reaction).
 
 A message's key is ``(id, guild_id)``: Discord ids are globally unique, but a Telegram
 ``message_id`` is unique only inside its chat. The children reference it with the composite

@@ -1,4 +1,4 @@
-"""Moderation cases with per-guild, gapless case numbers (seed 002).
+"""Moderation cases with per-guild, gapless case numbers.
 
 Allocate a case number in the same transaction as the case insert::
 

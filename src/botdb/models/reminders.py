@@ -1,4 +1,5 @@
-"""Reminders: seed 001's reaction-tracked events and their logs, and per-user reminders.
+"""Reminders: messages whose reactions a bot tracks and reminds about (the reactions, each
+reminder round), and the reminders users ask for.
 
 ``user_reminders`` is the scheduler's job table. A worker claims due rows by setting
 ``claimed_by``/``claimed_until`` in one UPDATE (``... WHERE sent_at IS NULL AND due_at <= now

@@ -52,7 +52,7 @@ class User(TimestampMixin, Base):
 
 
 class Member(TimestampMixin, Base):
-    """A user in a guild (seed 004's member record: preferences and statistics included).
+    """A user in a guild (the member record bots keep: preferences and statistics included).
 
     Roles are rows of :class:`MemberRole`, not a cached list.
     """
@@ -79,7 +79,7 @@ class Member(TimestampMixin, Base):
 
 
 class MemberRole(Base):
-    """That a member holds a role (seed 000's role_membership)."""
+    """That a member holds a role (a role-membership row, not a cached list)."""
 
     __tablename__ = "member_roles"
     __table_args__ = (

@@ -17,7 +17,7 @@ from botdb import errors
 from botdb.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
 
 __all__ = [
     "BackupError",
@@ -123,7 +123,7 @@ class RestoreResult:
         }
 
 
-def database_label(db: Database) -> str:
+def database_label(db: OpsDatabase) -> str:
     """The database's name for backup files: the SQLite file's stem or the PostgreSQL
     database name, reduced to ``[A-Za-z0-9_.-]`` (never a host, user or password)."""
     url = db.settings.url
@@ -135,7 +135,7 @@ def database_label(db: Database) -> str:
     return label or "database"
 
 
-def sqlite_location(db: Database) -> str:
+def sqlite_location(db: OpsDatabase) -> str:
     """The SQLite database's absolute path (``:memory:`` for an in-memory one)."""
     url = db.settings.url
     return ":memory:" if url.is_memory else os.path.abspath(url.path)  # a string operation

@@ -30,7 +30,7 @@ from botdb.errors import ConfigurationError, MissingDependencyError
 from botdb.ops._common import BackupError, Progress, compare_rows, quote_ident
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
 
 __all__ = [
     "admin_connection",
@@ -66,7 +66,7 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def libpq_environment(db: Database, database: str | None = None) -> dict[str, str]:
+def libpq_environment(db: OpsDatabase, database: str | None = None) -> dict[str, str]:
     """The subprocess environment for pg_dump/pg_restore: libpq variables carry the host,
     port, user, password, database and SSL settings, so none appears on a command line."""
     settings = db.settings
@@ -89,7 +89,7 @@ def libpq_environment(db: Database, database: str | None = None) -> dict[str, st
 
 
 @asynccontextmanager
-async def admin_connection(db: Database, database: str) -> AsyncIterator[Any]:
+async def admin_connection(db: OpsDatabase, database: str) -> AsyncIterator[Any]:
     """An asyncpg connection to another database of the same server (same credentials)."""
     try:
         import asyncpg
@@ -126,7 +126,7 @@ async def count_rows(conn: Any) -> dict[str, int]:
     return counts
 
 
-async def is_empty_pg(db: Database, ignore: frozenset[str]) -> bool:
+async def is_empty_pg(db: OpsDatabase, ignore: frozenset[str]) -> bool:
     """True when no user table (other than those named in ``ignore``) holds a row."""
     for row in await db.fetch(_TABLES):
         if row["name"] in ignore:
@@ -160,7 +160,9 @@ async def _run_tool(args: list[str], env: dict[str, str], what: str) -> None:
         raise BackupError(f"{what} failed (exit {process.returncode}): {message[-2000:]}")
 
 
-async def pg_dump(db: Database, temp: Path, *, progress: Progress | None = None) -> dict[str, int]:
+async def pg_dump(
+    db: OpsDatabase, temp: Path, *, progress: Progress | None = None
+) -> dict[str, int]:
     """Dump ``db`` in pg_dump's custom format to ``temp``; the rows the dump holds."""
     tool = find_tool("pg_dump")
     if tool is None:
@@ -178,7 +180,7 @@ async def pg_dump(db: Database, temp: Path, *, progress: Progress | None = None)
 
 
 @asynccontextmanager
-async def temporary_database(db: Database, maintenance_db: str) -> AsyncIterator[str]:
+async def temporary_database(db: OpsDatabase, maintenance_db: str) -> AsyncIterator[str]:
     """Create an empty database ``<target>_restore_<hex>``; dropped on exit unless renamed."""
     target = db.settings.url.database
     name = f"{target[:40]}_restore_{secrets.token_hex(4)}"
@@ -191,7 +193,7 @@ async def temporary_database(db: Database, maintenance_db: str) -> AsyncIterator
             await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
-async def pg_restore_into(db: Database, backup: Path, database: str) -> None:
+async def pg_restore_into(db: OpsDatabase, backup: Path, database: str) -> None:
     """Run ``pg_restore`` of ``backup`` into the (empty) ``database``, in one transaction."""
     tool = find_tool("pg_restore")
     if tool is None:
@@ -203,13 +205,13 @@ async def pg_restore_into(db: Database, backup: Path, database: str) -> None:
     await _run_tool([*args, str(backup)], libpq_environment(db, database), "pg_restore")
 
 
-async def verify_database(db: Database, database: str, expected: dict[str, int]) -> None:
+async def verify_database(db: OpsDatabase, database: str, expected: dict[str, int]) -> None:
     """Compare the row counts of ``database`` with the manifest's."""
     async with admin_connection(db, database) as conn:
         compare_rows(expected, await count_rows(conn), f"the restored copy {database}")
 
 
-async def swap_databases(db: Database, fresh: str, maintenance_db: str) -> None:
+async def swap_databases(db: OpsDatabase, fresh: str, maintenance_db: str) -> None:
     """Put ``fresh`` in the place of ``db``'s database, atomically, and drop the old one.
 
     ``db`` is closed for the swap and connected again afterwards. Other sessions on the

@@ -38,7 +38,7 @@ from botdb.ops._common import (
 )
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
 
 __all__ = ["backup_sqlite", "is_empty_sqlite", "restore_sqlite"]
 
@@ -73,7 +73,7 @@ def _open_plain(path: Path | str, busy_ms: int) -> sqlite3.Connection:
 
 
 @asynccontextmanager
-async def _live_connection(db: Database) -> AsyncIterator[sqlite3.Connection]:
+async def _live_connection(db: OpsDatabase) -> AsyncIterator[sqlite3.Connection]:
     """A sqlite3 connection to ``db``'s database, used from one worker thread.
 
     A file gets a dedicated connection (no pool slot is held). An in-memory database is
@@ -126,7 +126,7 @@ def _backup_sync(
 
 
 async def backup_sqlite(
-    db: Database, final: Path, *, pages: int | None = None, progress: Progress | None = None
+    db: OpsDatabase, final: Path, *, pages: int | None = None, progress: Progress | None = None
 ) -> dict[str, int]:
     """Copy ``db`` to ``final`` (mode 0600) online, ``pages`` (default :data:`STEP_PAGES`)
     per step; returns the copy's row counts."""
@@ -184,7 +184,7 @@ def _swap_sync(temp: Path, target: sqlite3.Connection) -> dict[str, int]:
 
 
 async def restore_sqlite(
-    db: Database, backup: Path, expected: dict[str, int], *, progress: Progress | None = None
+    db: OpsDatabase, backup: Path, expected: dict[str, int], *, progress: Progress | None = None
 ) -> dict[str, int]:
     """Verify ``backup`` in a temporary copy (integrity, row counts equal to ``expected``),
     then copy it into ``db``'s database. Returns the target's row counts afterwards.
@@ -210,7 +210,7 @@ async def restore_sqlite(
     return after
 
 
-async def is_empty_sqlite(db: Database, ignore: frozenset[str]) -> bool:
+async def is_empty_sqlite(db: OpsDatabase, ignore: frozenset[str]) -> bool:
     """True when no user table (other than ``ignore``) holds a row."""
     for name in await _table_names(db):
         if name in ignore:
@@ -220,7 +220,7 @@ async def is_empty_sqlite(db: Database, ignore: frozenset[str]) -> bool:
     return True
 
 
-async def _table_names(db: Database) -> list[str]:
+async def _table_names(db: OpsDatabase) -> list[str]:
     rows = await db.fetch(
         "SELECT name FROM sqlite_master WHERE type = 'table' "
         "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"

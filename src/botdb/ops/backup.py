@@ -55,7 +55,7 @@ from botdb.ops._common import (
 )
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
 
 __all__ = ["backup", "restore"]
 
@@ -63,7 +63,7 @@ _METHODS = {"sqlite": ("auto", "sqlite"), "postgresql": ("auto", "pg_dump", "log
 _EXTENSIONS = {"sqlite": "db", "pg_dump": "dump", "logical": "jsonl.gz"}
 
 
-def _choose_method(db: Database, method: str) -> str:
+def _choose_method(db: OpsDatabase, method: str) -> str:
     allowed = _METHODS[db.backend]
     if method not in allowed:
         raise ConfigurationError(
@@ -77,7 +77,7 @@ def _choose_method(db: Database, method: str) -> str:
 
 
 async def backup(
-    db: Database,
+    db: OpsDatabase,
     out_dir: Path | str,
     *,
     keep: int | None = None,
@@ -159,7 +159,7 @@ async def backup(
     )
 
 
-async def _pg_backup(db: Database, final: Path, method: str, progress: Progress | None) -> Any:
+async def _pg_backup(db: OpsDatabase, final: Path, method: str, progress: Progress | None) -> Any:
     temp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(create_private, temp)
     try:
@@ -180,13 +180,13 @@ async def _pg_backup(db: Database, final: Path, method: str, progress: Progress 
 
 
 def _botdb_version() -> str:
-    from botdb import __version__
+    from botdb._version import __version__
 
     return str(__version__)
 
 
 async def restore(
-    db: Database,
+    db: OpsDatabase,
     file: Path | str,
     *,
     yes: bool = False,
@@ -249,7 +249,7 @@ async def restore(
 
 
 async def _pg_restore(
-    db: Database,
+    db: OpsDatabase,
     path: Path,
     manifest: dict[str, Any],
     maintenance_db: str,
@@ -276,7 +276,7 @@ async def _pg_restore(
         return await _pg.count_rows(conn)
 
 
-async def _is_empty(db: Database) -> bool:
+async def _is_empty(db: OpsDatabase) -> bool:
     if db.backend == "sqlite":
         return await _sqlite.is_empty_sqlite(db, BOOKKEEPING_TABLES)
     return await _pg.is_empty_pg(db, BOOKKEEPING_TABLES)

@@ -1,5 +1,5 @@
-"""What a database is and holds (seed 001's ``get_database_info`` / ``get_table_info``), and
-``init``: create or connect, then bring the schema up to date."""
+"""What a database is and holds (what a bot's ``get_database_info`` / ``get_table_info``
+admin command shows), and ``init``: create or connect, then bring the schema up to date."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from botdb.errors import BotDBError
 from botdb.ops._common import quote_ident, sqlite_location
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
 
 __all__ = ["database_info", "init", "table_info"]
 
@@ -61,7 +61,7 @@ def pg_table_key(schema: str, name: str) -> str:
     return name if schema == "public" else f"{schema}.{name}"
 
 
-async def table_info(db: Database, *, exact: bool = True) -> list[dict[str, Any]]:
+async def table_info(db: OpsDatabase, *, exact: bool = True) -> list[dict[str, Any]]:
     """Every user table with its row count, size in bytes (with indexes) and index names.
 
     Args:
@@ -91,7 +91,7 @@ async def table_info(db: Database, *, exact: bool = True) -> list[dict[str, Any]
     return tables
 
 
-async def _sqlite_tables(db: Database) -> list[dict[str, Any]]:
+async def _sqlite_tables(db: OpsDatabase) -> list[dict[str, Any]]:
     names = [
         r["name"]
         for r in await db.fetch(
@@ -122,7 +122,9 @@ async def _sqlite_tables(db: Database) -> list[dict[str, Any]]:
     return tables
 
 
-async def database_info(db: Database, *, tables: bool = True, exact: bool = True) -> dict[str, Any]:
+async def database_info(
+    db: OpsDatabase, *, tables: bool = True, exact: bool = True
+) -> dict[str, Any]:
     """Where the database is, its size, version, settings, tables and pending migrations.
 
     Returns:
@@ -171,7 +173,7 @@ def _file_bytes(path: str) -> int:
     return total
 
 
-async def _migrations(db: Database) -> dict[str, Any]:
+async def _migrations(db: OpsDatabase) -> dict[str, Any]:
     try:
         from botdb.migrations import Migrator  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
@@ -183,7 +185,7 @@ async def _migrations(db: Database) -> dict[str, Any]:
     return {"migrations": {"pending": [str(p) for p in pending]}}
 
 
-async def init(db: Database) -> dict[str, Any]:
+async def init(db: OpsDatabase) -> dict[str, Any]:
     """Create or connect to the database and bring its schema up to date.
 
     Runs :meth:`Database.migrate`; when the migrations package is not available yet it

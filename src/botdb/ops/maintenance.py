@@ -3,7 +3,7 @@
 SQLite: ``PRAGMA optimize``, ``ANALYZE``, ``VACUUM`` (or ``PRAGMA incremental_vacuum`` when
 ``auto_vacuum`` is INCREMENTAL), a WAL checkpoint, ``integrity_check`` and
 ``foreign_key_check``. PostgreSQL: ``VACUUM (ANALYZE)`` table by table (outside any
-transaction), :func:`maintain_indexes` (seed 000) and :func:`refresh_materialized_views`.
+transaction), :func:`maintain_indexes` and :func:`refresh_materialized_views`.
 
 Statements run on one held connection without botdb's statement timeout (a VACUUM of a big
 table may take minutes); on PostgreSQL ``statement_timeout`` is lifted for the duration and
@@ -22,7 +22,7 @@ from botdb.errors import BotDBError
 from botdb.ops._common import Progress, quote_ident
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import OpsDatabase
     from botdb.engine.connection import Connection
 
 __all__ = ["integrity", "maintain_indexes", "optimize", "refresh_materialized_views"]
@@ -57,7 +57,7 @@ _MATVIEWS = f"""SELECT n.nspname AS schema, c.relname AS name, c.relispopulated 
 
 
 @asynccontextmanager
-async def _maintenance_connection(db: Database) -> AsyncIterator[Connection]:
+async def _maintenance_connection(db: OpsDatabase) -> AsyncIterator[Connection]:
     async with db.acquire() as conn:
         if db.backend == "sqlite":
             yield conn  # a held connection has no client-side deadline (timeout=None)
@@ -73,7 +73,7 @@ def _name(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
-async def integrity(db: Database) -> dict[str, Any]:
+async def integrity(db: OpsDatabase) -> dict[str, Any]:
     """Check the database without changing it.
 
     Returns:
@@ -145,7 +145,7 @@ async def _pg_integrity(conn: Connection) -> dict[str, Any]:
     }
 
 
-async def _size(db: Database, conn: Connection) -> int:
+async def _size(db: OpsDatabase, conn: Connection) -> int:
     if db.backend == "sqlite":
         pages = int(await conn.fetchval("PRAGMA page_count"))
         return pages * int(await conn.fetchval("PRAGMA page_size"))
@@ -153,7 +153,7 @@ async def _size(db: Database, conn: Connection) -> int:
 
 
 async def optimize(
-    db: Database,
+    db: OpsDatabase,
     *,
     reindex_bloat_ratio: float = 2.0,
     reindex_min_bytes: int = 1 << 20,
@@ -240,13 +240,13 @@ def _estimated_pages(tuples: float, key_width: float, block_size: int) -> int:
 
 
 async def maintain_indexes(
-    db: Database,
+    db: OpsDatabase,
     *,
     bloat_ratio: float = 2.0,
     min_bytes: int = 1 << 20,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Rebuild bloated btree indexes (seed 000's ``maintain_indexes()``); report unused ones.
+    """Rebuild bloated btree indexes (busy message tables bloat them); report unused ones.
 
     The bloat figure is a heuristic, not a measurement (pgstattuple is not assumed): an
     index's pages divided by the pages a freshly built btree would need, estimated from the
@@ -296,7 +296,7 @@ async def maintain_indexes(
     return report
 
 
-async def refresh_materialized_views(db: Database) -> dict[str, Any]:
+async def refresh_materialized_views(db: OpsDatabase) -> dict[str, Any]:
     """Refresh materialized views: ``CONCURRENTLY`` (readers never blocked) when the view has
     a unique index and is populated; a view without a unique index is skipped and listed,
     since a plain refresh locks out its readers. Nothing to do on SQLite.

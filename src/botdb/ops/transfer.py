@@ -26,15 +26,12 @@ moves to PostgreSQL when it outgrows its SQLite file. What happens, in order:
    :func:`row_digest`); a mismatch raises :class:`VerificationError`. On success the progress
    table is dropped.
 
-Example:
-    >>> report = await transfer("sqlite:///bot.db", "postgresql://bot@localhost/bot")
-    >>> report.verified
-    True
+``transfer`` takes two connected Databases; the ``botdb transfer`` command opens them from
+its URLs (the source with ``sqlite_create=False``, so a mistyped path is not created).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import decimal
@@ -45,17 +42,17 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Column, MetaData, Table, inspect, select, tuple_
 from sqlalchemy.engine import Dialect
 
 from botdb import errors
-from botdb.config import Settings
-from botdb.database import Database
 from botdb.models.base import is_builtin
+
+if TYPE_CHECKING:
+    from botdb._protocols import OpsDatabase
 
 __all__ = [
     "STATE_TABLE",
@@ -131,22 +128,20 @@ class _TablePlan:
     total: int = 0
 
 
-def _settings(url: str) -> Settings:
-    if not isinstance(url, str) or not url.strip():
-        raise errors.ConfigurationError("a database URL is required")
-    return Settings.from_env(url=url)
-
-
-def _identity(settings: Settings) -> str:
-    db_url = settings.url
-    if db_url.backend == "sqlite" and not db_url.is_memory:
-        return f"sqlite:{os.path.abspath(db_url.path)}"
-    return db_url.masked()
+def _identity(db: OpsDatabase) -> str:
+    """What tells databases apart: the SQLite file's absolute path, an in-memory database's
+    object (each is its own database), or the masked PostgreSQL URL."""
+    url = db.settings.url
+    if url.backend == "sqlite":
+        return (
+            f"sqlite:memory:{id(db):x}" if url.is_memory else f"sqlite:{os.path.abspath(url.path)}"
+        )
+    return url.masked()
 
 
 async def transfer(
-    source_url: str,
-    target_url: str,
+    source: OpsDatabase,
+    target: OpsDatabase,
     *,
     yes: bool = False,
     batch_size: int = 5000,
@@ -154,11 +149,15 @@ async def transfer(
     metadata: MetaData | None = None,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
-    """Copy every table from ``source_url`` to ``target_url`` and verify the copy.
+    """Copy every table from ``source`` to ``target`` and verify the copy.
+
+    Both are connected Databases, opened and closed by the caller (``botdb transfer`` opens
+    them from its two URLs). The target's in-process cache is cleared, since the rows under
+    it were replaced.
 
     Args:
-        source_url: the database to read (SQLite or PostgreSQL); it is never written.
-        target_url: the database to fill; created schema with migrations, then ``create_all``.
+        source: the database to read (SQLite or PostgreSQL); it is never written.
+        target: the database to fill; its schema is made with migrations, then ``create_all``.
         yes: allow a non-empty target; the copied tables are emptied first.
         batch_size: rows per batch (and per target transaction).
         tables: copy only these tables (names); default every table.
@@ -170,31 +169,38 @@ async def transfer(
         The report; ``report.verified`` is True (a failed verification raises).
 
     Raises:
-        ConfigurationError: a wrong URL, the same database twice, a missing SQLite source file,
-            an unknown table name.
-        ConnectionFailedError: a server does not answer.
+        ArgumentError: ``source`` or ``target`` is not a Database (e.g. a URL string).
+        ConfigurationError: the same database twice, an unknown table name, a batch size
+            below 1.
         TargetNotEmptyError: the target holds rows and ``yes`` is False, or holds another
             source's unfinished transfer.
         VerificationError: counts or checksums differ after the copy.
+
+    Example:
+        >>> async with (
+        ...     botdb.connect("sqlite:///bot.db", sqlite_create=False) as source,
+        ...     botdb.connect("postgresql://bot@localhost/bot") as target,
+        ... ):
+        ...     report = await transfer(source, target)
+        >>> report.verified
+        True
     """
+    for role, db in (("source", source), ("target", target)):
+        if isinstance(db, str | bytes | os.PathLike):
+            raise errors.ArgumentError(
+                f"transfer() takes connected Databases, got a {type(db).__name__} as {role}: "
+                "open it with `async with botdb.connect(url) as db`"
+            )
     if batch_size < 1:
         raise errors.ConfigurationError("batch_size must be at least 1")
-    source_settings, target_settings = _settings(source_url), _settings(target_url)
-    fingerprint = hashlib.sha256(_identity(source_settings).encode()).hexdigest()
-    if _identity(source_settings) == _identity(target_settings):
+    fingerprint = hashlib.sha256(_identity(source).encode()).hexdigest()
+    if source is target or _identity(source) == _identity(target):
         raise errors.ConfigurationError("the source and the target are the same database")
-    src = source_settings.url
-    if (
-        src.backend == "sqlite"
-        and not src.is_memory
-        and not await asyncio.to_thread(Path(src.path).is_file)
-    ):
-        raise errors.ConfigurationError(f"the source database does not exist: {src.path}")
     started = time.perf_counter()
-    report = TransferReport(source=src.masked(), target=target_settings.url.masked())
-    async with Database(source_settings) as source, Database(target_settings) as target:
-        plans = await _plan(source, metadata, tables, report)
-        state = await _read_state(target)
+    report = TransferReport(source=source.url, target=target.url)
+    plans = await _plan(source, metadata, tables, report)
+    state = await _read_state(target)
+    try:
         await _check_target(target, plans, state, fingerprint, yes, report)
         await _create_schema(target, plans, report)
         await target.execute(
@@ -206,6 +212,8 @@ async def transfer(
         await _copy_all(source, target, plans, state, fingerprint, batch_size, progress, report)
         await _verify(source, target, plans, batch_size, report)
         await target.execute(f"DROP TABLE {STATE_TABLE}")
+    finally:
+        target.cache.clear()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -214,7 +222,7 @@ async def transfer(
 
 
 async def _plan(
-    source: Database,
+    source: OpsDatabase,
     metadata: MetaData | None,
     only: Iterable[str] | None,
     report: TransferReport,
@@ -275,7 +283,7 @@ def _make_portable(table: Table) -> None:
 # -- refusing, resuming, schema ---------------------------------------------------------------
 
 
-async def _read_state(target: Database) -> dict[str, Any]:
+async def _read_state(target: OpsDatabase) -> dict[str, Any]:
     await target.free_pool_slot()
     async with target.engine.connect() as conn:
         exists = await conn.run_sync(lambda c: inspect(c).has_table(STATE_TABLE))
@@ -286,7 +294,7 @@ async def _read_state(target: Database) -> dict[str, Any]:
 
 
 async def _check_target(
-    target: Database,
+    target: OpsDatabase,
     plans: list[_TablePlan],
     state: dict[str, Any],
     fingerprint: str,
@@ -330,7 +338,9 @@ async def _check_target(
         report.notes.append(f"emptied the target's copied tables first ({len(filled)} had rows)")
 
 
-async def _create_schema(target: Database, plans: list[_TablePlan], report: TransferReport) -> None:
+async def _create_schema(
+    target: OpsDatabase, plans: list[_TablePlan], report: TransferReport
+) -> None:
     await target.free_pool_slot()
     async with target.engine.connect() as conn:
         existing = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
@@ -378,7 +388,7 @@ def _convert(rows: Iterable[Sequence[Any]], conv: list[Callable[[Any], Any] | No
 
 
 async def _batches(
-    db: Database, plan: _TablePlan, batch_size: int, after: list[Any] | None
+    db: OpsDatabase, plan: _TablePlan, batch_size: int, after: list[Any] | None
 ) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """The table's rows in primary-key order, ``batch_size`` at a time (keyset pagination).
 
@@ -427,8 +437,8 @@ def _key_from_text(raw: str | None) -> list[Any] | None:
 
 
 async def _copy_all(
-    source: Database,
-    target: Database,
+    source: OpsDatabase,
+    target: OpsDatabase,
     plans: list[_TablePlan],
     state: dict[str, Any],
     fingerprint: str,
@@ -608,7 +618,7 @@ def row_digest(row: Sequence[Any]) -> int:
     return int.from_bytes(hashlib.sha256(canon).digest(), "big")
 
 
-async def _checksum(db: Database, plan: _TablePlan, batch_size: int) -> tuple[int, str]:
+async def _checksum(db: OpsDatabase, plan: _TablePlan, batch_size: int) -> tuple[int, str]:
     order = sorted(range(len(plan.columns)), key=lambda i: plan.columns[i].name)
     count = total = 0
     async with aclosing(_batches(db, plan, batch_size, None)) as batches:
@@ -620,8 +630,8 @@ async def _checksum(db: Database, plan: _TablePlan, batch_size: int) -> tuple[in
 
 
 async def _verify(
-    source: Database,
-    target: Database,
+    source: OpsDatabase,
+    target: OpsDatabase,
     plans: list[_TablePlan],
     batch_size: int,
     report: TransferReport,

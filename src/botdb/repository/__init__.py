@@ -1,4 +1,5 @@
-"""``Repository[T]``: the controller API of seed 002 over any mapped model.
+"""``Repository[T]``: the per-table controller a bot would write (get, find, create, update,
+upsert, delete, paginate), ready-made for any mapped model.
 
 Every method is a coroutine and takes ``session=``. Without it the method is its own unit of
 work (``async with db.session()``: committed when it returns, rolled back if it raises, retried
@@ -110,7 +111,7 @@ class Repository(ReadMethods[T]):
 
     async def update_by_id(
         self,
-        id: Any,  # the seed's name
+        id: Any,  # as bots' controllers name it (positional-only)
         /,
         *,
         include_deleted: bool = False,
@@ -346,7 +347,7 @@ class Repository(ReadMethods[T]):
 
     async def delete_by_id(
         self,
-        id: Any,  # the seed's name
+        id: Any,  # as bots' controllers name it (positional-only)
         /,
         *,
         hard: bool = False,
@@ -389,7 +390,7 @@ class Repository(ReadMethods[T]):
 
     async def restore_by_id(
         self,
-        id: Any,  # the seed's name
+        id: Any,  # as bots' controllers name it (positional-only)
         /,
         *,
         session: AsyncSession | None = None,

@@ -15,7 +15,7 @@ from botdb.repository._model import Filters, ModelInfo, OrderBy
 from botdb.repository._pagination import CursorCodec
 
 if TYPE_CHECKING:
-    from botdb.database import Database
+    from botdb._protocols import RepositoryDatabase
 
 __all__ = ["MAX_PAGE", "RepositoryBase", "check_int", "describe", "rowcount"]
 
@@ -55,7 +55,9 @@ def rowcount(result: Any) -> int:
 class RepositoryBase(Generic[T]):
     """State and plumbing of :class:`~botdb.repository.Repository` (see there)."""
 
-    def __init__(self, db: Database, model: type[T], *, cursor_secret: bytes | None = None) -> None:
+    def __init__(
+        self, db: RepositoryDatabase, model: type[T], *, cursor_secret: bytes | None = None
+    ) -> None:
         self.db = db
         self.model = model
         self._info = ModelInfo(model)

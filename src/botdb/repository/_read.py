@@ -27,7 +27,7 @@ class ReadMethods(RepositoryBase[T]):
 
     async def get_by_id(
         self,
-        id: Any,  # the seed's name
+        id: Any,  # as bots' controllers name it (positional-only)
         /,
         *,
         include_deleted: bool = False,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = [
     "BIGINT_MAX",
@@ -111,7 +111,7 @@ def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def json_column(db: Database, value: Any) -> Any:
+def json_column(db: ServiceDatabase, value: Any) -> Any:
     """A JSON column's value read with the raw API: SQLite hands back the text (or a number,
     through the column's numeric affinity); PostgreSQL's codec has already decoded it."""
     if db.backend == "sqlite" and isinstance(value, str):
@@ -119,7 +119,7 @@ def json_column(db: Database, value: Any) -> Any:
     return value
 
 
-def utc_column(db: Database, value: Any) -> dt.datetime | None:
+def utc_column(db: ServiceDatabase, value: Any) -> dt.datetime | None:
     """A UTCDateTime column read with the raw API (SQLite stores naive UTC text)."""
     if value is None or isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC) if value is not None and value.tzinfo else value
@@ -127,7 +127,7 @@ def utc_column(db: Database, value: Any) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
-def upsert(db: Database, table: Table) -> PGInsert | SQLiteInsert:
+def upsert(db: ServiceDatabase, table: Table) -> PGInsert | SQLiteInsert:
     """``INSERT`` for ``table`` with ``ON CONFLICT`` support on the database's backend."""
     if db.backend == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -138,7 +138,7 @@ def upsert(db: Database, table: Table) -> PGInsert | SQLiteInsert:
     return sqlite_insert(table)
 
 
-async def ensure_guild(db: Database, session: AsyncSession, guild_id: int) -> None:
+async def ensure_guild(db: ServiceDatabase, session: AsyncSession, guild_id: int) -> None:
     """Create a placeholder ``guilds`` row for ``guild_id`` if there is none (foreign keys).
 
     The platform is guessed from the id's sign: Telegram group ids are negative, Discord
@@ -155,7 +155,7 @@ async def ensure_guild(db: Database, session: AsyncSession, guild_id: int) -> No
     await session.execute(statement)
 
 
-async def run_session(db: Database, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def run_session(db: ServiceDatabase, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work(session)`` in one ``db.session()`` (one transaction), retried as a whole by
     the Database's retry runner after a transient failure that rolled it back. A COMMIT cut
     off by a lost connection is resolved from the server first; only one the server cannot

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PGInsert
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["check_value", "copy_json", "json_of", "merged", "normalize", "write_statement"]
 
@@ -110,7 +110,7 @@ def _now() -> dt.datetime:
 
 
 def write_statement(
-    db: Database,
+    db: ServiceDatabase,
     namespace: str,
     scope: str,
     key: str,

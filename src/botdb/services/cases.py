@@ -1,4 +1,4 @@
-"""Moderation cases with per-guild case numbers that never repeat and never skip (seed 002).
+"""Moderation cases with per-guild case numbers that never repeat and never skip.
 
 ``create`` runs two statements in one transaction::
 
@@ -39,7 +39,7 @@ from botdb.services._common import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["CaseService"]
 
@@ -77,7 +77,7 @@ class CaseService:
         await ctx.send(f"Case #{case.case_number}")
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: ServiceDatabase) -> None:
         self.db = db
 
     async def create(

@@ -5,8 +5,9 @@ path does no I/O: one L1 lookup and the typed object built once per cache fill. 
 without a row gets the service's defaults; a NULL column means "the default" too, so changing
 a default changes it for every guild that never set the field.
 
-This replaces seed 002's ``@lru_cache`` on an async method (which caches the coroutine object,
-pins ``self``, and is cleared for every guild on any write) with a shared, per-guild cache.
+This replaces the ``@lru_cache`` that bots put on an async config getter (which caches the
+coroutine object, pins ``self``, and is cleared for every guild on any write) with a shared,
+per-guild cache.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from botdb.services._common import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["GuildConfigService", "GuildSettings"]
 
@@ -85,7 +86,7 @@ class GuildConfigService:
     """
 
     def __init__(
-        self, db: Database, *, prefix: str = "!", locale: str = "en", timezone: str = "UTC"
+        self, db: ServiceDatabase, *, prefix: str = "!", locale: str = "en", timezone: str = "UTC"
     ) -> None:
         self.db = db
         try:
@@ -188,7 +189,7 @@ class GuildConfigService:
 
         return self._typed(gid, await run_session(self.db, write))
 
-    #: The same as :meth:`set` (seed 002 calls it ``update_config``).
+    #: The same as :meth:`set`, under the name of a config controller's ``update_config``.
     update = set
 
     async def reset(self, guild_id: int) -> GuildSettings:

@@ -62,7 +62,7 @@ from botdb.services._scoped_sql import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["ScopeGroup", "ScopedConfig"]
 
@@ -82,7 +82,7 @@ class ScopedConfig:
         ArgumentError: the namespace is malformed.
     """
 
-    def __init__(self, db: Database, namespace: str) -> None:
+    def __init__(self, db: ServiceDatabase, namespace: str) -> None:
         if not isinstance(namespace, str) or not _NAME.match(namespace):
             raise errors.ArgumentError(
                 f"namespace must be 1-64 characters of [A-Za-z0-9_.-], got {namespace!r}"

@@ -39,7 +39,7 @@ from botdb.services._common import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb.database import Database
+    from botdb._protocols import ServiceDatabase
 
 __all__ = ["UserRecord", "UserService"]
 
@@ -181,7 +181,7 @@ class UserService:
         record = await users.get_or_create(id=42, username="ann", platform="telegram")
     """
 
-    def __init__(self, db: Database, *, last_seen_interval: float = 60.0) -> None:
+    def __init__(self, db: ServiceDatabase, *, last_seen_interval: float = 60.0) -> None:
         if not last_seen_interval >= 0:
             raise errors.ConfigurationError("last_seen_interval must be >= 0 seconds")
         self.db = db

@@ -1,7 +1,7 @@
 """Seed the case counters of guilds whose moderation cases were written without one.
 
-A versioned data migration (the pattern of seed 004's ``Migration.up``/``down``, done in the
-database and in the schema's own history). Cases imported from an older bot, or inserted with
+A versioned data migration (the ``up``/``down`` pair of a bot's hand-written migrations, done
+in the database and in the schema's own history). Cases imported from an older bot, or inserted with
 raw SQL, leave ``guild_case_counters`` empty for their guild, and the next case would then be
 numbered 1 again and collide with ``uq_moderation_cases_guild_id_case_number``. The upgrade
 gives each such guild a counter at its highest case number.
