@@ -63,7 +63,7 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent
 #: The revisions of the built-in schema.
 BUILTIN_VERSIONS = SCRIPT_LOCATION / "versions"
 
-_BRANCH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+_BRANCH_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _PASSTHROUGH = (errors.TransientError, errors.AuthenticationError, errors.InterfaceError)
 
 
@@ -91,7 +91,7 @@ class Migrator:
         metadata: MetaData | None = None,
         branch: str = "app",
     ) -> None:
-        if not _BRANCH_RE.match(branch) or branch == BUILTIN_BRANCH:
+        if not _BRANCH_RE.fullmatch(branch) or branch == BUILTIN_BRANCH:
             raise errors.ConfigurationError(
                 f"invalid branch label {branch!r}: use letters, digits and underscores, "
                 f"starting with a letter, and not {BUILTIN_BRANCH!r}"

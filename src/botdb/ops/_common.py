@@ -153,10 +153,10 @@ def list_backups(
     """The backups of ``label`` in ``out_dir`` (files ending in one of ``extensions``),
     newest first (manifests not included)."""
     pattern_ext = "|".join(map(re.escape, extensions))
-    pattern = re.compile(rf"^{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({pattern_ext})$")
+    pattern = re.compile(rf"{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({pattern_ext})")
     found: list[tuple[dt.datetime, Path]] = []
     for entry in out_dir.iterdir():
-        match = pattern.match(entry.name)
+        match = pattern.fullmatch(entry.name)
         if match and entry.is_file():
             moment = dt.datetime.strptime(match.group(1), _TIMESTAMP).replace(tzinfo=dt.UTC)
             found.append((moment, entry))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
 from botdb import errors
+from botdb._json_values import short
 from botdb.engine._translate import raise_translated
 from botdb.engine.retry import RetryPolicy
 from botdb.repository._fastget import FastGet
@@ -60,7 +61,7 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 def describe(filters: Filters) -> str:
     if isinstance(filters, Mapping):
-        return ", ".join(f"{k}={v!r}" for k, v in filters.items())
+        return ", ".join(f"{k}={short(v)}" for k, v in filters.items())
     clauses: list[Any] = list(filters) if isinstance(filters, list | tuple) else [filters]
     parts = []
     for clause in clauses:
