@@ -47,7 +47,8 @@ BACKEND_EXTENSIONS = {"sqlite": ("db",), "postgresql": ("dump", "jsonl.gz")}
 MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Bookkeeping tables that do not make a database "non-empty" for ``restore``.
-BOOKKEEPING_TABLES = frozenset({"alembic_version"})
+# botdb_meta holds the cursor secret (botdb.repository._pagination), not the bot's data.
+BOOKKEEPING_TABLES = frozenset({"alembic_version", "botdb_meta"})
 
 
 # Defined with every other error in botdb.errors; importable from here too.

@@ -83,9 +83,9 @@ class RepositoryBase(Generic[T]):
         self.db = db
         self.model = model
         self._info = ModelInfo(model)
-        if cursor_secret is None:
-            cursor_secret = db.settings.url.sqlalchemy_url().encode()
-        self._cursors = CursorCodec(self._info, cursor_secret)
+        if cursor_secret is None and db.settings.cursor_secret:
+            cursor_secret = db.settings.cursor_secret.encode()
+        self._cursors = CursorCodec(self._info, cursor_secret, db)
         self._fast: FastGet | None = None
 
     def __repr__(self) -> str:
