@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,16 +198,25 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+#: A new file of our own: never an existing file, never through a symlink planted in its place.
+_CREATE_NEW = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+
+
 def create_private(path: Path) -> None:
-    """Create an empty file readable by its owner only (0600); fail if it exists."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    """Create an empty file readable by its owner only (0600); fail if it exists (also as a
+    symlink: its target is never opened)."""
+    fd = os.open(path, _CREATE_NEW, 0o600)
     os.close(fd)
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place.
+
+    The temporary file has a random name and is created exclusively (``O_EXCL|O_NOFOLLOW``):
+    a file or symlink planted under that name makes this fail instead of being written through.
+    """
+    temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
+    fd = os.open(temp, _CREATE_NEW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
