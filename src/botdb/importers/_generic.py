@@ -68,7 +68,7 @@ class GenericFormat(Format):
                     raw = rule.default
             try:
                 row[rule.column] = _coerce(raw, rule.type)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # e.g. float(10**400)
                 raise ValueError(f"{rule.column}: {exc}") from None
         return row
 

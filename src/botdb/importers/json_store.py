@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import math
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botdb import errors
+from botdb._json_values import check_json, short
 from botdb.database import Database
 from botdb.engine._translate import raise_translated
 from botdb.importers._formats import Format, MembersFormat, RemindersFormat
@@ -165,9 +167,9 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
         try:
             record = fmt.parse(key, value)
             rows = fmt.rows(record)
-            _check_integers(rows)
+            _check_values(rows)
             primary = rows[fmt.primary]
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, errors.DataError) as exc:
             _problem(report, key, _reason(exc))
             continue
         for row in primary:
@@ -177,17 +179,20 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
             seen.add(natural)
 
 
-def _check_integers(rows: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Reject an integer no database column can hold (beyond 64 bits)."""
+def _check_values(rows: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Reject a value no column would store as it is, so the record is named in the report
+    instead of failing the write: an int beyond 64 bits, NaN/Infinity, a lone surrogate, a
+    JSON value that is not storable (see :mod:`botdb._json_values`)."""
     for table, table_rows in rows.items():
         for row in table_rows:
             for column, value in row.items():
-                if (
-                    isinstance(value, int)
-                    and not isinstance(value, bool)
-                    and not _INT64[0] <= value <= _INT64[1]
+                kind = type(value)
+                if (kind is int and not _INT64[0] <= value <= _INT64[1]) or (
+                    kind is float and not math.isfinite(value)
                 ):
-                    raise ValueError(f"{table}.{column}: {value} does not fit in 64 bits")
+                    raise ValueError(f"{table}.{column}: {short(value)} cannot be stored")
+                if kind in (str, dict, list, tuple):
+                    check_json(value, f"{table}.{column}")
 
 
 def _file_digest(path: Path) -> str:
