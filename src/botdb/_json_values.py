@@ -62,14 +62,18 @@ def check_text(what: str, value: str) -> None:
         ) from None
 
 
-def check_json(value: Any, what: str = "value") -> None:
-    """Raise DataError (naming the path) unless ``value`` is a storable JSON value."""
-    _check(value, what, 1)
+def check_json(value: Any, what: str = "value", *, slack: int = 0) -> None:
+    """Raise DataError (naming the path) unless ``value`` is a storable JSON value.
+
+    ``slack`` extra levels are allowed for a container that wraps stored values (a cached
+    record holding a setting that is at the limit itself).
+    """
+    _check(value, what, 1 - slack)
 
 
-def dumps(value: Any, what: str = "value") -> bytes:
+def dumps(value: Any, what: str = "value", *, slack: int = 0) -> bytes:
     """``value`` as compact UTF-8 JSON, after :func:`check_json`."""
-    _check(value, what, 1)
+    _check(value, what, 1 - slack)
     try:
         return orjson.dumps(value)
     except TypeError as exc:  # unreachable after the check; kept as a typed safety net

@@ -132,7 +132,11 @@ class Cache(CacheCore):
         A cached None is returned as None; use :meth:`get_or_load` to tell the two apart.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
@@ -146,7 +150,11 @@ class Cache(CacheCore):
         An L1 hit does no I/O, takes no lock and allocates nothing but its coroutine.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
@@ -171,7 +179,11 @@ class Cache(CacheCore):
             DataError: the loader returned a value that is not JSON-serialisable.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
@@ -298,9 +310,9 @@ class Cache(CacheCore):
             ArgumentError, DataError: a key is not a str, or holds a lone surrogate (checked
                 before anything is dropped).
         """
-        unique = list(dict.fromkeys(keys))
-        for key in unique:
+        for key in keys:
             check_key(key)
+        unique = list(dict.fromkeys(keys))
         if not unique:
             return
         self._drop_local(unique)

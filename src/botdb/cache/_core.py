@@ -39,13 +39,18 @@ _BACKOFF_MIN: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
 
 
+# Levels a cached record may add around a stored JSON value (a guild's config holds its
+# settings, a scope's dict holds each setting): a value at MAX_DEPTH can still be cached.
+_WRAPPING: Final = 4
+
+
 def dumps(value: object) -> bytes:
     """Serialise a cache value; DataError (naming the bad part) if it is not a JSON value.
 
     NaN and Infinity are refused rather than cached: orjson would write them as ``null``, so
     another process would read a different value than this one keeps in L1.
     """
-    return _json_values.dumps(value, "cache value")
+    return _json_values.dumps(value, "cache value", slack=_WRAPPING)
 
 
 def check_key(key: object) -> str:

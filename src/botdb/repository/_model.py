@@ -22,6 +22,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     Index,
     Numeric,
     PrimaryKeyConstraint,
@@ -62,7 +63,7 @@ def _accepted_types(type_: TypeEngine[Any]) -> tuple[type, ...] | None:
         return (int,)
     if isinstance(type_, String):
         return (str,)
-    if isinstance(type_, Numeric):
+    if isinstance(type_, Numeric | Float):  # Float is no Numeric subclass in SQLAlchemy 2.1
         return (int, float, decimal.Decimal)
     if isinstance(type_, DateTime):
         return (dt.datetime,)
