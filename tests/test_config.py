@@ -198,6 +198,19 @@ def test_malformed_ports_raise_configuration_error(port: str) -> None:
         DatabaseURL.parse(f"postgresql://user@localhost:{port}/db")
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://bot:Pa55wordx9/bot", "postgres://bot:Pa55wordx9/bot?sslmode=disable"]
+)
+def test_a_password_read_as_the_port_is_not_echoed(url: str) -> None:
+    """The host forgotten, the password sits where the port goes: the error must not show it."""
+    with pytest.raises(ConfigurationError, match="invalid port") as caught:
+        DatabaseURL.parse(url)
+    assert "Pa55wordx9" not in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(url=url)
+    assert "Pa55wordx9" not in str(caught.value)
+
+
 def test_unknown_scheme_given_to_settings_raises_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="mysql"):
         Settings(database_url="mysql://root@localhost/db")

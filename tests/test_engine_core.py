@@ -187,7 +187,8 @@ class CommitCutter:
         while data := await reader.read(65536):
             if upstream and self.armed and not self.cut.is_set() and _is_commit(data):
                 self.cut.set()
-                assert peer is not None and down is not None
+                assert peer is not None
+                assert down is not None
                 if self.after_server:
                     down.cancel()  # the answer never reaches the client
                     writer.write(data)

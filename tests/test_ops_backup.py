@@ -166,6 +166,25 @@ async def test_backup_file_and_manifest_are_private_and_carry_no_secret(
         assert PASSWORD in db.settings.url.password, "the test really used a password"
 
 
+def test_a_symlink_planted_as_the_temporary_file_is_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_private (the manifest) creates its temporary file with O_EXCL|O_NOFOLLOW."""
+    from botdb.ops import _common
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "backup.manifest.json"
+    monkeypatch.setattr(_common.secrets, "token_hex", lambda n: "f" * (2 * n))
+    planted = tmp_path / f".{target.name}.tmp-{'f' * 16}"
+    planted.symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        _common.write_private(target, b"{}")
+    assert victim.read_text() == "precious"
+    assert not target.exists()
+    assert planted.is_symlink()
+
+
 async def test_retention_keeps_the_newest_n_backups_and_their_manifests(
     db: botdb.Database, tmp_path: Path
 ) -> None:

@@ -86,6 +86,12 @@ class RepositoryDatabase(ConfiguredDatabase, Protocol):
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
 
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any: ...
+
 
 class ServiceDatabase(ConfiguredDatabase, Protocol):
     """What the services (users, guild config, scoped settings, cases) run on: sessions, raw

@@ -42,13 +42,28 @@ def mask_text(text: str) -> str:
     scheme, sep, rest = text.partition("://")
     if sep and (at := rest.rfind("@")) >= 0 and ":" in rest[:at]:
         text = f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1 :]}"
+    elif sep and "@" not in rest:
+        # "user:password/db" (the host forgotten): the password sits where the port goes.
+        netloc, slash, after = rest.partition("/")
+        host, colon, port = netloc.rpartition(":")
+        if colon and port and not port.isdigit() and not host.endswith("]"):
+            text = f"{scheme}://{host}:***{slash}{after}"
     return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", text)
 
 
 def parse_port(text: str, where: str) -> int:
-    """The port number in ``text``; ``where`` names its source in the error message."""
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigurationError(f"invalid port {text!r} in {where}: use a number from 1 to 65535")
+    """The port number in ``text``; ``where`` names its source in the error message.
+
+    A port that is not a number is not shown: in ``postgresql://bot:secret/db`` (the host
+    forgotten) the password is what sits where the port goes.
+    """
+    if not text.isdigit():
+        raise ConfigurationError(
+            f"invalid port in {where}: it is not a number (not shown: it may be a password "
+            "when the host is missing; write user:password@host:port/database)"
+        )
+    if not 0 < int(text) < 65536:
+        raise ConfigurationError(f"invalid port {text} in {where}: use a number from 1 to 65535")
     return int(text)
 
 

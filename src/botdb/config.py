@@ -205,8 +205,9 @@ class Settings(BaseSettings):
         redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
         cache_ttl: seconds a cache entry lives.
         cache_max_size: entries kept in the in-process cache.
-        cursor_secret: key that signs keyset-pagination cursors (default: derived from the
-            database URL); set it when the URL holds no password, e.g. on SQLite.
+        cursor_secret: secret that signs keyset-pagination cursors (default: a random secret
+            generated once and stored in the database's ``botdb_meta`` table); set it for a
+            read-only database user or a read replica.
         migrations_path: your own migration directories, separated like ``PATH``
             (``BOTDB_MIGRATIONS_PATH``); ``db.migrate()`` runs them after the built-in ones.
         cache_prefix: namespace of the cache's Redis keys and invalidation channel; bots that

@@ -6,6 +6,11 @@ are published to every process on one Redis channel. Every key carries a version
 it, in L1 or in L2. When Redis is down the cache keeps working from L1 with a short TTL and
 reconnects by itself; it never raises to the bot because of Redis.
 
+Keys are str that UTF-8 can encode: a key of another type is an ``ArgumentError`` and a key
+with a lone surrogate (``"\\ud800"``, e.g. from user input) a ``DataError`` - with or without
+Redis, so a bot behaves the same in tests as in production. An L1 hit does not check its key
+again (it was checked when it was stored).
+
 Example::
 
     async with Cache(redis_url="redis://localhost:6379/0", prefix="mybot:") as cache:
@@ -16,7 +21,9 @@ Example::
 
 Values must be JSON types (dict with str keys, list, str, int, float, bool, None): they are
 serialised with orjson (never pickle), also without Redis, so that a bot behaves the same with
-and without L2. Tuples come back from L2 as lists.
+and without L2. Tuples come back from L2 as lists. NaN, Infinity, ints beyond 64 bits, lone
+surrogates and nesting beyond 64 levels (``botdb._json_values.MAX_DEPTH``) are refused with
+``DataError``: they would not read back as the same value.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from botdb.cache._core import CacheCore, dumps
+from botdb.cache._core import CacheCore, check_key, dumps
 from botdb.cache._redis import RedisLink
 from botdb.errors import ConfigurationError
 
@@ -125,7 +132,11 @@ class Cache(CacheCore):
         A cached None is returned as None; use :meth:`get_or_load` to tell the two apart.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
@@ -139,7 +150,11 @@ class Cache(CacheCore):
         An L1 hit does no I/O, takes no lock and allocates nothing but its coroutine.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
@@ -164,12 +179,17 @@ class Cache(CacheCore):
             DataError: the loader returned a value that is not JSON-serialisable.
         """
         data = self._data
-        entry = data.get(key)
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable key: free when nothing is raised (zero-cost try)
+            check_key(key)
+            raise
         if entry is not None and entry[1] > monotonic():
             data.move_to_end(key)
             self._hits += 1
             value: T = entry[0]
             return value
+        check_key(key)
         self._misses += 1
         task = self._flights.get(key)
         if task is None:
@@ -181,6 +201,7 @@ class Cache(CacheCore):
         return loaded
 
     async def _get_slow(self, key: str, default: Any) -> Any:
+        check_key(key)
         self._misses += 1
         link = self._link
         if link is None or not self._available:
@@ -258,8 +279,11 @@ class Cache(CacheCore):
         """Store ``value`` in L1 and L2 (a None is stored for ``negative_ttl``).
 
         Raises:
-            DataError: ``value`` is not JSON-serialisable.
+            DataError: ``value`` is not a JSON value (see the module's docstring), or the key
+                holds a lone surrogate.
+            ArgumentError: the key is not a str.
         """
+        check_key(key)
         blob = dumps(value)
         life = self._life(value, ttl)
         epoch = self._epoch
@@ -280,8 +304,14 @@ class Cache(CacheCore):
         """Drop ``keys`` here, in L2 and in every other process. Call it after COMMIT.
 
         One Redis round trip. If Redis is down the keys are dropped here and published when it
-        is back; nothing is raised.
+        is back; nothing is raised because of Redis.
+
+        Raises:
+            ArgumentError, DataError: a key is not a str, or holds a lone surrogate (checked
+                before anything is dropped).
         """
+        for key in keys:
+            check_key(key)
         unique = list(dict.fromkeys(keys))
         if not unique:
             return
@@ -345,7 +375,14 @@ class InvalidationBatch:
         return list(self._keys)
 
     def invalidate(self, *keys: str) -> None:
-        """Collect ``keys``; nothing is dropped or published until :meth:`commit`."""
+        """Collect ``keys``; nothing is dropped or published until :meth:`commit`.
+
+        Raises:
+            ArgumentError, DataError: a key is not a str or holds a lone surrogate (checked
+                now, not after the commit, when the change could no longer be refused).
+        """
+        for key in keys:
+            check_key(key)
         self._keys.update(dict.fromkeys(keys))
 
     async def commit(self) -> None:

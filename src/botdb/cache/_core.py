@@ -24,36 +24,49 @@ from collections import OrderedDict
 from time import monotonic
 from typing import Any, Final
 
-import orjson
-
+from botdb import _json_values
 from botdb.cache._redis import RedisLink, redact_url
-from botdb.errors import ConfigurationError, DataError
+from botdb.errors import ArgumentError, ConfigurationError
 
-__all__ = ["CacheCore", "dumps"]
+__all__ = ["CacheCore", "check_key", "dumps"]
 
 # Tombstone for an invalidation whose Redis version is unknown (local or Redis down): it is
 # newer than any version a fill can have read, so every fill in flight for the key is refused.
 _UNKNOWN_VERSION: Final = 1 << 62
 # The first value of the Redis clock: every entry's version may be from an older clock.
 _CLOCK_RESTARTED: Final = 1
-_DUMPS_OPTIONS: Final = (
-    orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
 _BACKOFF_MIN: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
 
 
+# Levels a cached record may add around a stored JSON value (a guild's config holds its
+# settings, a scope's dict holds each setting): a value at MAX_DEPTH can still be cached.
+_WRAPPING: Final = 4
+
+
 def dumps(value: object) -> bytes:
-    """Serialise a cache value with orjson; raise DataError if it is not a JSON type."""
-    try:
-        return orjson.dumps(value, option=_DUMPS_OPTIONS)
-    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-        raise DataError(
-            "cache values must be JSON types (dict with str keys, list, str, int, float, bool, "
-            f"None); got {type(value).__name__}: {exc}"
-        ) from exc
+    """Serialise a cache value; DataError (naming the bad part) if it is not a JSON value.
+
+    NaN and Infinity are refused rather than cached: orjson would write them as ``null``, so
+    another process would read a different value than this one keeps in L1.
+    """
+    return _json_values.dumps(value, "cache value", slack=_WRAPPING)
+
+
+def check_key(key: object) -> str:
+    """A cache key must be a str that UTF-8 can encode (Redis keys are bytes).
+
+    Checked on every path that may reach Redis or store an entry, never on an L1 hit (a key
+    in L1 was checked when it was stored).
+
+    Raises:
+        ArgumentError: the key is not a str.
+        DataError: the key holds a lone surrogate (``"\\ud800"``).
+    """
+    if type(key) is not str:
+        raise ArgumentError(f"cache keys are str, got {type(key).__name__}")
+    _json_values.check_text("cache key", key)
+    return key
 
 
 class CacheCore:

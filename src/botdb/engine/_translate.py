@@ -5,6 +5,12 @@ SQLite reports "no such table", "no such column" and syntax errors all as plain 
 for those three the message prefix, which the SQLite library writes in fixed English (it is not
 localised), refines :class:`~botdb.errors.QueryError` into the specific subclass and supplies
 the table/column name. Every other decision uses codes only.
+
+Hostile values are the drivers' errors too: a Python int beyond 64 bits (``OverflowError``
+from sqlite3), a str with a lone surrogate (``UnicodeEncodeError``) and a parameter nested so
+deep that encoding it, or asyncpg's message about it, recurses past the limit
+(``RecursionError``) all become :class:`~botdb.errors.DataError`. Translating them here, where
+the driver raised them, keeps every statement's happy path free of a per-parameter check.
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ def translate_error(exc: BaseException, *, closed: bool = False) -> BaseExceptio
     exc = _unwrap_sqlalchemy(exc)
     if isinstance(exc, errors.BotDBError):
         return exc
+    if isinstance(exc, _HOSTILE_VALUE):
+        return _from_hostile_value(exc)
     if isinstance(exc, sqlite3.Error):
         return _from_sqlite(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -111,6 +119,20 @@ def translate_error(exc: BaseException, *, closed: bool = False) -> BaseExceptio
         # Any other socket error may have struck mid-statement: the outcome is unknown.
         return errors.ConnectionLostError(f"the connection to the database failed: {exc}")
     return exc
+
+
+_HOSTILE_VALUE = (OverflowError, UnicodeEncodeError, RecursionError)
+
+
+def _from_hostile_value(exc: BaseException) -> errors.DataError:
+    if isinstance(exc, OverflowError):
+        return errors.DataError(f"a query argument is out of range: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return errors.DataError(
+            f"a query argument is not valid Unicode text (a lone surrogate at position "
+            f"{exc.start}): {exc.reason}"
+        )
+    return errors.DataError("a query argument is nested too deeply to be encoded")
 
 
 def raise_translated(exc: BaseException, *, closed: bool = False) -> NoReturn:

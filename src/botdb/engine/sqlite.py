@@ -31,11 +31,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 
+from botdb import _json_values
 from botdb.engine.base import DriverConnection
 from botdb.engine.record import SQLiteRecord, column_index
 from botdb.engine.sql import (
@@ -47,6 +47,7 @@ from botdb.engine.sql import (
 from botdb.errors import (
     ArgumentError,
     ConfigurationError,
+    DataError,
     InterfaceError,
     UndefinedTableError,
     aborted_transaction,
@@ -71,7 +72,11 @@ INLINE_BUDGET = 0.002
 PROGRESS_STEPS = 20_000
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 _INTERRUPT = 9
-_NATIVE = (int, float, str, bytes, type(None))
+# Values sqlite3 binds as they are. float is not among them: NaN must be refused (SQLite
+# would store NULL), so a statement with a float argument takes the _plain_value path. An
+# int beyond 64 bits or a str with a lone surrogate is left to sqlite3, whose OverflowError /
+# UnicodeEncodeError the error boundary turns into DataError (no check on the happy path).
+_NATIVE = (int, str, bytes, type(None))
 
 
 def prepare_sqlite_file(path: str, *, create: bool = True) -> None:
@@ -478,7 +483,8 @@ def _bind(q: SQLiteQuery, args: Sequence[Any]) -> Sequence[Any]:
             value = args[position]
             if not isinstance(value, list | tuple | set | frozenset):
                 raise ArgumentError(f"argument ${position + 1} of = ANY() must be a list")
-            args[position] = orjson.dumps([_plain_value(v) for v in value]).decode()
+            items = [_plain_value(v) for v in value]
+            args[position] = _json_values.dumps(items, f"argument ${position + 1}").decode()
         return _plain(args)
     for value in args:
         if not isinstance(value, _NATIVE):
@@ -497,6 +503,13 @@ def _plain_value(value: Any) -> Any:
     """Python values as SQLite stores them (the format SQLAlchemy uses for the same types)."""
     if isinstance(value, _NATIVE):
         return value
+    if isinstance(value, float):
+        if value != value:
+            raise DataError(
+                "NaN cannot be stored in SQLite (it would become NULL): "
+                "pass None, or store it as text"
+            )
+        return value
     if isinstance(value, dt.datetime):
         # The format SQLAlchemy stores on SQLite: "YYYY-MM-DD HH:MM:SS.ffffff", here in UTC.
         if value.tzinfo is not None and value.utcoffset():
@@ -507,7 +520,7 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, decimal.Decimal | uuid.UUID):
         return str(value)
     if isinstance(value, dict | list | tuple):
-        return orjson.dumps(value).decode()
+        return _json_values.dumps(value, "a JSON argument").decode()
     if isinstance(value, memoryview | bytearray):
         return bytes(value)
     raise ArgumentError(f"cannot pass a value of type {type(value).__name__} to SQLite")

@@ -29,7 +29,7 @@ __all__ = [
 ANY_REACTION = "*"
 
 PositiveId = Annotated[int, Field(gt=0)]
-_MEMBER_KEY = re.compile(r"^\s*(-?\d+)_(\d+)\s*$")
+_MEMBER_KEY = re.compile(r"\s*(-?\d+)_(\d+)\s*")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -283,13 +283,13 @@ class MembersFormat(Format):
 
     def looks_like(self, key: str, value: Any) -> bool:
         return (
-            bool(_MEMBER_KEY.match(key))
+            bool(_MEMBER_KEY.fullmatch(key))
             and isinstance(value, Mapping)
             and bool(self._fields & value.keys())
         )
 
     def parse(self, key: str, value: Any) -> MemberRecord:
-        match = _MEMBER_KEY.match(key)
+        match = _MEMBER_KEY.fullmatch(key)
         if match is None:
             raise ValueError("the key is not '<guild id>_<user id>'")
         if not isinstance(value, Mapping):

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Table, TypeDecorator, UniqueConstraint
 
+from botdb._json_values import short
 from botdb.errors import ConfigurationError
 from botdb.importers._formats import Format, TableRule
 
@@ -67,7 +68,7 @@ class GenericFormat(Format):
                     raw = rule.default
             try:
                 row[rule.column] = _coerce(raw, rule.type)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # e.g. float(10**400)
                 raise ValueError(f"{rule.column}: {exc}") from None
         return row
 
@@ -101,11 +102,11 @@ def _coerce(value: Any, kind: str) -> Any:
         return str(value)
     if kind == "int":
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {short(value)}")
         return int(value)
     if kind == "float":
         if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(f"expected a number, got {short(value)}")
         return float(value)
     if kind == "bool":
         if isinstance(value, bool):
@@ -115,12 +116,12 @@ def _coerce(value: Any, kind: str) -> Any:
             return True
         if text in ("false", "0", "no", "off"):
             return False
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {short(value)}")
     # datetime
     if isinstance(value, int | float) and not isinstance(value, bool):
         return dt.datetime.fromtimestamp(value, dt.UTC)
     if not isinstance(value, str):
-        raise ValueError(f"expected a date and time, got {value!r}")
+        raise ValueError(f"expected a date and time, got {short(value)}")
     parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 

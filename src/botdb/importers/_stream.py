@@ -170,7 +170,13 @@ class ObjectReader:
             if path and key == path[0]:
                 yield from self._members(path[1:])
                 return
-            value = self._value()
+            try:
+                value = self._value()
+            except RecursionError:
+                # The C decoder recurses once per level: a hostile file nests 10,000 deep.
+                raise self._error(
+                    f"the value of {key[:40]!r} is nested too deeply to read", self._pos
+                ) from None
             if not path:
                 yield key, value
             self._trim()

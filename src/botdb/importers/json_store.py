@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import math
 import os
 import shutil
 import time
@@ -35,7 +36,7 @@ from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botdb import errors
-from botdb.engine._translate import raise_translated
+from botdb._json_values import check_json, short
 from botdb.importers._formats import Format, MembersFormat, RemindersFormat
 from botdb.importers._generic import GenericFormat, parse_spec
 from botdb.importers._stream import JSONStreamError, ObjectReader
@@ -167,9 +168,9 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
         try:
             record = fmt.parse(key, value)
             rows = fmt.rows(record)
-            _check_integers(rows)
+            _check_values(rows)
             primary = rows[fmt.primary]
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, errors.DataError) as exc:
             _problem(report, key, _reason(exc))
             continue
         for row in primary:
@@ -179,17 +180,20 @@ def _validate(path: Path, fmt: Format, report: ImportReport) -> None:
             seen.add(natural)
 
 
-def _check_integers(rows: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Reject an integer no database column can hold (beyond 64 bits)."""
+def _check_values(rows: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Reject a value no column would store as it is, so the record is named in the report
+    instead of failing the write: an int beyond 64 bits, NaN/Infinity, a lone surrogate, a
+    JSON value that is not storable (see :mod:`botdb._json_values`)."""
     for table, table_rows in rows.items():
         for row in table_rows:
             for column, value in row.items():
-                if (
-                    isinstance(value, int)
-                    and not isinstance(value, bool)
-                    and not _INT64[0] <= value <= _INT64[1]
+                kind = type(value)
+                if (kind is int and not _INT64[0] <= value <= _INT64[1]) or (
+                    kind is float and not math.isfinite(value)
                 ):
-                    raise ValueError(f"{table}.{column}: {value} does not fit in 64 bits")
+                    raise ValueError(f"{table}.{column}: {short(value)} cannot be stored")
+                if kind in (str, dict, list, tuple):
+                    check_json(value, f"{table}.{column}")
 
 
 def _file_digest(path: Path) -> str:
@@ -335,29 +339,25 @@ async def import_json(
     if not dry_run:
         report.backup = str(await asyncio.to_thread(_backup, source, backup_dir))
     tables = await _tables(db) if isinstance(fmt, GenericFormat) else None
-    try:
-        await db.free_pool_slot()
-        async with db.engine.connect() as conn:
-            transaction = await conn.begin()
-            try:
-                await _migrate(conn, source, fmt, report, batch_size, tables)
-                await _verify(conn, source, fmt, report, batch_size, tables)
-                if await asyncio.to_thread(_file_digest, source) != before:
-                    raise errors.DataError(
-                        f"{source.name} changed while it was imported; nothing was imported: "
-                        "stop the bot that writes it and run the import again"
-                    )
-            except BaseException:
-                await transaction.rollback()
-                raise
-            if dry_run:
-                await transaction.rollback()
-            else:
-                await transaction.commit()
-    except errors.BotDBError:
-        raise
-    except Exception as exc:
-        raise_translated(exc)
+    # Database errors arrive typed: the engine's handle_error event is their boundary.
+    await db.free_pool_slot()
+    async with db.engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            await _migrate(conn, source, fmt, report, batch_size, tables)
+            await _verify(conn, source, fmt, report, batch_size, tables)
+            if await asyncio.to_thread(_file_digest, source) != before:
+                raise errors.DataError(
+                    f"{source.name} changed while it was imported; nothing was imported: "
+                    "stop the bot that writes it and run the import again"
+                )
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
     report.verified = True
     report.seconds = round(time.perf_counter() - started, 3)
     return report

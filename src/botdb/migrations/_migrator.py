@@ -32,7 +32,6 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from botdb import errors
-from botdb.engine._translate import translate_error
 from botdb.migrations._connection import (
     foreign_key_check,
     free_pool_slot,
@@ -63,7 +62,7 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent
 #: The revisions of the built-in schema.
 BUILTIN_VERSIONS = SCRIPT_LOCATION / "versions"
 
-_BRANCH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+_BRANCH_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _PASSTHROUGH = (errors.TransientError, errors.AuthenticationError, errors.InterfaceError)
 
 
@@ -91,7 +90,7 @@ class Migrator:
         metadata: MetaData | None = None,
         branch: str = "app",
     ) -> None:
-        if not _BRANCH_RE.match(branch) or branch == BUILTIN_BRANCH:
+        if not _BRANCH_RE.fullmatch(branch) or branch == BUILTIN_BRANCH:
             raise errors.ConfigurationError(
                 f"invalid branch label {branch!r}: use letters, digits and underscores, "
                 f"starting with a letter, and not {BUILTIN_BRANCH!r}"
@@ -431,16 +430,14 @@ class Migrator:
         except (CommandError, RevisionError) as exc:
             raise MigrationError(f"{what} failed: {exc}; nothing was changed") from exc
         except Exception as exc:
-            error = translate_error(exc)
-            if isinstance(error, _PASSTHROUGH):
-                raise error from exc
-            sqlstate = getattr(error, "sqlstate", None)
-            cause = error if error is not exc else exc
+            # Database errors arrive typed (the engine's handle_error boundary); whatever a
+            # migration script itself raised becomes a MigrationError naming it.
+            sqlstate = getattr(exc, "sqlstate", None)
             failure = MigrationError(
-                f"{what} failed, nothing was changed: {type(cause).__name__}: {cause}",
+                f"{what} failed, nothing was changed: {type(exc).__name__}: {exc}",
                 sqlstate=sqlstate if isinstance(sqlstate, str) else None,
             )
-            raise failure from cause
+            raise failure from exc
         return result
 
 

@@ -4,7 +4,9 @@
   aware UTC datetime (SQLite has no time zone type; PostgreSQL uses ``timestamptz``).
 * :class:`utcnow` is the server-side "now" used by ``server_default``/``onupdate``; on SQLite it
   renders the same text format SQLAlchemy writes (microseconds), so stored values sort correctly.
-* :data:`JSON_TYPE` is ``JSON`` on SQLite and ``JSONB`` on PostgreSQL.
+* :data:`JSON_TYPE` is ``JSON`` on SQLite and ``JSONB`` on PostgreSQL; every value bound to it
+  is checked by :func:`botdb._json_values.check_json` (no NaN/Infinity, 64-bit ints, no lone
+  surrogates, at most 64 levels deep), so what is stored is valid JSON that reads back equal.
 * :data:`SURROGATE_KEY` is ``BIGINT`` on PostgreSQL (``BIGSERIAL``) and ``INTEGER`` on SQLite, where
   only ``INTEGER PRIMARY KEY`` is a rowid alias that autoincrements.
 """
@@ -22,13 +24,37 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["JSON_TYPE", "SURROGATE_KEY", "UTCDateTime", "utcnow"]
+from botdb._json_values import check_json
 
-#: JSON document column: ``JSON`` (text) on SQLite, ``JSONB`` on PostgreSQL. Python ``None``
-#: is SQL NULL (so a NOT NULL JSON column rejects it), not the JSON ``null`` document.
-JSON_TYPE: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
-    JSONB(none_as_null=True), "postgresql"
-)
+__all__ = ["JSON_TYPE", "SURROGATE_KEY", "JSONDocument", "UTCDateTime", "utcnow"]
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """A JSON document: ``JSON`` (text) on SQLite, ``JSONB`` on PostgreSQL, values checked.
+
+    Python ``None`` is SQL NULL (so a NOT NULL JSON column rejects it), not the JSON ``null``
+    document. A value that would not read back equal (NaN, Infinity, an int beyond 64 bits, a
+    lone surrogate, nesting deeper than :data:`botdb._json_values.MAX_DEPTH` = 64, a non-JSON
+    type) raises :class:`~botdb.errors.DataError` before anything is sent.
+    """
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Check the value; the dialect's JSON type serialises it as before."""
+        if value is not None and value is not JSON.NULL:
+            check_json(value, "JSON value")
+        return value
+
+
+#: The JSON column type of every model (see :class:`JSONDocument`).
+JSON_TYPE: TypeEngine[Any] = JSONDocument()
 
 #: Type of autoincrement surrogate keys (log tables only; chat ids are never autoincrement).
 SURROGATE_KEY: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,8 @@ BACKEND_EXTENSIONS = {"sqlite": ("db",), "postgresql": ("dump", "jsonl.gz")}
 MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Bookkeeping tables that do not make a database "non-empty" for ``restore``.
-BOOKKEEPING_TABLES = frozenset({"alembic_version"})
+# botdb_meta holds the cursor secret (botdb.repository._pagination), not the bot's data.
+BOOKKEEPING_TABLES = frozenset({"alembic_version", "botdb_meta"})
 
 
 # Defined with every other error in botdb.errors; importable from here too.
@@ -153,10 +155,10 @@ def list_backups(
     """The backups of ``label`` in ``out_dir`` (files ending in one of ``extensions``),
     newest first (manifests not included)."""
     pattern_ext = "|".join(map(re.escape, extensions))
-    pattern = re.compile(rf"^{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({pattern_ext})$")
+    pattern = re.compile(rf"{re.escape(label)}-(\d{{8}}T\d{{6}}\.\d{{6}}Z)\.({pattern_ext})")
     found: list[tuple[dt.datetime, Path]] = []
     for entry in out_dir.iterdir():
-        match = pattern.match(entry.name)
+        match = pattern.fullmatch(entry.name)
         if match and entry.is_file():
             moment = dt.datetime.strptime(match.group(1), _TIMESTAMP).replace(tzinfo=dt.UTC)
             found.append((moment, entry))
@@ -196,16 +198,25 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+#: A new file of our own: never an existing file, never through a symlink planted in its place.
+_CREATE_NEW = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+
+
 def create_private(path: Path) -> None:
-    """Create an empty file readable by its owner only (0600); fail if it exists."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    """Create an empty file readable by its owner only (0600); fail if it exists (also as a
+    symlink: its target is never opened)."""
+    fd = os.open(path, _CREATE_NEW, 0o600)
     os.close(fd)
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place.
+
+    The temporary file has a random name and is created exclusively (``O_EXCL|O_NOFOLLOW``):
+    a file or symlink planted under that name makes this fail instead of being written through.
+    """
+    temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
+    fd = os.open(temp, _CREATE_NEW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

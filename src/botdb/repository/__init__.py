@@ -54,10 +54,10 @@ class Repository(ReadMethods[T]):
     Args:
         db: the Database to run on.
         model: a mapped class (derive it from :class:`botdb.models.Base`).
-        cursor_secret: the key that signs :meth:`find_page` cursors. By default it is derived
-            from the database URL (password included) and the table name, so every shard
-            process accepts the cursors of the others; pass your own secret when cursors
-            travel through users (e.g. in button ids) and the URL has no password.
+        cursor_secret: the secret that signs :meth:`find_page` cursors (with a key per table).
+            Default: the ``cursor_secret`` setting, else a random secret generated once and
+            stored in the database (table ``botdb_meta``), so every shard process accepts
+            the others' cursors and nothing a user sees (URL, password) reveals the key.
     """
 
     # -- writes ------------------------------------------------------------------------------

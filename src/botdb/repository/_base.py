@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
 from botdb import errors
+from botdb._json_values import short
 from botdb.repository._fastget import FastGet
 from botdb.repository._model import Filters, ModelInfo, OrderBy
 from botdb.repository._pagination import CursorCodec
@@ -37,7 +38,7 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 def describe(filters: Filters) -> str:
     if isinstance(filters, Mapping):
-        return ", ".join(f"{k}={v!r}" for k, v in filters.items())
+        return ", ".join(f"{k}={short(v)}" for k, v in filters.items())
     clauses: list[Any] = list(filters) if isinstance(filters, list | tuple) else [filters]
     parts = []
     for clause in clauses:
@@ -61,9 +62,9 @@ class RepositoryBase(Generic[T]):
         self.db = db
         self.model = model
         self._info = ModelInfo(model)
-        if cursor_secret is None:
-            cursor_secret = db.settings.url.sqlalchemy_url().encode()
-        self._cursors = CursorCodec(self._info, cursor_secret)
+        if cursor_secret is None and db.settings.cursor_secret:
+            cursor_secret = db.settings.cursor_secret.encode()
+        self._cursors = CursorCodec(self._info, cursor_secret, db)
         self._fast: FastGet | None = None
 
     def __repr__(self) -> str:

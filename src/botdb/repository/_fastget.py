@@ -32,7 +32,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Column, and_, bindparam, select
+from sqlalchemy import Column, Float, Numeric, and_, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict
@@ -41,6 +41,9 @@ from sqlalchemy.types import TypeDecorator
 from botdb.repository._model import ModelInfo
 
 __all__ = ["FastGet"]
+
+_PG_FLOAT8 = 701  # type oids (pg_type): double precision, numeric
+_PG_NUMERIC = 1700
 
 Processor = Callable[[Any], Any] | None
 
@@ -57,7 +60,13 @@ def _result_processor(column: Column[Any], dialect: Dialect) -> Processor:
     from botdb.models.types import UTCDateTime
 
     type_ = column.type
-    process = type_.dialect_impl(dialect).result_processor(dialect, None)
+    impl = type_.dialect_impl(dialect)
+    # SQLAlchemy's asyncpg numeric types pick their processor by the result's type oid, which
+    # a statement not yet run cannot tell: give the oid the column's type is read as.
+    coltype = None
+    if dialect.name == "postgresql" and isinstance(impl, Float | Numeric):
+        coltype = _PG_FLOAT8 if isinstance(impl, Float) else _PG_NUMERIC
+    process = impl.result_processor(dialect, coltype)
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         fallback = process
         assert fallback is not None

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     Index,
     Numeric,
     PrimaryKeyConstraint,
@@ -35,7 +36,8 @@ from sqlalchemy.sql.elements import ClauseElement, UnaryExpression
 from sqlalchemy.sql.operators import desc_op
 from sqlalchemy.types import Integer, TypeDecorator, TypeEngine
 
-from botdb.errors import ArgumentError, ConfigurationError, UndefinedColumnError
+from botdb._json_values import INT64_MAX, INT64_MIN, short
+from botdb.errors import ArgumentError, ConfigurationError, DataError, UndefinedColumnError
 
 __all__ = ["Filters", "ModelInfo", "OrderBy", "OrderKey"]
 
@@ -61,7 +63,7 @@ def _accepted_types(type_: TypeEngine[Any]) -> tuple[type, ...] | None:
         return (int,)
     if isinstance(type_, String):
         return (str,)
-    if isinstance(type_, Numeric):
+    if isinstance(type_, Numeric | Float):  # Float is no Numeric subclass in SQLAlchemy 2.1
         return (int, float, decimal.Decimal)
     if isinstance(type_, DateTime):
         return (dt.datetime,)
@@ -168,13 +170,32 @@ class ModelInfo:
             ) from None
 
     def check_value(self, key: str, value: Any) -> None:
-        """Raise ArgumentError when ``value`` cannot go into column ``key``."""
+        """Raise ArgumentError when ``value`` cannot go into column ``key`` (a wrong type), or
+        DataError when no column of that type can hold it on every backend: an int beyond 64
+        bits, a float NaN (SQLite would store NULL; PostgreSQL's raw API keeps it)."""
         accepted = self.accepts.get(key)
-        if value is None or accepted is None or isinstance(value, accepted):
+        if value is None or accepted is None:
+            return
+        if isinstance(value, accepted):
+            kind = type(value)
+            number: Any = value
+            if (kind is int and not INT64_MIN <= number <= INT64_MAX) or (
+                kind is float and value != value
+            ):
+                raise DataError(
+                    f"{self.name}.{key} cannot hold {short(value, 40)}: "
+                    + (
+                        "NaN is not stored alike by every backend"
+                        if kind is float
+                        else "it does not fit in 64 bits"
+                    ),
+                    table=self.table.name,
+                    column=key,
+                )
             return
         raise ArgumentError(
             f"{self.name}.{key} takes {' or '.join(t.__name__ for t in accepted)}, "
-            f"not {type(value).__name__} ({value!r:.40})",
+            f"not {type(value).__name__} ({short(value, 40)})",
             table=self.table.name,
             column=key,
         )

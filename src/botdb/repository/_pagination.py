@@ -5,33 +5,98 @@ payload is the JSON (orjson) of ``[ordering, [last row's key values]]``. The sig
 a garbled or edited cursor fail cleanly with :class:`~botdb.errors.ArgumentError` before any
 query runs; the ordering inside it makes a cursor issued for another ``order_by`` fail the same
 way. The values are bound as parameters, never spliced into SQL.
+
+The key of a table is ``hmac_sha256(secret, "botdb-cursor-v2\\0" + table)``. The secret is
+random and belongs to the database, so nothing a user can see (a URL, a password guess)
+derives it, and every process on the same database accepts the others' cursors:
+
+1. the repository's own ``cursor_secret=``, else
+2. the ``cursor_secret`` setting (``BOTDB_CURSOR_SECRET``), else
+3. 32 random bytes generated on the first ``find_page`` and kept in the database, in the small
+   table ``botdb_meta (key, value)`` (created then with ``CREATE TABLE IF NOT EXISTS``; the
+   first process to insert it wins). It is read once per Database and then kept in memory:
+   paging adds no query. A database user without CREATE rights, or a read replica, needs
+   the setting. ``botdb transfer`` does not copy it: cursors of the old database are refused
+   by the new one (a user pages again from the start).
+
+Cursors of botdb before this scheme (keyed by the URL) are refused like tampered ones.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
 import hmac
 import math
+import secrets
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import ColumnElement, and_, literal, or_, tuple_
 
-from botdb.errors import ArgumentError
+from botdb.errors import ArgumentError, DataError, UndefinedTableError, UniqueViolationError
 from botdb.repository._model import ModelInfo, OrderKey, value_converter
 
-__all__ = ["CursorCodec", "KeysetPage", "Page", "keyset_where"]
+__all__ = ["META_TABLE", "CursorCodec", "KeysetPage", "Page", "keyset_where"]
 
 T = TypeVar("T")
 
 _SIGNATURE_BYTES = 16
 _MAX_CURSOR = 4096
+#: botdb's own key/value table (not a model: created on first need, see the module docstring).
+META_TABLE = "botdb_meta"
+_SECRET_NAME = "cursor_secret"  # noqa: S105 - the row's name, not a secret
+_CREATE_META = (
+    f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"
+)
+_INSERT_SECRET = (
+    f"INSERT INTO {META_TABLE} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+)
+_SELECT_SECRET = f"SELECT value FROM {META_TABLE} WHERE key = $1"
+
+
+class RawSQL(Protocol):
+    """What the stored secret needs of a Database: its raw SQL API."""
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any: ...
+
+
+# Database -> its stored secret, read once per Database (weak: a closed Database goes away).
+_SECRETS: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+async def stored_secret(db: RawSQL) -> bytes:
+    """The database's random cursor secret: generated and stored on first use, then cached."""
+    secret = _SECRETS.get(db)
+    if secret is not None:
+        return secret
+    value = None
+    with contextlib.suppress(UndefinedTableError):
+        value = await db.fetchval(_SELECT_SECRET, _SECRET_NAME)
+    if value is None:
+        # PostgreSQL: a concurrent CREATE TABLE IF NOT EXISTS may collide on the catalog.
+        with contextlib.suppress(UniqueViolationError):
+            await db.execute(_CREATE_META)
+        # The first process to insert wins; everyone reads the winner's secret.
+        await db.execute(_INSERT_SECRET, _SECRET_NAME, secrets.token_hex(32))
+        value = await db.fetchval(_SELECT_SECRET, _SECRET_NAME)
+    try:
+        secret = bytes.fromhex(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{META_TABLE} holds no usable {_SECRET_NAME}") from exc
+    _SECRETS[db] = secret
+    return secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +158,31 @@ def _json_default(value: Any) -> Any:
 
 
 class CursorCodec:
-    """Signs and checks the cursors of one repository (the key includes the table name)."""
+    """Signs and checks the cursors of one repository (the key includes the table name).
 
-    __slots__ = ("_info", "_key")
+    ``secret`` None means the database's stored secret; :meth:`load` must have run (once)
+    before :meth:`encode` or :meth:`decode`.
+    """
 
-    def __init__(self, info: ModelInfo, secret: bytes) -> None:
+    __slots__ = ("_db", "_info", "_key", "_secret")
+
+    def __init__(self, info: ModelInfo, secret: bytes | None, db: RawSQL) -> None:
         self._info = info
-        table = info.table.name.encode()
-        self._key = hashlib.sha256(b"botdb-cursor-v1\0" + secret + b"\0" + table).digest()
+        self._db = db
+        self._secret = secret
+        self._key: bytes | None = None if secret is None else self._derive(secret)
+
+    def _derive(self, secret: bytes) -> bytes:
+        table = self._info.table.name.encode()
+        return hmac.new(secret, b"botdb-cursor-v2\0" + table, hashlib.sha256).digest()
+
+    async def load(self) -> None:
+        """Derive the key from the database's stored secret, the first time only."""
+        if self._key is None:
+            self._key = self._derive(await stored_secret(self._db))
 
     def _sign(self, payload: bytes) -> bytes:
+        assert self._key is not None, "CursorCodec.load() first"
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
     def encode(self, keys: Sequence[OrderKey], values: Sequence[Any]) -> str:

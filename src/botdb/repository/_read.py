@@ -258,6 +258,7 @@ class ReadMethods(RepositoryBase[T]):
             order_names = list(info.pk_keys)
         keys = info.keyset_order(order_names)
         statement = self._select(filters, include_deleted, options=options)
+        await self._cursors.load()  # a query on the first call of this repository only
         if after is not None:
             values = self._cursors.decode(after, keys)
             statement = statement.where(keyset_where(info, keys, values))

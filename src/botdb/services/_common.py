@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Table
 
 from botdb import errors
+from botdb._json_values import check_text
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PGInsert
@@ -85,6 +86,7 @@ def check_str(
         )
     if "\x00" in value:
         raise errors.DataError(f"{name} must not contain NUL characters")
+    check_text(name, value)
     return value
 
 
@@ -115,7 +117,11 @@ def json_column(db: ServiceDatabase, value: Any) -> Any:
     """A JSON column's value read with the raw API: SQLite hands back the text (or a number,
     through the column's numeric affinity); PostgreSQL's codec has already decoded it."""
     if db.backend == "sqlite" and isinstance(value, str):
-        return orjson.loads(value)
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            # Written around botdb (older versions stored NaN as bare text): say so, typed.
+            raise errors.DataError(f"a stored JSON value is not valid JSON: {exc}") from exc
     return value
 
 

@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import Boolean, ColumnElement, Numeric, String, case, cast, func, literal, not_
 from sqlalchemy.dialects.postgresql import JSONB
 
-from botdb import errors
+from botdb import _json_values, errors
 from botdb.models import KeyValue
 from botdb.services._common import BIGINT_MAX, upsert
 
@@ -45,11 +45,9 @@ _PK: Final = ["namespace", "scope", "key"]
 
 
 def json_of(what: str, value: object) -> bytes:
-    """``value`` serialised, or DataError when it is not made of JSON types."""
-    try:
-        return orjson.dumps(value)
-    except TypeError as exc:
-        raise errors.DataError(f"{what} must be made of JSON types: {exc}") from exc
+    """``value`` serialised, or DataError (naming the bad part) when it is not a JSON value
+    that reads back equal: NaN/Infinity, ints beyond 64 bits, lone surrogates, too deep."""
+    return _json_values.dumps(value, what)
 
 
 def copy_json(value: Any) -> Any:
@@ -80,7 +78,7 @@ def check_value(key: str, default: Any, value: Any) -> Any:
         if type(value) not in expected:
             raise errors.ArgumentError(
                 f"setting {key!r} holds {type(default).__name__} values, got "
-                f"{type(value).__name__} {value!r:.60}"
+                f"{type(value).__name__} {_json_values.short(value)}"
             )
         if isinstance(default, float):
             value = float(value)

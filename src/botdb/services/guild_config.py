@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from sqlalchemy import delete
 
-from botdb import errors
+from botdb import _json_values, errors
 from botdb.models import GuildConfig
 from botdb.services._common import (
     MISSING,
@@ -49,7 +49,7 @@ _TEXT_FIELDS: Final = {"prefix": 32, "locale": 16, "timezone": 64}
 FIELDS: Final = (*_TEXT_FIELDS, *_ID_FIELDS, "settings")
 _COLUMNS: Final = tuple(GuildConfig.__table__.c[name] for name in ("guild_id", *FIELDS))
 _SELECT: Final = f"SELECT {', '.join(FIELDS)} FROM guild_configs WHERE guild_id = $1"
-_LOCALE: Final = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_LOCALE: Final = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,7 +251,7 @@ def _check_text(name: str, value: object) -> str | None:
         return None
     if name == "prefix" and text != text.strip():
         raise errors.DataError("prefix must not start or end with whitespace")
-    if name == "locale" and not _LOCALE.match(text):
+    if name == "locale" and not _LOCALE.fullmatch(text):
         raise errors.DataError(f"locale {text!r} is not a language tag like 'en' or 'pt-BR'")
     return text
 
@@ -291,9 +291,6 @@ def _check_settings(value: object) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise errors.ArgumentError(f"settings must be a dict, got {type(value).__name__}")
-    try:
-        # Round trip: str keys only, JSON types only, and a private copy.
-        copy: dict[str, Any] = orjson.loads(orjson.dumps(value))
-    except TypeError as exc:
-        raise errors.DataError(f"settings must hold JSON types only: {exc}") from exc
+    # Checked (no NaN/Infinity, 64-bit ints, no lone surrogates, bounded depth) and copied.
+    copy: dict[str, Any] = orjson.loads(_json_values.dumps(value, "settings"))
     return copy

@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["ScopeGroup", "ScopedConfig"]
 
 SCOPES: Final = ("global", "guild", "channel", "role", "user", "member")
-_NAME: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_IDENT: Final = re.compile(r"^[^:\x00]{1,40}$")
+_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_IDENT: Final = re.compile(r"[^:\x00]{1,40}")
 
 
 class ScopedConfig:
@@ -83,7 +83,7 @@ class ScopedConfig:
     """
 
     def __init__(self, db: ServiceDatabase, namespace: str) -> None:
-        if not isinstance(namespace, str) or not _NAME.match(namespace):
+        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
             raise errors.ArgumentError(
                 f"namespace must be 1-64 characters of [A-Za-z0-9_.-], got {namespace!r}"
             )
@@ -127,7 +127,7 @@ class ScopedConfig:
 
     def register_custom(self, group: str, **defaults: Any) -> None:
         """Register settings of a custom group (e.g. ``"ticket"``), identified by any ids."""
-        if not isinstance(group, str) or not _NAME.match(group):
+        if not isinstance(group, str) or not _NAME.fullmatch(group):
             raise errors.ArgumentError(f"group must match [A-Za-z0-9_.-]{{1,64}}, got {group!r}")
         self._register(f"custom:{group}", defaults)
 
@@ -182,7 +182,7 @@ class ScopedConfig:
         for ident in identifiers:
             if type(ident) is int:
                 parts.append(str(ident))
-            elif isinstance(ident, str) and _IDENT.match(ident):
+            elif isinstance(ident, str) and _IDENT.fullmatch(ident):
                 parts.append(ident)
             else:
                 raise errors.ArgumentError(
