@@ -26,7 +26,6 @@ from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -36,7 +35,7 @@ from botdb.engine.base import DriverConnection, LeasePool
 from botdb.engine.connection import CommitHook, Connection, RunStatement, rollback_quietly
 from botdb.engine.events import install_events
 from botdb.engine.retry import Retrier, RetryPolicy, may_retry, whole_unit_retryable
-from botdb.engine.sql import is_read_only
+from botdb.engine.sql import is_read_only, translate_for_sqlite
 from botdb.engine.stats import QueryStats
 
 __all__ = ["HOOK", "EngineCore"]
@@ -338,10 +337,10 @@ class EngineCore:
         try:
             yield conn
             conn._released = True
+            await hook.before_commit(partial(_run_execute, driver))
             xid = None
             if self._postgres and driver.wrote:
                 xid = await driver.run("fetchval", _XID_SQL, (), None)
-            await hook.before_commit(partial(_run_execute, driver))
         except BaseException:
             conn._released = True
             hook.discard()
@@ -468,20 +467,20 @@ class EngineCore:
 
     async def _prepare_commit(self, session: AsyncSession, hook: CommitHook) -> int | None:
         """Flush, learn the transaction's id (PostgreSQL) and run the hook's statements."""
-        if not self._postgres:
-            await session.flush()
-            return None
         await session.flush()
         if not session.in_transaction():
             return None
-        xid = (await session.execute(text(_XID_SQL))).scalar()
+        connection = await session.connection()
+        postgres = self._postgres
 
-        async def run(query: str, args: Sequence[Any]) -> Any:
-            connection = await session.connection()
-            raw = await connection.get_raw_connection()
-            return await raw.driver_connection.execute(query, *args)  # type: ignore[union-attr]
+        def run(query: str, args: Sequence[Any]) -> Awaitable[Any]:
+            sql = query if postgres else translate_for_sqlite(query).sql
+            return connection.exec_driver_sql(sql, tuple(args))
 
         await hook.before_commit(run)
+        if not postgres:
+            return None
+        xid = (await connection.exec_driver_sql(_XID_SQL)).scalar()
         return None if xid is None else int(xid)
 
     async def run_in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
