@@ -79,12 +79,19 @@ async def pg_fetchrow_sequential(env: dict[str, Any]) -> AsyncIterator[Pair]:
         yield baseline, subject
 
 
+async def _no_reset(_conn: Any) -> None:
+    """asyncpg's pool runs a reset query on every release; botdb resets only a connection
+    whose statements may have left session state, so the fair baseline skips it too."""
+
+
 @asynccontextmanager
-async def pg_fetchrow_concurrent(env: dict[str, Any]) -> AsyncIterator[Pair]:
+async def pg_fetchrow_concurrent(env: dict[str, Any], *, reset: bool = True) -> AsyncIterator[Pair]:
     import asyncpg
 
     url = require(env, "pg_url")
-    pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
+    pool = await asyncpg.create_pool(
+        url, min_size=8, max_size=8, **({} if reset else {"reset": _no_reset})
+    )
     await pool.execute("DROP TABLE IF EXISTS bench_kv; " + KV_DDL)
     await pool.executemany("INSERT INTO bench_kv VALUES ($1, $2, $3)", KV_ROWS)
     query = "SELECT id, name, value FROM bench_kv WHERE id = $1"
@@ -252,9 +259,90 @@ async def sqlite_execute_many(env: dict[str, Any]) -> AsyncIterator[Pair]:
         raw.close()
 
 
+@asynccontextmanager
+async def pg_fetchrow_concurrent_no_reset(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    async with pg_fetchrow_concurrent(env, reset=False) as pair:
+        yield pair
+
+
+TRANSACTIONS = 1_000
+
+
+@asynccontextmanager
+async def pg_transaction(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    """A two-statement transfer in a transaction: asyncpg's ``transaction()`` against
+    botdb's, which also asks for the transaction's id before COMMIT (so that a COMMIT cut off
+    by a lost connection can be resolved from the server)."""
+    async with _pg_clients(env) as (raw, db):
+        await raw.execute(
+            "DROP TABLE IF EXISTS bench_wallets; "
+            "CREATE TABLE bench_wallets (id int PRIMARY KEY, coins bigint NOT NULL); "
+            "INSERT INTO bench_wallets VALUES (1, 0), (2, 0)"
+        )
+        sql = "UPDATE bench_wallets SET coins = coins + $1 WHERE id = $2"
+
+        async def baseline() -> int:
+            for _ in range(TRANSACTIONS):
+                async with raw.transaction():
+                    await raw.execute(sql, -1, 1)
+                    await raw.execute(sql, 1, 2)
+            return TRANSACTIONS
+
+        async def subject() -> int:
+            for _ in range(TRANSACTIONS):
+                async with db.transaction() as conn:
+                    await conn.execute(sql, -1, 1)
+                    await conn.execute(sql, 1, 2)
+            return TRANSACTIONS
+
+        yield baseline, subject
+
+
+@asynccontextmanager
+async def pg_transaction_commit_check(env: dict[str, Any]) -> AsyncIterator[Pair]:
+    """The cost of the commit check alone: the same botdb transaction without and with the
+    transaction-id round trip (the baseline hides its writes from the check)."""
+    async with _pg_clients(env) as (raw, db):
+        await raw.execute(
+            "DROP TABLE IF EXISTS bench_wallets; "
+            "CREATE TABLE bench_wallets (id int PRIMARY KEY, coins bigint NOT NULL); "
+            "INSERT INTO bench_wallets VALUES (1, 0), (2, 0)"
+        )
+        sql = "UPDATE bench_wallets SET coins = coins + $1 WHERE id = $2"
+
+        async def run(check: bool) -> int:
+            for _ in range(TRANSACTIONS):
+                async with db.transaction() as conn:
+                    await conn.execute(sql, -1, 1)
+                    await conn.execute(sql, 1, 2)
+                    conn._driver.wrote = check  # white-box: what decides the id round trip
+            return TRANSACTIONS
+
+        async def baseline() -> int:
+            return await run(False)
+
+        async def subject() -> int:
+            return await run(True)
+
+        yield baseline, subject
+
+
 CASES: list[Case] = [
     Case("pg fetchrow by PK, sequential", "asyncpg connection", 0.9, pg_fetchrow_sequential),
     Case("pg fetchrow by PK, 8 tasks", "asyncpg pool of 8", 0.9, pg_fetchrow_concurrent),
+    Case(
+        "pg fetchrow by PK, 8 tasks",
+        "asyncpg pool of 8 without its reset",
+        0.9,
+        pg_fetchrow_concurrent_no_reset,
+    ),
+    Case("pg transaction, 2 UPDATEs", "asyncpg transaction()", None, pg_transaction),
+    Case(
+        "pg transaction, commit check",
+        "same, without the check",
+        None,
+        pg_transaction_commit_check,
+    ),
     Case("pg execute_many", "asyncpg executemany", None, pg_execute_many),
     Case("pg copy_records_to_table", "asyncpg COPY", 0.95, pg_copy),
     Case("sqlite fetchrow by PK", "sqlite3 (sync)", 0.4, sqlite_fetchrow),

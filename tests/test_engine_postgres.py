@@ -172,7 +172,7 @@ async def test_cancelled_validate_connections_loses_no_connection(
     is read from the public ``pool_stats()``.
     """
     async with botdb.connect(pg_url, pool_max_size=3, pool_min_size=3) as db:
-        leases = db._leases
+        leases = db._core.leases
         assert leases is not None
         drained: list[DriverConnection] = []
         drain = leases.drain_idle

@@ -179,6 +179,10 @@ def _from_asyncpg(exc: BaseException, sqlstate: str | None) -> BaseException:
         # (its client-side DataError) or the wrong number of arguments. botdb checks for a
         # closed connection before every call, so that InterfaceError does not reach here.
         return errors.ArgumentError(message)
+    if isinstance(exc, asyncpg.exceptions.DataError) and isinstance(exc.__cause__, TypeError):
+        # asyncpg could not encode an argument of a type the column does not take; it raises
+        # this before anything is sent (a value out of range has OverflowError as its cause).
+        return errors.ArgumentError(message)
     if sqlstate:
         cls = _SQLSTATE.get(sqlstate) or _SQLSTATE_CLASS.get(sqlstate[:2]) or errors.DatabaseError
         return cls(message, **fields)

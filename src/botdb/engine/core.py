@@ -33,7 +33,7 @@ from botdb import errors
 from botdb.config import Settings
 from botdb.engine.base import DriverConnection, LeasePool
 from botdb.engine.connection import CommitHook, Connection, RunStatement, rollback_quietly
-from botdb.engine.events import install_events
+from botdb.engine.events import WROTE, install_events
 from botdb.engine.retry import Retrier, RetryPolicy, may_retry, whole_unit_retryable
 from botdb.engine.sql import is_read_only, translate_for_sqlite
 from botdb.engine.stats import QueryStats
@@ -478,8 +478,8 @@ class EngineCore:
             return connection.exec_driver_sql(sql, tuple(args))
 
         await hook.before_commit(run)
-        if not postgres:
-            return None
+        if not postgres or not connection.info.get(WROTE):
+            return None  # nothing written: a lost COMMIT loses nothing
         xid = (await connection.exec_driver_sql(_XID_SQL)).scalar()
         return None if xid is None else int(xid)
 

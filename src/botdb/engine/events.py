@@ -22,12 +22,15 @@ from sqlalchemy.util import await_only
 
 from botdb import errors
 from botdb.engine._translate import translate_error
-from botdb.engine.sql import needs_reset
+from botdb.engine.sql import RESETS, WRITES, statement_traits
 
-__all__ = ["DIRTY", "install_events"]
+__all__ = ["DIRTY", "WROTE", "install_events"]
 
 #: Key in a pooled connection's ``info``: a statement may have left session state on it.
 DIRTY = "botdb.dirty"
+#: Key in a pooled connection's ``info``: a statement that may write ran since the connection
+#: was checked out (cleared whenever it goes back to the pool).
+WROTE = "botdb.wrote"
 
 
 def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
@@ -49,12 +52,20 @@ def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
     def _track_state(
         conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
     ) -> None:
-        if needs_reset(statement):
-            conn.connection.info[DIRTY] = True
+        traits = statement_traits(statement)
+        if traits:
+            info = conn.connection.info
+            if traits & RESETS:
+                info[DIRTY] = True
+            if traits & WRITES:
+                info[WROTE] = True
 
     @event.listens_for(sync_engine.pool, "reset")
     def _reset_state(dbapi_connection: Any, record: Any, state: Any) -> None:
-        if record is None or not record.info.pop(DIRTY, False):
+        if record is None:
+            return
+        record.info.pop(WROTE, None)
+        if not record.info.pop(DIRTY, False):
             return
         if state.terminate_only or not state.asyncio_safe:
             return
@@ -69,6 +80,8 @@ def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
 def boundary_error(context: ExceptionContext) -> BaseException | None:
     """The botdb error for a failure inside SQLAlchemy, or None to keep SQLAlchemy's own."""
     original = context.original_exception
+    if isinstance(original, errors.BotDBError):
+        return original  # raised by botdb's own column types while binding a value
     error = translate_error(original)
     if error is original:
         if isinstance(original, TypeError | ValueError) and context.sqlalchemy_exception:

@@ -188,10 +188,10 @@ def _check_values(rows: Mapping[str, list[dict[str, Any]]]) -> None:
         for row in table_rows:
             for column, value in row.items():
                 kind = type(value)
-                if (kind is int and not _INT64[0] <= value <= _INT64[1]) or (
-                    kind is float and not math.isfinite(value)
-                ):
-                    raise ValueError(f"{table}.{column}: {short(value)} cannot be stored")
+                if kind is int and not _INT64[0] <= value <= _INT64[1]:
+                    raise ValueError(f"{table}.{column}: {short(value)} does not fit in 64 bits")
+                if kind is float and not math.isfinite(value):
+                    raise ValueError(f"{table}.{column}: {value} is not a finite number")
                 if kind in (str, dict, list, tuple):
                     check_json(value, f"{table}.{column}")
 
