@@ -350,13 +350,7 @@ class EngineCore:
             await driver.commit()
         except BaseException as exc:
             leases.release(driver, discard=True)
-            try:
-                if not isinstance(exc, errors.ConnectionLostError):
-                    raise
-                await self._resolve_commit(exc, xid)
-            except BaseException:
-                hook.discard()
-                raise
+            await self._commit_failed(exc, xid, hook)
         else:
             leases.release(driver)
         await hook.after_commit()
@@ -370,6 +364,17 @@ class EngineCore:
             leases.release(driver, discard=True)
             raise
         leases.release(driver, discard=not clean)
+
+    async def _commit_failed(self, exc: BaseException, xid: int | None, hook: CommitHook) -> None:
+        """The COMMIT raised ``exc``: return if the transaction committed all the same (a lost
+        connection the server answers for), else drop the hook's work and raise."""
+        try:
+            if not isinstance(exc, errors.ConnectionLostError):
+                raise exc
+            await self._resolve_commit(exc, xid)
+        except BaseException:
+            hook.discard()
+            raise
 
     async def _resolve_commit(self, error: errors.ConnectionLostError, xid: int | None) -> None:
         """Return if the transaction whose COMMIT was cut off committed; raise otherwise.
@@ -452,13 +457,7 @@ class EngineCore:
                 try:
                     await session.commit()
                 except BaseException as exc:
-                    try:
-                        if not isinstance(exc, errors.ConnectionLostError):
-                            raise
-                        await self._resolve_commit(exc, xid)
-                    except BaseException:
-                        hook.discard()
-                        raise
+                    await self._commit_failed(exc, xid, hook)
                 # Right after the COMMIT, before the session hands its connection back: the
                 # other processes' window of stale reads is as short as it can be.
                 await hook.after_commit()
