@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from sqlalchemy import text
 
 import botdb
 from botdb import errors
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -146,9 +149,12 @@ class CommitCutter:
     dropped and both sides closed (the server rolls the transaction back).
     """
 
-    def __init__(self, target_port: int, *, after_server: bool) -> None:
+    def __init__(
+        self, target_port: int, *, after_server: bool, refuse_after_cut: bool = False
+    ) -> None:
         self.target_port = target_port
         self.after_server = after_server
+        self.refuse_after_cut = refuse_after_cut
         self.armed = False
         self.cut = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -166,6 +172,9 @@ class CommitCutter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut.is_set() and self.refuse_after_cut:
+            writer.close()  # the server is "away": nobody can ask it anything
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         down = asyncio.ensure_future(self._pipe(up_reader, writer, upstream=False))
         self._tasks.add(down)
@@ -269,6 +278,29 @@ class TestCommitResolution:
                     await conn.execute("UPDATE wallets SET coins = 0 WHERE id = 1")
             assert caught.value.in_doubt is False
         assert await self._coins(pg_url) == [100, 100]
+
+    async def test_a_commit_the_server_cannot_answer_for_is_in_doubt(self, pg_url: str) -> None:
+        await self._setup(pg_url)
+        cutter = CommitCutter(5432, after_server=True, refuse_after_cut=True)
+        runs = 0
+
+        async def transfer(conn: botdb.Connection) -> None:
+            nonlocal runs
+            runs += 1
+            await conn.execute("UPDATE wallets SET coins = coins - 10 WHERE id = 1")
+
+        async with (
+            cutter as port,
+            botdb.connect(
+                self._via(pg_url, port), retry_attempts=2, retry_initial_delay=0.01
+            ) as db,
+        ):
+            cutter.armed = True
+            with pytest.raises(errors.ConnectionLostError) as caught:
+                await db.run_in_transaction(transfer)
+        assert caught.value.in_doubt is True
+        assert runs == 1  # never re-run: it may have committed (here it did)
+        assert await self._coins(pg_url) == [90, 100]
 
     async def test_a_committed_session_returns_normally(self, pg_url: str) -> None:
         await self._setup(pg_url)
@@ -412,3 +444,35 @@ class TestPreparedStatements:
         async with botdb.connect(db_url) as db, db.transaction() as conn:
             stmt = await conn.prepare("SELECT $1::int * 2")
             assert await stmt.fetchval(21) == 42
+
+
+async def test_repository_retries_are_counted(sqlite_url: str) -> None:
+    """A repository write that met SQLite BUSY is retried by the Database's retry runner, and
+    the retry shows in db.stats()."""
+    async with botdb.connect(
+        sqlite_url, sqlite_busy_timeout=0.01, retry_attempts=50, retry_initial_delay=0.01
+    ) as db:
+        await db.create_tables()
+        path = sqlite_url.removeprefix("sqlite:///")
+        locked, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(30)
+            other.execute("ROLLBACK")
+            other.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        await asyncio.to_thread(locked.wait, 30)
+        write = asyncio.ensure_future(db.guilds.create(id=5, name="busy"))
+        try:
+            await wait_until(lambda: db.stats()["retries"] >= 1, timeout=30, what="a retry")
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        guild = await write
+        assert guild.id == 5
+        assert db.stats()["retries"] >= 1
