@@ -302,6 +302,19 @@ class TestCommitResolution:
         assert runs == 1  # never re-run: it may have committed (here it did)
         assert await self._coins(pg_url) == [90, 100]
 
+    async def test_without_the_check_a_lost_commit_is_in_doubt(self, pg_url: str) -> None:
+        await self._setup(pg_url)
+        cutter = CommitCutter(5432, after_server=True)
+        async with cutter as port, botdb.connect(
+            self._via(pg_url, port), resolve_lost_commits=False
+        ) as db:
+            cutter.armed = True
+            with pytest.raises(errors.ConnectionLostError) as caught:
+                async with db.transaction() as conn:
+                    await conn.execute("UPDATE wallets SET coins = 1 WHERE id = 1")
+        assert caught.value.in_doubt is True
+        assert await self._coins(pg_url) == [1, 100]
+
     async def test_a_committed_session_returns_normally(self, pg_url: str) -> None:
         await self._setup(pg_url)
         cutter = CommitCutter(5432, after_server=True)

@@ -200,6 +200,9 @@ class Settings(BaseSettings):
         retry_initial_delay: seconds before the first retry (then doubling).
         retry_max_delay: longest wait between tries.
         retry_jitter: up to this many seconds added at random to each wait.
+        resolve_lost_commits: before COMMIT, a PostgreSQL transaction that wrote asks for its
+            id (one round trip), so that a COMMIT cut off by a lost connection is resolved
+            from the server instead of being reported in doubt. False saves the round trip.
         slow_query_ms: statements slower than this are logged as slow.
         log_queries: log every statement.
         redis_url: ``redis://``/``rediss://``/``unix://`` URL for the shared cache.
@@ -240,6 +243,7 @@ class Settings(BaseSettings):
     retry_initial_delay: float = Field(default=0.05, ge=0)
     retry_max_delay: float = Field(default=2.0, ge=0)
     retry_jitter: float = Field(default=0.1, ge=0)
+    resolve_lost_commits: _Bool = True
     # observability
     slow_query_ms: float = Field(default=500.0, ge=0)
     log_queries: _Bool = False

@@ -96,6 +96,8 @@ class EngineCore:
         # SQLite times statements itself; PostgreSQL's server enforces command_timeout.
         self._timeout = settings.command_timeout if self.backend == "sqlite" else None
         self._postgres = self.backend == "postgresql"
+        #: Ask a writing transaction's id before COMMIT (see the module docstring).
+        self._commit_check = self._postgres and settings.resolve_lost_commits
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -339,7 +341,7 @@ class EngineCore:
             conn._released = True
             await hook.before_commit(partial(_run_execute, driver))
             xid = None
-            if self._postgres and driver.wrote:
+            if self._commit_check and driver.wrote:
                 xid = await driver.run("fetchval", _XID_SQL, (), None)
         except BaseException:
             conn._released = True
@@ -382,7 +384,7 @@ class EngineCore:
         ``xid`` None on PostgreSQL means the transaction wrote nothing: there was nothing to
         lose. Elsewhere (SQLite) the outcome cannot be asked for: in doubt.
         """
-        if not self._postgres:
+        if not self._commit_check:
             error.in_doubt = True
             raise error
         if xid is None:
@@ -477,7 +479,7 @@ class EngineCore:
             return connection.exec_driver_sql(sql, tuple(args))
 
         await hook.before_commit(run)
-        if not postgres or not connection.info.get(WROTE):
+        if not self._commit_check or not connection.info.get(WROTE):
             return None  # nothing written: a lost COMMIT loses nothing
         xid = (await connection.exec_driver_sql(_XID_SQL)).scalar()
         return None if xid is None else int(xid)
