@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from botdb.engine.sql import (
     NOW_SQL,
     is_read_only,
+    needs_reset,
     statement_kind,
     status_tag,
     translate_for_sqlite,
@@ -803,3 +804,28 @@ def test_translation_is_cached_per_query() -> None:
     uncached = translate_for_sqlite.__wrapped__
     assert uncached(query) == translate_for_sqlite(query)
     assert translate_for_sqlite(query) is translate_for_sqlite(query)
+
+
+@pytest.mark.parametrize(
+    ("query", "resets"),
+    [
+        ("SELECT * FROM users WHERE id = $1", False),
+        ("INSERT INTO t VALUES ($1) RETURNING id", False),
+        ("WITH x AS (SELECT 1) UPDATE t SET a = 1", False),
+        ("SELECT pg_advisory_xact_lock(1)", False),
+        ("SET statement_timeout = '1ms'", True),
+        ("RESET ALL", True),
+        ("LISTEN events", True),
+        ("CREATE TEMPORARY TABLE scratch (id int)", True),
+        ("SELECT * INTO TEMP scratch FROM users", True),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", True),
+        ("select pg_advisory_lock($1)", True),
+        ("SELECT pg_try_advisory_lock_shared(1)", True),
+        ("SELECT set_config('search_path', 'x', false)", True),
+        ("PRAGMA foreign_keys = OFF", True),
+        ("ATTACH DATABASE 'other.db' AS other", True),
+        ("CALL do_things()", True),
+    ],
+)
+def test_needs_reset_flags_statements_that_leave_session_state(query: str, resets: bool) -> None:
+    assert needs_reset(query) is resets

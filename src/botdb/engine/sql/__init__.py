@@ -150,7 +150,7 @@ _STATELESS_KINDS = frozenset(
     (
         "SELECT", "VALUES", "TABLE", "SHOW", "EXPLAIN", "INSERT", "UPDATE", "DELETE", "MERGE",
         "COPY", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
-        "LOCK", "TRUNCATE", "ANALYZE", "CALL",
+        "LOCK", "TRUNCATE", "ANALYZE",
     )
 )  # fmt: skip
 # Functions that change the session rather than the data: session-level advisory locks and
