@@ -90,8 +90,17 @@ async def main(url: str) -> None:
             "INSERT INTO wallets (guild_id, user_id, coins) VALUES ($1, $2, $3)",
             [(GUILD, uid, 100) for uid in range(1, 6)],
         )
-        row = await db.fetchrow("SELECT id, name, platform FROM guilds WHERE id = $1", GUILD)
-        console.print("fetchrow ->", dict(row))
+        get_guild = await db.prepare_statement(
+            "get_guild", "SELECT id, name, platform FROM guilds WHERE id = $1"
+        )
+        console.print("prepared get_guild.fetchrow ->", dict(await get_guild.fetchrow(GUILD)))
+
+        step("Connections come back clean")
+        await db.execute("PRAGMA case_sensitive_like = OFF")  # one caller changes its session
+        like = await db.fetchval("SELECT 'Python' LIKE 'python'")
+        console.print(
+            f"the next caller still has case-sensitive LIKE: 'Python' LIKE 'python' -> {like}"
+        )
 
         step("Bulk insert of 50,000 messages with copy_records_to_table")
         now = dt.datetime.now(dt.UTC)
