@@ -39,6 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
+from botdb.cache._channel import DatabaseChannel
 from botdb.cache._core import CacheCore, check_key, dumps
 from botdb.cache._redis import RedisLink
 from botdb.errors import ConfigurationError
@@ -95,8 +96,60 @@ class Cache(CacheCore):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_attempt.wait(), self._socket_timeout * 4)
 
+    async def listen_to_database(
+        self,
+        backend: str,
+        open_connection: Callable[[], Awaitable[Any]],
+        *,
+        poll_interval: float = 0.25,
+    ) -> None:
+        """Carry invalidations through the database too, so that every process hears every
+        committed write even when the writer cannot reach Redis (see ``docs/cache.md``).
+
+        Transactions with keys to invalidate then add a message to the database inside the
+        transaction (``NOTIFY`` on PostgreSQL, a row in the ``botdb_invalidations`` log on
+        SQLite); this process hears the others' on a dedicated connection that
+        ``open_connection()`` opens (an asyncpg connection, or a ``sqlite3.Connection`` in
+        autocommit mode), reconnecting with backoff. :class:`botdb.Database` calls it.
+
+        Args:
+            backend: ``"postgresql"`` or ``"sqlite"`` (a file several processes share).
+            open_connection: opens the dedicated connection; never a pooled one.
+            poll_interval: SQLite: seconds between two polls of the log.
+        """
+        if self._channel is not None:
+            return
+        channel: DatabaseChannel
+        if backend == "postgresql":
+            from botdb.cache._notify import PostgresChannel
+
+            channel = PostgresChannel(
+                self,
+                open_connection,
+                origin=self._origin,
+                prefix=self._prefix,
+                timeout=max(self._socket_timeout, 2.0),
+            )
+        elif backend == "sqlite":
+            from botdb.cache._sqlite_log import SqliteLogChannel
+
+            if not poll_interval > 0:
+                raise ConfigurationError(f"poll_interval must be > 0, got {poll_interval}")
+            channel = SqliteLogChannel(
+                self, open_connection, origin=self._origin, poll_interval=poll_interval
+            )
+        else:
+            raise ConfigurationError(f"no database channel for backend {backend!r}")
+        self._channel = channel
+        self._db_hearing = False
+        await channel.start(wait=max(self._socket_timeout * 4, 2.0))
+
     async def close(self) -> None:
-        """Finish pending publications, stop the listener and loads, close the client."""
+        """Finish pending publications, stop the listeners and loads, close the client."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+            self._db_hearing = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         stopping = [*self._flights.values()]
@@ -347,6 +400,7 @@ class Cache(CacheCore):
             "listening": self._listening,
             "size": len(self._data),
             "pending_invalidations": len(self._pending),
+            "database_channel_listening": self._db_hearing is True,
         }
 
     # ----------------------------------------------------------------- L1 bookkeeping
@@ -398,7 +452,13 @@ class InvalidationBatch:
     # The engine's commit hook (``botdb.engine.connection.CommitHook``).
 
     async def before_commit(self, run: Callable[[str, Sequence[Any]], Awaitable[Any]]) -> None:
-        """Inside the transaction, just before its COMMIT: nothing to do yet."""
+        """Inside the transaction, just before its COMMIT: add the invalidation to the
+        database channel (``NOTIFY`` / the SQLite log), if the cache has one and there is
+        something to invalidate, so it is delivered exactly when the transaction commits."""
+        cache = self._cache
+        channel = cache._channel
+        if channel is not None and self._keys:
+            await channel.send(run, list(self._keys), via_redis=cache._redis_sends())
 
     async def after_commit(self) -> None:
         """The transaction committed: invalidate (see :meth:`commit`)."""
