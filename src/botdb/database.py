@@ -165,7 +165,8 @@ class Database(QueryAPI):
         return await asyncpg.connect(
             settings.url.asyncpg_dsn(),
             ssl=settings.ssl_context(),
-            server_settings={"application_name": settings.application_name},
+            # Told apart from the pool's connections in pg_stat_activity.
+            server_settings={"application_name": f"{settings.application_name[:48]} listener"},
             timeout=settings.pool_acquire_timeout,
         )
 
