@@ -80,7 +80,7 @@ def _increments(through_db: bool) -> Callable[[dict[str, Any]], Any]:
                 scoped.register_member(points=0)
 
                 async def one(task: int) -> None:
-                    member = scoped.member(GUILD, task)
+                    member = scoped.member(GUILD, task + 1)
                     for _ in range(PER_TASK):
                         await member.increment("points")
 

@@ -286,3 +286,34 @@ async def test_a_big_batch_reaches_the_other_process(
     assert all(b.cache.peek(k) is None for k in keys[:3])
     expect_kept = size == "split" or backend == "sqlite"  # the log has no size limit
     assert (b.cache.peek("unrelated") == 1) is expect_kept
+
+
+async def test_an_invalidation_outside_a_transaction_reaches_the_other_process(
+    make_db: MakeDB,
+) -> None:
+    """``db.invalidate(key)`` with no transaction and no Redis: sent through the database
+    channel in a statement of its own."""
+    a = await make_db(cache_prefix="now:")
+    b = await make_db(cache_prefix="now:")
+    await b.cache.set("k", 1)
+    await a.invalidate("k")
+    await wait_until(lambda: b.cache.peek("k") is None, what="B to drop k")
+
+
+async def test_a_writer_with_redis_up_leaves_it_to_redis(
+    make_db: MakeDB, backend: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    """With Redis up nothing goes through the database (NOTIFY would serialize commits);
+    the other process hears it on Redis."""
+    a = await make_db(create_tables=True, redis_url=redis_server_url, cache_prefix=redis_prefix)
+    b = await make_db(redis_url=redis_server_url, cache_prefix=redis_prefix)
+    config_a, config_b = GuildConfigService(a), GuildConfigService(b)
+    await config_a.set(G, prefix="a")
+    assert (await config_b.get(G)).prefix == "a"
+    await config_a.set(G, prefix="b")
+    await wait_until(lambda: b.cache.peek(config_b.key(G)) is None, what="B to hear A")
+    assert (await config_b.get(G)).prefix == "b"
+    assert a.cache._channel is not None
+    assert a.cache._channel.sent == 0
+    if backend == "sqlite":
+        assert await _log_rows(a, backend) == 0

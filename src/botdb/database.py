@@ -96,6 +96,7 @@ class Database(QueryAPI):
                 await self._cache.listen_to_database(
                     self.backend,
                     self._open_listener_connection,
+                    execute=self.execute,
                     poll_interval=settings.cache_poll_interval,
                 )
         except BaseException:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Final
 
@@ -137,6 +138,7 @@ class CacheCore:
         # it is hearing every committed write now.
         self._db_hearing: bool | None = None
         self._channel: DatabaseChannel | None = None
+        self._execute: Callable[..., Awaitable[Any]] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -161,10 +163,10 @@ class CacheCore:
 
     def _may_miss(self) -> bool:
         """Whether another process's invalidation could fail to reach this one now."""
-        if self._db_hearing is not None:
-            # The database channel hears every committed write; while Redis is up this
-            # process leaves to Redis what a writer also sent there (see _heard).
-            return not self._db_hearing
+        # A writer that reaches Redis publishes there only; one that does not (or has no
+        # Redis) goes through the database channel: both must be heard.
+        if self._db_hearing is False:
+            return True
         return self._redis_url is not None and not (self._listening and self._available)
 
     def _redis_up(self) -> bool:
@@ -212,20 +214,42 @@ class CacheCore:
 
     # ----------------------------------------------------------------- Redis state
 
-    async def _publish(self, keys: list[str]) -> None:
+    async def _publish(self, keys: list[str]) -> bool:
+        """Publish on Redis; False when it could not (the keys wait for Redis to be back)."""
         link = self._link
         if link is None or not self._available:
             self._defer(keys)
-            return
+            return False
         try:
             version = await link.invalidate(keys)
         except link.errors as exc:
             self._mark_down(exc)
             self._defer(keys)
-            return
+            return False
         self._sent += len(keys)
         # Anything filled here during the round trip from the old L2 value goes too.
         self._apply(keys, version, restarted=version == _CLOCK_RESTARTED)
+        return True
+
+    async def _publish_or_notify(self, keys: list[str], *, notified: bool) -> None:
+        """After a commit: Redis if it takes it; else, unless the transaction already carried
+        them (``notified``), the database channel in a statement of its own."""
+        if self._redis_url is not None and await self._publish(keys):
+            return
+        channel, execute = self._channel, self._execute
+        if notified or channel is None or execute is None:
+            return
+        try:
+            await channel.send(lambda query, args: execute(query, *args), keys, via_redis=False)
+        # The cache never raises to the bot for a channel: the change is committed already,
+        # and staleness stays bounded by the TTLs.
+        except Exception as exc:
+            self._log.warning(
+                "could not send an invalidation through the %s (%s: %s)",
+                channel.kind,
+                type(exc).__name__,
+                exc,
+            )
 
     def _defer(self, keys: list[str]) -> None:
         pending = self._pending
