@@ -215,6 +215,14 @@ class Settings(BaseSettings):
             (``BOTDB_MIGRATIONS_PATH``); ``db.migrate()`` runs them after the built-in ones.
         cache_prefix: namespace of the cache's Redis keys and invalidation channel; bots that
             share one Redis need different prefixes.
+        cache_via_database: carry invalidations through the database as well (PostgreSQL
+            ``NOTIFY``; on a SQLite file, the ``botdb_invalidations`` log), so that every
+            process hears every committed write even when the writer cannot reach Redis, and
+            processes without Redis hear each other. Off for in-memory SQLite and behind
+            pgbouncer (which cannot ``LISTEN``). See ``docs/cache.md``.
+        cache_poll_interval: SQLite: seconds between two polls of the invalidation log; the
+            window in which another process's write reaches this one (~7 us a poll when
+            nothing was written).
     """
 
     model_config = SettingsConfigDict(
@@ -252,6 +260,8 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(default=300.0, ge=0)
     cache_max_size: int = Field(default=10_000, ge=0)
     cache_prefix: str = Field(default="botdb:", min_length=1)
+    cache_via_database: _Bool = True
+    cache_poll_interval: float = Field(default=0.1, gt=0)
     migrations_path: str | None = None
     cursor_secret: str | None = Field(default=None, repr=False)
 

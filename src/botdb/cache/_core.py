@@ -12,6 +12,11 @@ How versions keep fills honest (see :mod:`botdb.cache._redis` for the Redis side
 - L2 is written by a Lua script only if the key's version is still the one read;
 - when the clock restarts at 1 (FLUSHDB, eviction, Redis restarted without persistence), its
   first invalidation tells every process to drop all of L1 (older versions are meaningless).
+
+The database channel (PostgreSQL ``NOTIFY``, or SQLite's invalidation log, see
+:mod:`botdb.cache._notify` and :mod:`botdb.cache._sqlite_log`) carries no Redis version: what
+it hears is applied as a local invalidation (:meth:`CacheCore._heard`), which refuses every
+fill in flight for the key, so it never lets an older value back in either.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Final
 
 from botdb import _json_values
+from botdb.cache._channel import DatabaseChannel
 from botdb.cache._redis import RedisLink, redact_url
 from botdb.errors import ArgumentError, ConfigurationError
 
@@ -127,6 +134,11 @@ class CacheCore:
         self._available: bool | None = None  # None until the first answer (or failure)
         self._listening = False
         self._first_attempt = asyncio.Event()
+        # The database channel (NOTIFY / SQLite log): None when there is none, else whether
+        # it is hearing every committed write now.
+        self._db_hearing: bool | None = None
+        self._channel: DatabaseChannel | None = None
+        self._execute: Callable[..., Awaitable[Any]] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -142,12 +154,28 @@ class CacheCore:
         old = data.get(key)
         if old is not None and old[2] > version and old[1] > now:
             return  # a fresher read is already there
-        if self._redis_url is not None and not (self._listening and self._available):
+        if self._may_miss():
             life = min(life, self._degraded_ttl)  # invalidations may be missed: bound staleness
         data[key] = (value, now + life, version)
         data.move_to_end(key)
         if len(data) > self._max_size:
             data.popitem(last=False)
+
+    def _may_miss(self) -> bool:
+        """Whether another process's invalidation could fail to reach this one now."""
+        # A writer that reaches Redis publishes there only; one that does not (or has no
+        # Redis) goes through the database channel: both must be heard.
+        if self._db_hearing is False:
+            return True
+        return self._redis_url is not None and not (self._listening and self._available)
+
+    def _redis_up(self) -> bool:
+        """Whether Redis both delivers and accepts invalidations now."""
+        return self._listening and self._available is True
+
+    def _redis_sends(self) -> bool:
+        """Whether an invalidation made now will (most likely) be published on Redis."""
+        return self._link is not None and self._available is True
 
     def _begin(self, key: str) -> None:
         self._active[key] = self._active.get(key, 0) + 1
@@ -186,20 +214,42 @@ class CacheCore:
 
     # ----------------------------------------------------------------- Redis state
 
-    async def _publish(self, keys: list[str]) -> None:
+    async def _publish(self, keys: list[str]) -> bool:
+        """Publish on Redis; False when it could not (the keys wait for Redis to be back)."""
         link = self._link
         if link is None or not self._available:
             self._defer(keys)
-            return
+            return False
         try:
             version = await link.invalidate(keys)
         except link.errors as exc:
             self._mark_down(exc)
             self._defer(keys)
-            return
+            return False
         self._sent += len(keys)
         # Anything filled here during the round trip from the old L2 value goes too.
         self._apply(keys, version, restarted=version == _CLOCK_RESTARTED)
+        return True
+
+    async def _publish_or_notify(self, keys: list[str], *, notified: bool) -> None:
+        """After a commit: Redis if it takes it; else, unless the transaction already carried
+        them (``notified``), the database channel in a statement of its own."""
+        if self._redis_url is not None and await self._publish(keys):
+            return
+        channel, execute = self._channel, self._execute
+        if notified or channel is None or execute is None:
+            return
+        try:
+            await channel.send(lambda query, args: execute(query, *args), keys, via_redis=False)
+        # The cache never raises to the bot for a channel: the change is committed already,
+        # and staleness stays bounded by the TTLs.
+        except Exception as exc:
+            self._log.warning(
+                "could not send an invalidation through the %s (%s: %s)",
+                channel.kind,
+                type(exc).__name__,
+                exc,
+            )
 
     def _defer(self, keys: list[str]) -> None:
         pending = self._pending
@@ -236,13 +286,66 @@ class CacheCore:
     def _lost(self, exc: BaseException) -> None:
         """The listener lost its subscription: invalidations may be missed from now on."""
         self._listening = False
+        self._cap_lifetimes()
+        self._mark_down(exc)
+        self._first_attempt.set()
+
+    def _cap_lifetimes(self) -> None:
+        """Invalidations may be missed from now on: no entry outlives ``degraded_ttl``."""
         limit = monotonic() + self._degraded_ttl
         data = self._data
         for key, (value, expires, version) in list(data.items()):
             if expires > limit:
                 data[key] = (value, limit, version)
-        self._mark_down(exc)
-        self._first_attempt.set()
+
+    # ----------------------------------------------------------------- the database channel
+
+    def _db_up(self) -> None:
+        """The database channel hears every commit from now on; what it may have missed
+        before is unknown, so L1 starts again empty."""
+        self._data.clear()
+        self._epoch += 1
+        self._db_hearing = True
+
+    def _db_down(self) -> None:
+        """The database channel stopped hearing: bound staleness as when Redis is down."""
+        if self._db_hearing:
+            self._cap_lifetimes()
+        self._db_hearing = False
+
+    def _heard(self, keys: list[str] | None, *, via_redis: bool) -> None:
+        """Another process committed a write that invalidates ``keys`` (None: everything).
+
+        ``via_redis``: the writer publishes it on Redis too, with versions and the L2 delete;
+        a process listening on Redis then leaves it to that message. Otherwise the keys are
+        dropped here (fills in flight refused) and, since the writer could not reach Redis,
+        removed from L2 (version bumped) by this process.
+        """
+        if via_redis and self._redis_up():
+            return
+        if keys is None:
+            self._received += 1
+            self._data.clear()
+            self._epoch += 1
+            return
+        self._received += len(keys)
+        self._drop_local(keys)
+        link = self._link
+        if not via_redis and link is not None and self._available:
+            task = asyncio.create_task(self._purge_l2(link, keys))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _purge_l2(self, link: RedisLink, keys: list[str]) -> None:
+        """Delete ``keys`` from L2 and bump their versions, without a Redis message (the
+        database channel already told every process)."""
+        try:
+            version = await link.invalidate(keys, publish=False)
+        except link.errors as exc:
+            self._mark_down(exc)
+            return
+        # A fill that read the old L2 value during the round trip is dropped or refused.
+        self._apply(keys, version, restarted=version == _CLOCK_RESTARTED)
 
     async def _subscribed(self, link: RedisLink) -> None:
         # Connections from before an outage may be dead although they look open.

@@ -61,7 +61,7 @@ local plain = {}
 for i = 4, #ARGV do plain[#plain + 1] = ARGV[i] end
 local message = {o = ARGV[3], v = version, k = plain}
 if clock == 1 then message.r = 1 end  -- the clock (re)started: older versions mean nothing
-redis.call('PUBLISH', ARGV[1], cjson.encode(message))
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], cjson.encode(message)) end
 return clock
 """
 
@@ -173,16 +173,18 @@ class RedisLink:
         )
         return int(version)
 
-    async def invalidate(self, keys: list[str]) -> int:
+    async def invalidate(self, keys: list[str], *, publish: bool = True) -> int:
         """Delete, re-version and announce ``keys`` atomically; return the new version.
 
         Version 1 means the clock (re)started (see :attr:`Invalidation.restarted`).
+        ``publish=False``: no message (the database channel already carried it).
         """
         redis_keys: list[str] = [self._clock_key]
         for key in keys:
             redis_keys += (self._val(key), self._ver(key))
         clock = await self._invalidate(
-            keys=redis_keys, args=[self.channel, _VERSION_TTL_MS, self._origin, *keys]
+            keys=redis_keys,
+            args=[self.channel if publish else "", _VERSION_TTL_MS, self._origin, *keys],
         )
         return int(clock)
 

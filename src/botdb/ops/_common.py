@@ -48,8 +48,9 @@ BACKEND_EXTENSIONS = {"sqlite": ("db",), "postgresql": ("dump", "jsonl.gz")}
 MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Bookkeeping tables that do not make a database "non-empty" for ``restore``.
-# botdb_meta holds the cursor secret (botdb.repository._pagination), not the bot's data.
-BOOKKEEPING_TABLES = frozenset({"alembic_version", "botdb_meta"})
+# botdb_meta holds the cursor secret (botdb.repository._pagination), not the bot's data;
+# botdb_invalidations is the cache's invalidation log on SQLite (botdb.cache._sqlite_log).
+BOOKKEEPING_TABLES = frozenset({"alembic_version", "botdb_meta", "botdb_invalidations"})
 
 
 # Defined with every other error in botdb.errors; importable from here too.

@@ -50,7 +50,8 @@ def _count_rows(conn: sqlite3.Connection) -> dict[str, int]:
     names = [
         row[0]
         for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            # botdb_invalidations: the cache's short-lived log (botdb.cache._sqlite_log).
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'botdb_invalidations' "
             "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
         )
     ]

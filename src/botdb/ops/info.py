@@ -95,7 +95,8 @@ async def _sqlite_tables(db: OpsDatabase) -> list[dict[str, Any]]:
     names = [
         r["name"]
         for r in await db.fetch(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            # botdb_invalidations: the cache's short-lived log (botdb.cache._sqlite_log).
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'botdb_invalidations' "
             "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
         )
     ]

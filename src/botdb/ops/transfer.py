@@ -68,8 +68,11 @@ __all__ = [
 #: Progress of an unfinished transfer, kept in the target; dropped once verified.
 STATE_TABLE = "botdb_transfer_state"
 # Migration version tables: the target gets its own from `migrate()`; botdb_meta holds the
-# database's own cursor secret (the target keeps or makes its own).
-_NEVER_COPIED = frozenset({STATE_TABLE, "alembic_version", "botdb_alembic_version", "botdb_meta"})
+# database's own cursor secret (the target keeps or makes its own); botdb_invalidations is the
+# cache's short-lived invalidation log on SQLite.
+_NEVER_COPIED = frozenset(
+    {STATE_TABLE, "alembic_version", "botdb_alembic_version", "botdb_meta", "botdb_invalidations"}
+)
 _MODULUS = 1 << 256
 
 #: ``progress(table, rows_done, rows_total)``, called after each committed batch.
