@@ -305,9 +305,10 @@ class TestCommitResolution:
     async def test_without_the_check_a_lost_commit_is_in_doubt(self, pg_url: str) -> None:
         await self._setup(pg_url)
         cutter = CommitCutter(5432, after_server=True)
-        async with cutter as port, botdb.connect(
-            self._via(pg_url, port), resolve_lost_commits=False
-        ) as db:
+        async with (
+            cutter as port,
+            botdb.connect(self._via(pg_url, port), resolve_lost_commits=False) as db,
+        ):
             cutter.armed = True
             with pytest.raises(errors.ConnectionLostError) as caught:
                 async with db.transaction() as conn:

@@ -15,8 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import cached_property
@@ -95,7 +93,7 @@ class Database(QueryAPI):
             ):
                 await self._cache.listen_to_database(
                     self.backend,
-                    self._open_listener_connection,
+                    self._core.dedicated_connection,
                     execute=self.execute,
                     poll_interval=settings.cache_poll_interval,
                 )
@@ -148,28 +146,6 @@ class Database(QueryAPI):
     def url(self) -> str:
         """The database URL with the password masked."""
         return self.settings.url.masked()
-
-    async def _open_listener_connection(self) -> Any:
-        """A dedicated connection for the cache's database channel (never a pooled one)."""
-        settings = self.settings
-        if self.backend == "sqlite":
-            path, timeout = settings.url.path, settings.sqlite_busy_timeout
-            return await asyncio.to_thread(
-                sqlite3.connect,
-                path,
-                timeout=timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        import asyncpg
-
-        return await asyncpg.connect(
-            settings.url.asyncpg_dsn(),
-            ssl=settings.ssl_context(),
-            # Told apart from the pool's connections in pg_stat_activity.
-            server_settings={"application_name": f"{settings.application_name[:48]} listener"},
-            timeout=settings.pool_acquire_timeout,
-        )
 
     def _invalidation_batch(self) -> InvalidationBatch:
         return self.cache.batch()

@@ -31,6 +31,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from botdb import errors
 from botdb.config import Settings
+from botdb.engine._translate import translate_error
 from botdb.engine.base import DriverConnection, LeasePool
 from botdb.engine.connection import CommitHook, Connection, RunStatement, rollback_quietly
 from botdb.engine.events import WROTE, install_events
@@ -495,6 +496,35 @@ class EngineCore:
         return await self.retrier.run(attempt, retryable=whole_unit_retryable)
 
     # -- the pool -----------------------------------------------------------------------------
+
+    async def dedicated_connection(self) -> Any:
+        """A driver connection of its own, outside the pool and never handed to anyone else
+        (the cache listens on one): an asyncpg ``Connection`` or a ``sqlite3.Connection``.
+        The caller closes it. Connection errors are botdb's."""
+        settings = self.settings
+        try:
+            if self.backend == "sqlite":
+                return await asyncio.to_thread(
+                    sqlite3.connect,
+                    settings.url.path,
+                    timeout=settings.sqlite_busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            import asyncpg
+
+            return await asyncpg.connect(
+                settings.url.asyncpg_dsn(),
+                ssl=settings.ssl_context(),
+                # Told apart from the pool's connections in pg_stat_activity.
+                server_settings={"application_name": f"{settings.application_name[:48]} listener"},
+                timeout=settings.pool_acquire_timeout,
+            )
+        except Exception as exc:
+            error = translate_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def free_pool_slot(self) -> None:
         await self.require_leases().yield_idle()
