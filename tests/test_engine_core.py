@@ -490,3 +490,24 @@ async def test_repository_retries_are_counted(sqlite_url: str) -> None:
         guild = await write
         assert guild.id == 5
         assert db.stats()["retries"] >= 1
+
+
+class TestOrmBoundary:
+    """SQLAlchemy users get botdb's typed errors too, through the engine's handle_error."""
+
+    async def test_core_on_db_engine_raises_typed_errors(self, db_url: str) -> None:
+        async with botdb.connect(db_url) as db:
+            await db.free_pool_slot()
+            async with db.engine.connect() as conn:
+                with pytest.raises(errors.UndefinedTableError):
+                    await conn.execute(text("SELECT * FROM no_such_table"))
+
+    async def test_a_session_raises_typed_integrity_errors(self, db_url: str) -> None:
+        async with botdb.connect(db_url) as db:
+            await db.execute("CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+            with pytest.raises(errors.UniqueViolationError) as caught:
+                async with db.session() as session:
+                    await session.execute(text("INSERT INTO names VALUES (1, 'a')"))
+                    await session.execute(text("INSERT INTO names VALUES (2, 'a')"))
+            assert caught.value.__cause__ is not None
+            assert await db.fetchval("SELECT count(*) FROM names") == 0

@@ -20,7 +20,7 @@ from botdb.errors import MissingDependencyError, aborted_transaction
 if TYPE_CHECKING:
     from botdb.config import Settings
 
-__all__ = ["RESET_SQL", "PostgresConnection", "create_postgres_engine", "xact_status"]
+__all__ = ["RESET_SQL", "PostgresConnection", "create_postgres_engine", "wrap_postgres"]
 
 #: What a pooled connection runs before its next caller gets it, after a statement that may
 #: have left session state (see ``needs_reset``): one round trip, ~0.1 ms on loopback. It is
@@ -78,13 +78,6 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.pool_pre_ping,
         connect_args=connect_args,
     )
-
-
-async def xact_status(driver: Any, xid: int) -> str | None:
-    """``pg_xact_status`` of a transaction id on another connection: ``"committed"``,
-    ``"aborted"``, ``"in progress"``, or None when the server no longer knows."""
-    status = await driver.fetchval("SELECT pg_xact_status($1::text::xid8)", str(xid))
-    return None if status is None else str(status)
 
 
 async def wrap_postgres(proxied: PoolProxiedConnection) -> DriverConnection:
@@ -178,8 +171,3 @@ class PostgresConnection(DriverConnection):
             # listeners it registered client-side.
             await self.driver.reset()
         await self.driver.execute(RESET_SQL)
-
-    async def transaction_id(self) -> int | None:
-        """The id of the open transaction if it has written anything (else None)."""
-        xid = await self.driver.fetchval("SELECT pg_current_xact_id_if_assigned()::text::bigint")
-        return None if xid is None else int(xid)
