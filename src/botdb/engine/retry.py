@@ -80,10 +80,12 @@ class RetryPolicy:
         *,
         retryable: Callable[[BaseException], bool],
         on_retry: Callable[[BaseException], None] | None = None,
+        tried: int = 0,
     ) -> T:
         """Run ``operation`` until it succeeds, fails for good, or the attempts run out.
 
-        The last error is raised as it is (already a botdb error).
+        The last error is raised as it is (already a botdb error). ``tried``: attempts made
+        before this call, for the log's numbering.
         """
 
         def before_sleep(state: RetryCallState) -> None:
@@ -92,8 +94,8 @@ class RetryPolicy:
                 log.warning(
                     "retrying after %s (attempt %d of %d)",
                     type(exc).__name__,
-                    state.attempt_number,
-                    self.attempts,
+                    tried + state.attempt_number,
+                    tried + self.attempts,
                 )
                 if on_retry is not None:
                     on_retry(exc)
@@ -152,4 +154,6 @@ class Retrier:
         )
         self._on_retry(error)
         await asyncio.sleep(self.policy.initial_delay + random.uniform(0, self.policy.jitter))  # noqa: S311 - jitter
-        return await self._rest.call(operation, retryable=retryable, on_retry=self._on_retry)
+        return await self._rest.call(
+            operation, retryable=retryable, on_retry=self._on_retry, tried=1
+        )
