@@ -186,7 +186,7 @@ def reset_sqlite(raw: sqlite3.Connection, pragmas: Sequence[str]) -> None:
 class SQLiteConnection(DriverConnection):
     """A leased sqlite3 connection: reads inline under a time budget, the rest in threads."""
 
-    __slots__ = ("_busy_ms", "_deadline", "_executor", "_pending", "_pragmas", "raw")
+    __slots__ = ("_abort", "_busy_ms", "_deadline", "_executor", "_pending", "_pragmas", "raw")
 
     def __init__(
         self,
@@ -201,13 +201,16 @@ class SQLiteConnection(DriverConnection):
         self._executor = executor
         self._busy_ms = busy_ms
         self._pragmas = pragmas
+        self._abort = False
         self._deadline = float("inf")
         self._pending: Future[Any] | None = None
         self.raw.set_progress_handler(self._past_deadline, PROGRESS_STEPS)
         self.raw.execute("PRAGMA busy_timeout = 0")
 
     def _past_deadline(self) -> bool:
-        return time.perf_counter() > self._deadline
+        # _abort: the awaiting task was cancelled. interrupt() alone is lost when it lands
+        # before the worker thread has started the statement; this flag is not.
+        return self._abort or time.perf_counter() > self._deadline
 
     @property
     def driver(self) -> sqlite3.Connection:
@@ -246,11 +249,13 @@ class SQLiteConnection(DriverConnection):
         """
         if self.is_busy():
             raise InterfaceError("another operation is in progress on this connection")
+        self._abort = False
         future = self._executor.submit(self._threaded, timeout, work, *args)
         self._pending = future
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
+            self._abort = True
             self.raw.interrupt()
             raise
 
@@ -278,6 +283,7 @@ class SQLiteConnection(DriverConnection):
         """Run a read on the loop's thread; None when it must move to a thread instead."""
         if self.is_busy():
             raise InterfaceError("another operation is in progress on this connection")
+        self._abort = False
         self._deadline = time.perf_counter() + INLINE_BUDGET
         try:
             return work(*args)
