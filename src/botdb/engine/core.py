@@ -247,13 +247,8 @@ class EngineCore:
             start = time.perf_counter()
             result = await conn.run(method, query, args, timeout, *extra)
         except BaseException as exc:
-            if conn is not None:
-                leases.release(conn, discard=not isinstance(exc, Exception))
-            if not isinstance(exc, errors.BotDBError):
-                raise
-            self.stats.record_error()
-            read_only = self._mark(exc, method, query)
-            if not retryable:
+            read_only = self._failed(leases, conn, exc, method, query)
+            if not retryable or not isinstance(exc, errors.BotDBError):
                 raise
             return await self.retrier.after(
                 exc,
@@ -280,23 +275,31 @@ class EngineCore:
             start = time.perf_counter()
             result = await conn.run(method, query, args, timeout, *extra)
         except BaseException as exc:
-            if conn is not None:
-                leases.release(conn, discard=not isinstance(exc, Exception))
-            if isinstance(exc, errors.BotDBError):
-                self.stats.record_error()
-                self._mark(exc, method, query)
+            self._failed(leases, conn, exc, method, query)
             raise
         leases.release(conn)
         self.stats.record(query, time.perf_counter() - start)
         return result
 
-    @staticmethod
-    def _mark(exc: errors.BotDBError, method: str, query: str) -> bool:
-        """Whether the statement only read; a write whose connection dropped in flight may
-        have been committed, so it is marked in doubt (and never retried)."""
+    def _failed(
+        self,
+        leases: LeasePool,
+        conn: DriverConnection | None,
+        exc: BaseException,
+        method: str,
+        query: str,
+    ) -> bool:
+        """After a statement failed: give its connection back (closed if the task was
+        cancelled), count a botdb error, and say whether the statement only read. A write whose
+        connection dropped in flight may have been committed: it is marked in doubt (and
+        never retried)."""
+        if conn is not None:
+            leases.release(conn, discard=not isinstance(exc, Exception))
         read_only = method in _READS and is_read_only(query)
-        if isinstance(exc, errors.ConnectionLostError) and not read_only:
-            exc.in_doubt = True
+        if isinstance(exc, errors.BotDBError):
+            self.stats.record_error()
+            if isinstance(exc, errors.ConnectionLostError) and not read_only:
+                exc.in_doubt = True
         return read_only
 
     async def ping(self, timeout: float) -> float:
