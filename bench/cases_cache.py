@@ -10,21 +10,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
-import subprocess
-import sys
-import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from _base import Case, LatencyCase, Pair, require
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from _watcher import config_write_window
+from sqlalchemy import select
 
 import botdb
 from botdb.models import User
@@ -137,54 +131,10 @@ async def invalidation_latency(
     script.write_text(WATCHER)
     db = await botdb.connect(url, redis_url=redis_url, cache_prefix=prefix)
     await db.create_tables()
-    config = GuildConfigService(db)
-    await config.set(GUILD, prefix="v0")
-    commits: list[float] = []
-
-    def committed(session: Session) -> None:
-        commits.append(time.monotonic())
-
-    src = str(Path(botdb.__file__).parents[1])
-    child_env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-    }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), url, redis_url, prefix, str(WRITES), str(GUILD),
-        stdout=subprocess.PIPE, env=child_env,
-    )  # fmt: skip
-    assert child.stdout is not None
-    stdout = child.stdout
-
-    async def line() -> list[str]:
-        raw = await asyncio.wait_for(stdout.readline(), 30)
-        if not raw:
-            raise RuntimeError("the watcher process exited early")
-        return raw.decode().split()
-
-    async def sample() -> list[float]:
-        if (await line())[:2] != ["SEEN", "0"]:
-            raise RuntimeError("the watcher did not start")
-        delays = []
-        event.listen(Session, "after_commit", committed)
-        try:
-            for value in range(1, WRITES + 1):
-                await config.set(GUILD, prefix=f"v{value}")
-                words = await line()
-                if words[:2] != ["SEEN", str(value)]:
-                    raise RuntimeError(f"expected SEEN {value}, got {words}")
-                delays.append(float(words[2]) - commits[-1])
-        finally:
-            event.remove(Session, "after_commit", committed)
-        return delays
-
-    try:
+    async with config_write_window(
+        db, script, url=url, reader_redis=redis_url, prefix=prefix, writes=WRITES, guild=GUILD
+    ) as sample:
         yield sample
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
-        await db.close()
 
 
 CASES: list[Case] = [

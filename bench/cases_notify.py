@@ -21,19 +21,13 @@ config cached) returning the new value, 1,000 writes per path:
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from _base import Case, LatencyCase, Pair, require
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from _watcher import config_write_window
 
 import botdb
 from botdb.services import GuildConfigService
@@ -163,56 +157,18 @@ def _window(backend: str, writer_redis: str, reader_redis: str) -> Callable[[dic
             options["redis_url"] = urls[writer_redis]
         db = await botdb.connect(url, **options)
         await db.create_tables()
-        config = GuildConfigService(db)
-        await config.set(GUILD, prefix="v0")
-        commits: list[float] = []
-
-        def committed(session: Session) -> None:
-            commits.append(time.monotonic())
-
         script = env["tmp"] / "notify_watcher.py"
         script.write_text(WATCHER)
-        src = str(Path(botdb.__file__).parents[1])
-        child_env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-        }
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, str(script), url, urls[reader_redis] or "-", prefix, str(WRITES),
-            str(GUILD), stdout=subprocess.PIPE, env=child_env,
-        )  # fmt: skip
-        assert child.stdout is not None
-        stdout = child.stdout
-
-        async def line() -> list[str]:
-            raw = await asyncio.wait_for(stdout.readline(), 30)
-            if not raw:
-                raise RuntimeError("the watcher process exited early")
-            return raw.decode().split()
-
-        async def sample() -> list[float]:
-            if (await line())[:2] != ["SEEN", "0"]:
-                raise RuntimeError("the watcher did not start")
-            delays = []
-            event.listen(Session, "after_commit", committed)
-            try:
-                for value in range(1, WRITES + 1):
-                    await config.set(GUILD, prefix=f"v{value}")
-                    words = await line()
-                    if words[:2] != ["SEEN", str(value)]:
-                        raise RuntimeError(f"expected SEEN {value}, got {words}")
-                    delays.append(float(words[2]) - commits[-1])
-            finally:
-                event.remove(Session, "after_commit", committed)
-            return delays
-
-        try:
+        async with config_write_window(
+            db,
+            script,
+            url=url,
+            reader_redis=urls[reader_redis] or "-",
+            prefix=prefix,
+            writes=WRITES,
+            guild=GUILD,
+        ) as sample:
             yield sample
-        finally:
-            if child.returncode is None:
-                child.kill()
-                await child.wait()
-            await db.close()
 
     return setup
 
