@@ -28,7 +28,9 @@ from botdb.models import NAMING_CONVENTION, builtin_tables
 from tests.helpers import MakeDB
 
 BUILTIN = {table.name for table in builtin_tables()}
-HEADS = ["botdb_0002"]
+#: botdb's own revisions, oldest first.
+REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003"]
+HEADS = REVISIONS[-1:]
 
 FAILING_REVISION = '''
 """A revision that creates a table, then fails."""
@@ -209,13 +211,13 @@ async def test_upgrade_downgrade_upgrade_leaves_the_full_schema(db: botdb.Databa
     """upgrade head -> downgrade base -> upgrade head ends with every built-in table."""
     migrator = Migrator(db)
     assert await migrator.current() == []
-    assert await migrator.upgrade() == ["botdb_0001", "botdb_0002"]
+    assert await migrator.upgrade() == REVISIONS
     assert await table_names(db) == BUILTIN | {VERSION_TABLE}
     assert await migrator.current() == HEADS
-    assert await migrator.downgrade("base") == ["botdb_0002", "botdb_0001"]
+    assert await migrator.downgrade("base") == REVISIONS[::-1]
     assert await table_names(db) == {VERSION_TABLE}
     assert await migrator.current() == []
-    assert await migrator.upgrade("head") == ["botdb_0001", "botdb_0002"]
+    assert await migrator.upgrade("head") == REVISIONS
     assert await table_names(db) == BUILTIN | {VERSION_TABLE}
     assert await migrator.upgrade() == []  # nothing left to do
     assert await migrator.pending() == []
@@ -273,12 +275,11 @@ async def test_history_lists_revisions_oldest_first_with_applied_flags(
     await migrator.upgrade("botdb_0001")
     history = await migrator.history()
     assert [(h["revision"], h["is_applied"]) for h in history] == [
-        ("botdb_0001", True),
-        ("botdb_0002", False),
+        (revision, revision == "botdb_0001") for revision in REVISIONS
     ]
     assert history[0]["branch_labels"] == [BUILTIN_BRANCH]
     assert history[1]["down_revision"] == "botdb_0001"
-    assert await migrator.pending() == ["botdb_0002"]
+    assert await migrator.pending() == REVISIONS[1:]
     assert await migrator.heads() == HEADS
 
 
@@ -300,7 +301,7 @@ async def test_data_migration_seeds_counters_and_downgrade_removes_only_those(
     assert [tuple(r) for r in await db.fetch(counters)] == [(1, 3), (2, 2), (4, 1)]
     # Guild 4 hands out a case number before the downgrade: its counter now matters.
     await db.execute("UPDATE guild_case_counters SET last_case_number = 2 WHERE guild_id = 4")
-    assert await migrator.downgrade("botdb_0001") == ["botdb_0002"]
+    assert await migrator.downgrade("botdb_0001") == REVISIONS[:0:-1]
     assert [tuple(r) for r in await db.fetch(counters)] == [(2, 2), (4, 2)]
     assert await db.fetchval("SELECT count(*) FROM kv_store") == 0
     await migrator.upgrade()  # re-running is idempotent
@@ -319,7 +320,7 @@ async def test_downgrade_past_base_raises_and_changes_nothing(db: botdb.Database
     with pytest.raises(MigrationError):
         await migrator.downgrade("-2")
     assert await migrator.current() == ["botdb_0001"]
-    assert await table_names(db) == BUILTIN | {VERSION_TABLE}
+    assert await table_names(db) == BUILTIN - {"reaction_counts"} | {VERSION_TABLE}
 
 
 async def test_unknown_revision_raises_and_changes_nothing(db: botdb.Database) -> None:
@@ -387,7 +388,7 @@ async def test_user_revision_migrates_beside_builtins_and_downgrades_alone(
     assert "branch_labels" in source
     assert "('app',)" in source
     assert "depends_on" in source
-    assert "'botdb_0002'" in source
+    assert repr(HEADS[0]) in source
     assert "moderation_cases" not in source  # built-in tables are not the user's business
     user_rev = path.name.split("_")[0]
     assert await migrator.pending() == [user_rev]
@@ -396,13 +397,13 @@ async def test_user_revision_migrates_beside_builtins_and_downgrades_alone(
     assert await migrator.current() == sorted([*HEADS, user_rev])
     assert await migrator.check() == []
     applied = {h["revision"]: h["is_applied"] for h in await migrator.history()}
-    assert applied == {"botdb_0001": True, "botdb_0002": True, user_rev: True}
+    assert applied == dict.fromkeys([*REVISIONS, user_rev], True)
     assert await migrator.downgrade("app@base") == [user_rev]
     assert await table_names(db) == BUILTIN | {VERSION_TABLE}
     assert await migrator.current() == HEADS
     # A fresh database gets both branches in dependency order.
-    assert await migrator.downgrade("base") == ["botdb_0002", "botdb_0001"]
-    assert await migrator.upgrade() == ["botdb_0001", "botdb_0002", user_rev]
+    assert await migrator.downgrade("base") == REVISIONS[::-1]
+    assert await migrator.upgrade() == [*REVISIONS, user_rev]
 
 
 async def test_second_user_revision_continues_the_branch(
@@ -431,14 +432,14 @@ async def test_concurrent_upgrades_apply_each_revision_once(make_db: MakeDB) -> 
     """Shard processes migrating at startup: one applies, the others find nothing to do."""
     first, second = await make_db(), await make_db()
     results = await asyncio.gather(Migrator(first).upgrade(), Migrator(second).upgrade())
-    assert sorted(results, key=len) == [[], ["botdb_0001", "botdb_0002"]]
+    assert sorted(results, key=len) == [[], REVISIONS]
     assert await Migrator(first).current() == HEADS
 
 
 async def test_in_memory_sqlite_migrates_on_its_single_connection() -> None:
     async with botdb.connect("sqlite:///:memory:") as database:
         await database.fetchval("SELECT 1")  # the raw API holds the only pooled connection
-        assert await Migrator(database).upgrade() == ["botdb_0001", "botdb_0002"]
+        assert await Migrator(database).upgrade() == REVISIONS
         assert await database.fetchval("SELECT count(*) FROM guilds") == 0
 
 
@@ -475,14 +476,14 @@ def test_cli_upgrade_current_history_check_downgrade(db_url: str) -> None:
     assert json.loads(result.stdout) == {
         "current": [],
         "heads": HEADS,
-        "pending": ["botdb_0001", "botdb_0002"],
+        "pending": REVISIONS,
         "up_to_date": False,
     }
     result = invoke("upgrade", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["applied"] == ["botdb_0001", "botdb_0002"]
+    assert json.loads(result.stdout)["applied"] == REVISIONS
     result = invoke("history", "--json")
-    assert [h["is_applied"] for h in json.loads(result.stdout)] == [True, True]
+    assert [h["is_applied"] for h in json.loads(result.stdout)] == [True] * len(REVISIONS)
     assert invoke("history").exit_code == 0
     result = invoke("check", "--json")
     assert result.exit_code == 0, result.output
@@ -529,7 +530,7 @@ def test_cli_in_real_subprocesses_with_a_user_project(sqlite_url: str, tmp_path:
     data = json.loads(current.stdout)
     assert data["up_to_date"] is True
     assert len(data["current"]) == 2
-    assert "botdb_0002" in data["current"]
+    assert HEADS[0] in data["current"]
     missing = botdb_cli("check", "--models", "no_such_module")
     assert missing.returncode == 1
     assert "no_such_module" in missing.stderr

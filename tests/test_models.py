@@ -41,6 +41,7 @@ from botdb.models import (
     Message,
     ModerationCase,
     Reaction,
+    ReactionCount,
     ReminderLog,
     Role,
     Snippet,
@@ -159,6 +160,14 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
                 user_id=USER,
                 emoji_id=BIG + 99,
                 emoji_name="pepe",
+            ),
+            ReactionCount(
+                message_id=MESSAGE,
+                guild_id=GUILD,
+                channel_id=CHANNEL,
+                emoji_key="👍",
+                emoji_name="👍",
+                count=3,
             ),
         ],
     ]
@@ -427,8 +436,20 @@ BAD_ROWS = [
     ),
     # NOT NULL
     BadRow(
-        "message author",
-        lambda: Message(id=10, guild_id=GUILD, channel_id=CHANNEL, author_id=None),
+        "message channel",
+        lambda: Message(id=10, guild_id=GUILD, channel_id=None, author_id=USER),
+        None,
+    ),
+    BadRow(
+        "negative reaction count",
+        lambda: ReactionCount(
+            message_id=MESSAGE,
+            guild_id=GUILD,
+            channel_id=CHANNEL,
+            emoji_key="x",
+            emoji_name="x",
+            count=-1,
+        ),
         None,
     ),
     BadRow(
@@ -558,7 +579,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 23
+    assert len(tables) == 24
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:

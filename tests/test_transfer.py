@@ -36,6 +36,7 @@ from botdb.models import (
     Message,
     ModerationCase,
     Reaction,
+    ReactionCount,
     ReminderLog,
     Role,
     Snippet,
@@ -172,6 +173,16 @@ async def populate(url: str, *, users: int = 30) -> None:
                     created_at=T0,
                 )
             )
+            s.add(
+                ReactionCount(
+                    message_id=1000,
+                    guild_id=1,
+                    channel_id=10,
+                    emoji_key="🎉",
+                    emoji_name="🎉",
+                    count=12,
+                )
+            )
             s.add(GuildConfig(guild_id=1, prefix="?", settings={"b": [1, 2], "a": {"z": None}}))
             s.add(KeyValue(namespace="ns", scope="global", key="k", value=[1, "two", 3.5]))
             s.add(KeyValue(namespace="ns", scope="guild:1", key="Zeta", value={"x": True}))
@@ -285,6 +296,7 @@ def test_every_builtin_table_is_populated_by_the_fixture_data() -> None:
             Message,
             ModerationCase,
             Reaction,
+            ReactionCount,
             ReminderLog,
             Role,
             Snippet,

@@ -20,7 +20,14 @@ from botdb.models.community import Level, Snippet
 from botdb.models.config import GuildConfig
 from botdb.models.guilds import PLATFORMS, TELEGRAM_CHAT_TYPES, Guild, Role
 from botdb.models.kv import KeyValue
-from botdb.models.messages import MENTION_TARGETS, Attachment, Mention, Message, Reaction
+from botdb.models.messages import (
+    MENTION_TARGETS,
+    Attachment,
+    Mention,
+    Message,
+    Reaction,
+    ReactionCount,
+)
 from botdb.models.moderation import CASE_ACTIONS, GuildCaseCounter, ModerationCase
 from botdb.models.reminders import (
     REMINDER_STATUSES,
@@ -60,6 +67,7 @@ __all__ = [
     "Message",
     "ModerationCase",
     "Reaction",
+    "ReactionCount",
     "ReminderLog",
     "Role",
     "Snippet",

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,6 +27,9 @@ __all__ = ["CommandHistory", "JoinLeaveLog"]
 class CommandHistory(Base):
     """One command invocation. ``guild_id`` is NULL in a DM.
 
+    ``(user_id, command, started_at)`` is unique: it is the invocation's natural key, what
+    makes recording it again (a retried batch, a replayed spool, a re-import) a no-op.
+
     ``success`` is NULL while the command runs (when the row is written at the start and
     completed later); ``args`` is a JSON object (positional arguments under ``"args"``).
     """
@@ -33,6 +37,7 @@ class CommandHistory(Base):
     __tablename__ = "command_history"
     __table_args__ = (
         CheckConstraint("duration_ms IS NULL OR duration_ms >= 0", name="duration_non_negative"),
+        UniqueConstraint("user_id", "command", "started_at"),
         Index("ix_command_history_guild_id_started_at", "guild_id", "started_at"),
         Index("ix_command_history_user_id_started_at", "user_id", "started_at"),
         Index("ix_command_history_command_started_at", "command", "started_at"),
@@ -54,11 +59,16 @@ class CommandHistory(Base):
 
 
 class JoinLeaveLog(Base):
-    """A member joining or leaving a guild (Telegram: ``chat_member`` updates)."""
+    """A member joining or leaving a guild (Telegram: ``chat_member`` updates).
+
+    ``(guild_id, user_id, event, occurred_at)`` is unique, so the same event recorded twice
+    (a replayed spool, a re-import) is one row.
+    """
 
     __tablename__ = "join_leave_logs"
     __table_args__ = (
         CheckConstraint("event IN ('join', 'leave')", name="event"),
+        UniqueConstraint("guild_id", "user_id", "event", "occurred_at"),
         Index("ix_join_leave_logs_guild_id_occurred_at", "guild_id", "occurred_at"),
         Index("ix_join_leave_logs_user_id_occurred_at", "user_id", "occurred_at"),
         {"info": builtin_info()},

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from botdb.models.base import Base, SoftDeleteMixin, builtin_info
 from botdb.models.types import SURROGATE_KEY, utcnow
 
-__all__ = ["MENTION_TARGETS", "Attachment", "Mention", "Message", "Reaction"]
+__all__ = ["MENTION_TARGETS", "Attachment", "Mention", "Message", "Reaction", "ReactionCount"]
 
 #: Values of ``mentions.target_type``.
 MENTION_TARGETS = ("user", "role", "channel", "everyone", "here")
@@ -50,6 +50,13 @@ class Message(SoftDeleteMixin, Base):
     ``thread_id`` the thread or Telegram forum topic. ``deleted`` is the flag the partial
     "live messages" index filters on; ``deleted_at`` is when, if known. ``reply_to_id`` has no
     foreign key: the replied-to message may predate the bot or have been purged.
+
+    ``kind`` is the message type (``default``, ``reply``, ``thread_created``, ``pin``, a
+    Telegram service action such as ``join`` …); ``extra`` is a JSON object for what has no
+    column (embeds, stickers, forward origin, a service message's details). ``partial`` marks a
+    row known so far only from later events (an edit, a deletion or a reaction that arrived
+    before the message, or a message the bot never saw): its ``author_id`` may be NULL and its
+    content is whatever the later event carried. Recording the message itself clears it.
     """
 
     __tablename__ = "messages"
@@ -73,7 +80,9 @@ class Message(SoftDeleteMixin, Base):
         BigInteger, ForeignKey("channels.id", ondelete="CASCADE")
     )
     thread_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    author_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    author_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
     content: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(server_default=utcnow())
     edited_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -82,6 +91,14 @@ class Message(SoftDeleteMixin, Base):
     reply_to_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     jump_url: Mapped[str | None] = mapped_column(String(255), default=None)
     attachment_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    # Added by botdb_0003, after the mixin's ``deleted_at``: ``sort_order`` keeps create_all's
+    # column order equal to the migrated table's.
+    kind: Mapped[str] = mapped_column(
+        String(32), default="default", server_default="default", sort_order=910
+    )
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=false(), sort_order=910)
+    partial: Mapped[bool] = mapped_column(default=False, server_default=false(), sort_order=910)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(default=None, sort_order=910)
 
     @hybrid_property
     def is_deleted(self) -> bool:
@@ -216,3 +233,29 @@ class Reaction(Base):
     animated: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(server_default=utcnow())
     removed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ReactionCount(Base):
+    """How many reactions a message has with one emoji, when who reacted is not known.
+
+    Chat exports (DiscordChatExporter, Telegram Desktop) carry reaction counts without the
+    reacting users; they land here, keyed like :class:`Reaction` without the user. Live
+    reactions (with their user) go to ``reactions``; a message's count for an emoji is the
+    larger of the two sources.
+    """
+
+    __tablename__ = "reaction_counts"
+    __table_args__ = (
+        ForeignKeyConstraint(["message_id", "guild_id"], list(_MESSAGE_FK), ondelete="CASCADE"),
+        CheckConstraint("count >= 0", name="count_non_negative"),
+        {"info": builtin_info()},
+    )
+
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    emoji_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    emoji_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    emoji_name: Mapped[str] = mapped_column(String(255))
+    animated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    count: Mapped[int] = mapped_column(Integer)
