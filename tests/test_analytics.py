@@ -26,6 +26,9 @@ from botdb.analytics import DailyStats, Stats, TopChannel, TopEmoji, TopMember, 
 from botdb.analytics._schema import SUMMARIES, sqlite_objects
 from botdb.cli import app
 from botdb.migrations import Migrator
+from botdb.models import time_snowflake
+from botdb.recorder import _events as ev
+from botdb.recorder._writer import write_events
 from tests.helpers import MakeDB, wait_until
 
 BASE = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
@@ -483,6 +486,85 @@ async def test_every_stat_equals_a_plain_count_over_the_raw_rows(
             assert await db.stats.user_activity(
                 guild, user, since=since, until=until
             ) == await expected_user_activity(db, guild, user, since, until)
+
+
+# -- the same through the recorder's batch writer -------------------------------------------
+
+
+@st.composite
+def event_streams(draw: st.DrawFn) -> list[Any]:
+    """Recorder events in any order: messages (some only ever edited, deleted or reacted
+    to, so known as partial rows), reactions added/removed/cleared, counts, joins/leaves."""
+    guild_channel = st.sampled_from([(g, c) for g, cs in GUILDS.items() for c in cs])
+    count = draw(st.integers(1, 12))
+    places = [draw(guild_channel) for _ in range(count)]
+    ids = [time_snowflake(BASE + timedelta(hours=draw(st.integers(0, 24 * 5)))) + i
+           for i in range(count)]  # fmt: skip
+    events: list[Any] = []
+    for i, (g, c) in enumerate(places):
+        author = draw(st.one_of(st.none(), st.sampled_from(USERS)))
+        if draw(st.integers(0, 4)):  # most messages are seen; the others stay partial
+            at = draw(_moment())
+            events.append(ev.MessageCreated(ids[i], g, c, author, at, is_bot=author in BOTS))
+        if draw(st.booleans()):
+            events.append(ev.MessageEdited(ids[i], g, c, draw(_moment()), content="edited"))
+        if not draw(st.integers(0, 4)):
+            events.append(ev.MessageDeleted(ids[i], g, c, draw(_moment())))
+    for _ in range(draw(st.integers(0, 15))):
+        i = draw(st.integers(0, count - 1))
+        g, c = places[i]
+        key = draw(st.sampled_from(sorted(EMOJI)))
+        emoji_id, name = EMOJI[key]
+        kind = draw(st.sampled_from(["add", "add", "remove", "clear", "count"]))
+        at = draw(_moment())
+        if kind == "count":
+            events.append(ev.ReactionCounted(ids[i], g, c, name, draw(st.integers(0, 5)), emoji_id))
+        elif kind == "clear":
+            events.append(ev.ReactionsCleared(ids[i], g, c, at, name, emoji_id))
+        else:
+            user = draw(st.sampled_from(USERS))
+            kind_of = ev.ReactionAdded if kind == "add" else ev.ReactionRemoved
+            events.append(kind_of(ids[i], g, c, user, name, at, emoji_id))
+    for _ in range(draw(st.integers(0, 6))):
+        kind_of = draw(st.sampled_from([ev.MemberJoined, ev.MemberLeft]))
+        guild = draw(st.sampled_from(sorted(GUILDS)))
+        events.append(kind_of(guild, draw(st.sampled_from(USERS)), draw(_moment())))
+    return draw(st.permutations(events))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_streams(), batch=st.integers(1, 8), since=hour_bound)
+async def test_stats_of_events_written_by_the_recorder_equal_plain_counts(
+    db: botdb.Database, events: list[Any], batch: int, since: datetime | None
+) -> None:
+    """Events in any order and batching, written by ``write_events``: every stat is still the
+    plain count over the rows the writer left."""
+    await clear(db)
+    await seed(db)
+    for start in range(0, len(events), batch):
+        async with db.transaction() as conn:
+            await write_events(conn, events[start : start + batch])
+    await db.stats.refresh()
+    for guild in (1, 2):
+        assert await db.stats.daily(guild, since=since) == await expected_daily(
+            db, guild, since, None
+        )
+        assert await db.stats.heatmap(guild, since=since) == await expected_heatmap(
+            db, guild, since, None, None, "UTC"
+        )
+        assert await db.stats.top_members(guild, since=since) == await expected_top_members(
+            db, guild, since, None, 10
+        )
+        assert await db.stats.top_channels(guild, since=since) == await expected_top_channels(
+            db, guild, since, None, 10
+        )
+        assert await db.stats.top_emoji(guild, since=since) == await expected_top_emoji(
+            db, guild, since, None, 10
+        )
+        for user in USERS:
+            assert await db.stats.user_activity(
+                guild, user, since=since
+            ) == await expected_user_activity(db, guild, user, since, None)
 
 
 def sample_stream() -> Stream:
