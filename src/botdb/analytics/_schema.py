@@ -158,9 +158,13 @@ _SQLITE_TABLES: Final = {
         "imported INTEGER NOT NULL, PRIMARY KEY (guild_id, message_id, emoji_key)"
     ),
 }
+#: One member's buckets, covering what the per-member stats read. Covering matters: with no
+#: planner statistics SQLite prefers the primary key's ``guild_id = ?`` range over a plain
+#: ``(guild_id, user_id, hour)`` index, and reads the whole guild (0.25-0.7 s for one member
+#: of a 1M-message guild, against 0.1 ms here; all-time top members 1.1 s -> 75 ms).
 _SQLITE_INDEXES: Final = {
     "ix_stats_message_hourly_guild_id_user_id_hour": (
-        "stats_message_hourly (guild_id, user_id, hour)"
+        "stats_message_hourly (guild_id, user_id, hour, channel_id, messages, first_at, last_at)"
     ),
 }
 
