@@ -19,10 +19,11 @@ period read a few rows per hour instead of the raw messages:
   (readers are never blocked); they are as current as their last refresh.
 * SQLite: tables kept by triggers on ``messages``, ``reactions``, ``reaction_counts`` and
   ``join_leave_logs``, exact at every commit whoever writes (the recorder, the importers, raw
-  SQL). Each trigger does a fixed number of primary-key UPSERTs per row; the larger-of-two
-  rule for reactions keeps a per-message helper, ``stats_reaction_message`` (SQLite only).
-  A hard DELETE that removes a bucket's first or last message re-reads that one hour of that
-  author in that channel to correct ``first_at`` / ``last_at``.
+  SQL). A row inserted costs a fixed number of key lookups and UPSERTs (a message: one);
+  the larger-of-two rule for reactions keeps a per-message helper, ``stats_reaction_message``
+  (SQLite only). Moving a message to another hour or channel, or deleting it, also moves its
+  per-emoji reaction counts; a hard DELETE that removes a bucket's first or last message
+  re-reads that one hour of that author in that channel to correct ``first_at``/``last_at``.
 
 Not kept: a later SQLite migration that rebuilds ``messages`` (or the reaction and join/leave
 tables) in batch mode drops their triggers and must call :func:`create_triggers` again; on
