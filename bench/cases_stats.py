@@ -102,7 +102,8 @@ def _drop_database(base: str, name: str) -> None:
     import asyncpg
 
     async def drop() -> None:
-        admin = await asyncpg.connect(base)
+        # The run's own database is gone by now: connect to the server's default one.
+        admin = await asyncpg.connect(base.rsplit("/", 1)[0] + "/postgres")
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

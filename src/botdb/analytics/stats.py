@@ -297,7 +297,7 @@ class Stats:
         count = _limit(limit)
         bots = _bool(include_bots, "include_bots")
         args: list[Any] = [guild]
-        where = bounds.where(args)
+        where = bounds.where(args, selective=self._db.backend == "sqlite")
         if not bots:
             where += f" AND {_NOT_BOT[self._db.backend]}"
         args.append(count)
@@ -458,12 +458,21 @@ class _Bounds:
         self.since = None if start is None else floor_hour(start)
         self.until = None if end is None else floor_hour(end)
 
-    def where(self, args: list[Any]) -> str:
-        """`` AND hour >= $n AND hour < $m`` for the bounds given, their values appended."""
+    def where(self, args: list[Any], *, selective: bool = False) -> str:
+        """`` AND hour >= $n AND hour < $m`` for the bounds given, their values appended.
+
+        ``selective`` (SQLite) tells the planner the period is a small part of the history.
+        Without statistics it otherwise answers top members from the per-member index,
+        which is in ``user_id`` order (no sort) but spans the whole guild: 55 ms for a week
+        of a 1M-message guild, against 6 ms through the primary key's hour range.
+        """
         clause = ""
         if self.since is not None:
             args.append(self.since)
-            clause += f" AND hour >= ${len(args)}"
+            if selective:
+                clause += f" AND likelihood(hour >= ${len(args)}, 0.01)"
+            else:
+                clause += f" AND hour >= ${len(args)}"
         if self.until is not None:
             args.append(self.until)
             clause += f" AND hour < ${len(args)}"
