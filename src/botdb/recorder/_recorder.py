@@ -135,6 +135,10 @@ class Recorder:
             "dead_lettered": 0,
         }
         self._last_error: str | None = None
+        self._errors: collections.Counter[str] = collections.Counter()
+        #: Write attempts begun, and the number of the last one that failed.
+        self._attempts = 0
+        self._failed_attempt = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -242,6 +246,12 @@ class Recorder:
         target = self._seq
         mark = self._spool_mark()
         while not (self._buffer_done(target) and self._spool_done(mark)):
+            if self._away and self.running:
+                # One more try now (cutting the backoff short): the database may be back.
+                # An attempt begun before this call may still fail: wait for a later one.
+                self._wake.set()
+                async with self._progress:
+                    await self._progress.wait_for(partial(self._tried_again, self._attempts))
             if self._away or not self.running:
                 await self._spill(include_inflight=True)
                 break
@@ -260,6 +270,9 @@ class Recorder:
             # finishes writing before the file is synced.
             async with self._lock:
                 await asyncio.to_thread(self._spool.sync)
+
+    def _tried_again(self, attempts: int) -> bool:
+        return not self._away or self._failed_attempt > attempts or not self.running
 
     def _flushed_or_away(self, target: int, mark: tuple[int, int]) -> bool:
         done = self._buffer_done(target) and self._spool_done(mark)
@@ -381,6 +394,7 @@ class Recorder:
         """
         attempt = 0
         while True:
+            self._attempts += 1
             try:
                 await self._write_isolating(events)
             except Exception as exc:
@@ -397,11 +411,15 @@ class Recorder:
                 continue
             if self._away:
                 log.info("recorder: the database is back, writing again")
-            self._away = False
+                self._away = False
+                async with self._progress:
+                    self._progress.notify_all()
             return True
 
     async def _note_failure(self, exc: BaseException) -> None:
         self._last_error = f"{type(exc).__name__}: {exc}"
+        self._errors[type(exc).__name__] += 1
+        self._failed_attempt = self._attempts
         if not self._away:
             log.warning("recorder: cannot write (%s); keeping events and retrying", exc)
         self._away = True
@@ -438,6 +456,7 @@ class Recorder:
     async def _dead_letter(self, event: ev.Event, exc: BaseException) -> None:
         self._stats["dead_lettered"] += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
+        self._errors[type(exc).__name__] += 1
         log.error("recorder: dead-lettered %s: %s", describe(event), exc)
         line = encode_event(event, time.time(), error=str(exc), error_type=type(exc).__name__)
         await asyncio.to_thread(_append_line, self.options.dead_letter_path, line)
@@ -452,7 +471,7 @@ class Recorder:
         the oldest event not yet written has waited; ``retries``; ``spilled``: events moved
         to the spool; ``replayed``: events written from the spool; ``dead_lettered``;
         ``spool_corrupt``: damaged spool records skipped; ``away``: whether writes are failing
-        now; ``last_error``.
+        now; ``last_error``; ``errors``: how many of each error class writes met.
         """
         oldest: list[float] = []
         if self._buffer:
@@ -467,6 +486,7 @@ class Recorder:
             "spool_corrupt": self._spool.corrupt,
             "away": self._away,
             "last_error": self._last_error,
+            "errors": dict(self._errors),
         }
 
 
