@@ -135,6 +135,15 @@ class TestRecording:
         with pytest.raises(errors.InterfaceError, match="closed"):
             await recorder.record(message(1))
 
+    async def test_the_default_spool_is_per_database(self, make_db: MakeDB) -> None:
+        db = await make_db()
+        spool = db.recorder.options.spool_path
+        if db.backend == "sqlite":
+            assert spool.name == "bot.db.recorder-spool"
+        else:
+            assert spool.parent.name == ".botdb"
+            assert spool.name.startswith("recorder-")
+
     async def test_settings_are_checked(self, make_db: MakeDB) -> None:
         with pytest.raises(errors.ConfigurationError, match="recorder_max_buffer"):
             await make_db(recorder_batch_size=100, recorder_max_buffer=100)
@@ -155,7 +164,9 @@ class TestDatabaseAway:
         assert largest <= 200
         stats = recorder.stats()
         assert stats["spilled"] >= 800
-        assert await asyncio.to_thread(lambda: spool.stat().st_size) > 0
+        status = await asyncio.to_thread(spool.stat)
+        assert status.st_size > 0
+        assert status.st_mode & 0o777 == 0o600  # events carry message contents
         await wait_until(lambda: recorder.stats()["retries"] > 0, what="a retry")
         assert recorder.stats()["errors"].keys() == {"UndefinedTableError"}
         await away.back()
@@ -245,7 +256,9 @@ class TestPoison:
         assert stats["dead_lettered"] == 1
         assert stats["written"] == 39
         assert all(issubclass(getattr(errors, name), errors.BotDBError) for name in stats["errors"])
-        dead = (await asyncio.to_thread(recorder.options.dead_letter_path.read_bytes)).splitlines()
+        dead_letter = recorder.options.dead_letter_path
+        assert (await asyncio.to_thread(dead_letter.stat)).st_mode & 0o777 == 0o600
+        dead = (await asyncio.to_thread(dead_letter.read_bytes)).splitlines()
         assert len(dead) == 1
         record = orjson.loads(dead[0])
         assert record["e"]["id"] == 13

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -501,7 +502,8 @@ class Recorder:
 
 
 def _append_line(path: Path, line: bytes) -> None:
+    # Owner-only, like the spool: the events carry message contents.
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as file:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as file:
         file.write(line)
-        file.flush()
