@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import botdb
-from botdb.errors import DataError
+from botdb.errors import DataError, IntegrityError
 from botdb.recorder import (
     AttachmentInfo,
     ChannelInfo,
@@ -439,3 +439,25 @@ async def test_reaction_clears_in_any_order_within_a_batch(
     await reset(db)
     await write(db, data.draw(st.permutations(events)))
     assert await final_state(db) == expected
+
+
+@pytest.mark.parametrize("size", [10, COPY_MIN_ROWS * 2])
+async def test_a_database_refusal_is_typed_and_writes_nothing(
+    db: botdb.Database, size: int
+) -> None:
+    """An integrity error (small batch: arrays; large: the COPY staging path) surfaces as a
+    typed IntegrityError, and the batch leaves nothing behind."""
+    if db.backend == "sqlite":
+        await db.execute(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        )
+    else:
+        await db.execute(
+            "ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')"
+        )
+    events = [created(i) for i in range(1, size)] + [created(size, content="poison")]
+    with pytest.raises(IntegrityError):
+        await write(db, events)
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0
+    assert await db.fetchval("SELECT count(*) FROM guilds") == 0

@@ -109,12 +109,14 @@ class Database(QueryAPI):
         """Flush the recorder, hand every connection back and close the pool. Safe to call
         twice."""
         recorder, self._recorder = self._recorder, None
-        if recorder is not None:
-            await recorder.close()
-        cache, self._cache = self._cache, None
-        if cache is not None:
-            await cache.close()
-        await self._core.close()
+        try:
+            if recorder is not None:
+                await recorder.close()
+        finally:
+            cache, self._cache = self._cache, None
+            if cache is not None:
+                await cache.close()
+            await self._core.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()

@@ -429,7 +429,10 @@ class Recorder:
         self._last_error = f"{type(exc).__name__}: {exc}"
         self._errors[type(exc).__name__] += 1
         self._failed_attempt = self._attempts
-        if not self._away:
+        if not isinstance(exc, errors.BotDBError):
+            # Not a database error: a bug somewhere. Keep the events and say so loudly.
+            log.error("recorder: unexpected error writing a batch", exc_info=exc)
+        elif not self._away:
             log.warning("recorder: cannot write (%s); keeping events and retrying", exc)
         self._away = True
         # flush() waiters then move the buffer to the spool instead of waiting.

@@ -247,13 +247,13 @@ class _Writer:
             definition = ", ".join(
                 f"{c} {'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}" for c in columns
             )
+            # Created inside this call's savepoint: on a failure the rollback removes it (a
+            # DROP in a failed transaction would only replace the real error with its own).
             await self.conn.execute(f"CREATE TEMP TABLE {stage} ({definition}) ON COMMIT DROP")
-            try:
-                await self.conn.copy_records_to_table(stage, records=rows, columns=columns)
-                sql = f"INSERT INTO {table} ({names}) SELECT {selected} FROM {stage}{tail}"
-                result = await self._run(table, sql, (), returning)
-            finally:
-                await self.conn.execute(f"DROP TABLE IF EXISTS {stage}")
+            await self.conn.copy_records_to_table(stage, records=rows, columns=columns)
+            sql = f"INSERT INTO {table} ({names}) SELECT {selected} FROM {stage}{tail}"
+            result = await self._run(table, sql, (), returning)
+            await self.conn.execute(f"DROP TABLE {stage}")
             return result
         arrays = ", ".join(
             f"${i}::{'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}[]"
