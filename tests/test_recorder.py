@@ -229,6 +229,26 @@ class TestDatabaseAway:
             await other.start()
 
 
+class TestSpoolHeldElsewhere:
+    async def test_connect_still_works_and_recording_says_why_not(
+        self, make_recording_db: MakeDB, spool: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        import fcntl
+
+        spool.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(spool.write_bytes, encode_event(message(1), 0.0))
+        with spool.open("rb") as holder:  # another process's lock on the spool
+            fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+            with caplog.at_level(logging.WARNING, logger="botdb.recorder"):
+                db = await make_recording_db()
+            assert "in use by another process" in caplog.text
+            with pytest.raises(errors.ConfigurationError, match="recorder_spool_path"):
+                await db.recorder.record(message(2))
+        await db.recorder.record(message(2))  # the lock is gone: replay, then record
+        await db.recorder.flush()
+        assert await count(db) == 2
+
+
 class TestPoison:
     @pytest.fixture
     async def poisoned(self, db: botdb.Database) -> botdb.Database:
