@@ -397,7 +397,6 @@ async def final_state(db: botdb.Database) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @settings(
-    max_examples=40,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=event_streams(), data=st.data())
@@ -424,7 +423,6 @@ async def test_any_order_and_batching_gives_the_in_order_state(
 
 
 @settings(
-    max_examples=40,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=event_streams(kinds=("create", "add", "remove", "clear", "delete")), data=st.data())
