@@ -122,6 +122,17 @@ class TestEveryKind:
         row = await db.fetchrow("SELECT username, display_name FROM users WHERE id = $1", U)
         assert tuple(row) == ("alice", "Alice")
 
+    async def test_a_channel_before_its_parent_category(self, db: botdb.Database) -> None:
+        await write(
+            db,
+            [
+                ChannelInfo(C, G, name="general", parent_id=C + 1),
+                ChannelInfo(C + 1, G, name="Text channels", type="category"),
+            ],
+        )
+        rows = await table_rows(db, "SELECT id, name, type, parent_id FROM channels ORDER BY id")
+        assert rows == [(C, "general", "text", C + 1), (C + 1, "Text channels", "category", None)]
+
     async def test_edit_delete_and_bulk_delete(self, db: botdb.Database) -> None:
         await write(db, [created(1), created(2), created(3)])
         await write(

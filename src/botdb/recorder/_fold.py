@@ -592,17 +592,16 @@ def _user_info(batch: Batch, event: ev.UserInfo) -> None:
 
 
 def _finish_references(batch: Batch, platform: str) -> None:
-    """Bare rows only for what no ``*Info`` of the batch describes."""
-    for channel_id, guild_id in list(batch.bare_channels.items()):
-        batch.bare_guilds.add(guild_id)
-        if channel_id in batch.channels:
-            del batch.bare_channels[channel_id]
+    """Bare rows for everything referred to. A channel an ``*Info`` describes keeps its bare
+    row too (written first, then filled): a channel may be another's parent in the same
+    batch, and SQLite checks a foreign key row by row."""
     for thread_key, parent_id in list(batch.bare_threads.items()):
         if thread_key in batch.threads:
             del batch.bare_threads[thread_key]
         else:
             batch.bare_channels.setdefault(parent_id, thread_key[1])
     for info in batch.channels.values():
-        batch.bare_guilds.add(info.guild_id)
+        batch.bare_channels.setdefault(info.id, info.guild_id)
+    batch.bare_guilds.update(batch.bare_channels.values())
     batch.bare_guilds.difference_update(batch.guilds)
     batch.bare_users.difference_update(batch.users)
