@@ -69,15 +69,18 @@ def _event(mid: int) -> MessageCreated:
 
 
 class _Prebuilt:
-    """``CALLS`` lists of ``size`` items with fresh ids, built before anything is timed."""
+    """``CALLS`` lists of ``size`` items with fresh ids, built before anything is timed (past
+    ``CALLS``, e.g. with ``--rounds 10``, a list is built inside the timed call)."""
 
     def __init__(self, ids: itertools.count[int], size: int, make: Callable[[int], Any]):
-        self._lists = [[make(next(ids)) for _ in range(size)] for _ in range(CALLS)]
+        self._ids, self._size, self._make = ids, size, make
+        self._lists = [self._build() for _ in range(CALLS)]
+
+    def _build(self) -> list[Any]:
+        return [self._make(next(self._ids)) for _ in range(self._size)]
 
     def next(self) -> list[Any]:
-        if not self._lists:
-            raise RuntimeError("more calls than prebuilt batches: raise CALLS")
-        return self._lists.pop()
+        return self._lists.pop() if self._lists else self._build()
 
 
 @asynccontextmanager

@@ -271,6 +271,11 @@ class TestOrderAndIdempotence:
 
 
 class TestValidation:
+    async def test_unknown_platform(self, db: botdb.Database) -> None:
+        with pytest.raises(DataError, match="platform"):
+            await write(db, [created(1)], platform="slack")
+        assert await db.fetchval("SELECT count(*) FROM messages") == 0
+
     @pytest.mark.parametrize(
         "bad",
         [
