@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import botdb
-from botdb.errors import DataError
+from botdb.errors import DataError, IntegrityError
 from botdb.recorder import (
     AttachmentInfo,
     ChannelInfo,
@@ -121,6 +121,17 @@ class TestEveryKind:
         assert await db.fetchval("SELECT name FROM threads WHERE id = 77") == "t"
         row = await db.fetchrow("SELECT username, display_name FROM users WHERE id = $1", U)
         assert tuple(row) == ("alice", "Alice")
+
+    async def test_a_channel_before_its_parent_category(self, db: botdb.Database) -> None:
+        await write(
+            db,
+            [
+                ChannelInfo(C, G, name="general", parent_id=C + 1),
+                ChannelInfo(C + 1, G, name="Text channels", type="category"),
+            ],
+        )
+        rows = await table_rows(db, "SELECT id, name, type, parent_id FROM channels ORDER BY id")
+        assert rows == [(C, "general", "text", C + 1), (C + 1, "Text channels", "category", None)]
 
     async def test_edit_delete_and_bulk_delete(self, db: botdb.Database) -> None:
         await write(db, [created(1), created(2), created(3)])
@@ -260,6 +271,11 @@ class TestOrderAndIdempotence:
 
 
 class TestValidation:
+    async def test_unknown_platform(self, db: botdb.Database) -> None:
+        with pytest.raises(DataError, match="platform"):
+            await write(db, [created(1)], platform="slack")
+        assert await db.fetchval("SELECT count(*) FROM messages") == 0
+
     @pytest.mark.parametrize(
         "bad",
         [
@@ -397,7 +413,6 @@ async def final_state(db: botdb.Database) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @settings(
-    max_examples=40,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=event_streams(), data=st.data())
@@ -424,7 +439,6 @@ async def test_any_order_and_batching_gives_the_in_order_state(
 
 
 @settings(
-    max_examples=40,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=event_streams(kinds=("create", "add", "remove", "clear", "delete")), data=st.data())
@@ -439,3 +453,25 @@ async def test_reaction_clears_in_any_order_within_a_batch(
     await reset(db)
     await write(db, data.draw(st.permutations(events)))
     assert await final_state(db) == expected
+
+
+@pytest.mark.parametrize("size", [10, COPY_MIN_ROWS * 2])
+async def test_a_database_refusal_is_typed_and_writes_nothing(
+    db: botdb.Database, size: int
+) -> None:
+    """An integrity error (small batch: arrays; large: the COPY staging path) surfaces as a
+    typed IntegrityError, and the batch leaves nothing behind."""
+    if db.backend == "sqlite":
+        await db.execute(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        )
+    else:
+        await db.execute(
+            "ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (content <> 'poison')"
+        )
+    events = [created(i) for i in range(1, size)] + [created(size, content="poison")]
+    with pytest.raises(IntegrityError):
+        await write(db, events)
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0
+    assert await db.fetchval("SELECT count(*) FROM guilds") == 0

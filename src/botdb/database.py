@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import cached_property
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
 __all__ = ["Database", "connect"]
+
+_log = logging.getLogger("botdb.recorder")
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -113,12 +116,14 @@ class Database(QueryAPI):
         if self._stats is not None:
             await self._stats.stop_refresher()
         recorder, self._recorder = self._recorder, None
-        if recorder is not None:
-            await recorder.close()
-        cache, self._cache = self._cache, None
-        if cache is not None:
-            await cache.close()
-        await self._core.close()
+        try:
+            if recorder is not None:
+                await recorder.close()
+        finally:
+            cache, self._cache = self._cache, None
+            if cache is not None:
+                await cache.close()
+            await self._core.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -378,7 +383,12 @@ class Database(QueryAPI):
         from botdb.recorder._spool import peek_backlog
 
         if self._recorder is None and peek_backlog(self._recorder_options().spool_path):
-            await self.recorder.start()
+            try:
+                await self.recorder.start()
+            except errors.ConfigurationError as exc:
+                # Another process holds that spool (and replays it): connecting still works;
+                # recording in this process raises the same error until it has its own.
+                _log.warning("recorder spool not replayed: %s", exc)
 
     def scoped(self, namespace: str) -> ScopedConfig:
         """Red-DiscordBot-style scoped settings of ``namespace`` (one object per namespace,

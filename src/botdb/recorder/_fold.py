@@ -23,7 +23,16 @@ from typing import Any
 from botdb.models.snowflake import snowflake_time
 from botdb.recorder import _events as ev
 
-__all__ = ["MESSAGE_COLUMNS", "Batch", "MessagePlan", "fold", "fresh_row", "merge_message"]
+__all__ = [
+    "MESSAGE_COLUMNS",
+    "Batch",
+    "MessagePlan",
+    "as_plan",
+    "fold",
+    "fresh_children",
+    "fresh_row",
+    "merge_message",
+]
 
 #: Older than any event: the version of a value nobody set.
 NEVER = datetime.min.replace(tzinfo=UTC)
@@ -156,7 +165,9 @@ class Batch:
     bare_threads: dict[tuple[int, int], int] = field(default_factory=dict)  # -> parent_id
     users: dict[int, ev.UserInfo] = field(default_factory=dict)
     bare_users: set[int] = field(default_factory=set)
-    messages: dict[tuple[int, int], MessagePlan] = field(default_factory=dict)
+    #: A message the batch only creates is kept as its event (no plan object: the common
+    #: case, and an object per event costs ~10% of the ingest rate in garbage collection).
+    messages: dict[tuple[int, int], MessagePlan | ev.MessageCreated] = field(default_factory=dict)
     reactions: dict[tuple[int, int, str, int], ReactionPlan] = field(default_factory=dict)
     #: Reaction clears to apply to stored rows: (message_id, guild_id, emoji_key or None, at).
     clears: list[tuple[int, int, str | None, datetime]] = field(default_factory=list)
@@ -227,11 +238,29 @@ def fold(events: Sequence[ev.Event], platform: str) -> Batch:
 # -- messages ---------------------------------------------------------------------------------
 
 
+def as_plan(value: MessagePlan | ev.MessageCreated) -> MessagePlan:
+    """The plan of a message the batch may only create (arrival: before the rest)."""
+    if isinstance(value, MessagePlan):
+        return value
+    return MessagePlan(
+        value.id,
+        value.guild_id,
+        value.channel_id,
+        value,
+        (value.edited_at or NEVER, -1),
+        value.created_at,
+    )
+
+
 def _message(batch: Batch, message_id: int, guild_id: int, channel_id: int) -> MessagePlan:
     key = (message_id, guild_id)
-    plan = batch.messages.get(key)
-    if plan is None:
+    value = batch.messages.get(key)
+    if value is None:
         plan = batch.messages[key] = MessagePlan(message_id, guild_id, channel_id)
+    elif isinstance(value, MessagePlan):
+        plan = value
+    else:
+        plan = batch.messages[key] = as_plan(value)
     batch.bare_guilds.add(guild_id)
     batch.bare_channels.setdefault(channel_id, guild_id)
     return plan
@@ -239,18 +268,18 @@ def _message(batch: Batch, message_id: int, guild_id: int, channel_id: int) -> M
 
 def _message_created(batch: Batch, event: ev.MessageCreated, seq: int) -> None:
     key = (event.id, event.guild_id)
-    version = (event.edited_at or NEVER, seq)
-    plan = batch.messages.get(key)
-    if plan is None:
+    value = batch.messages.get(key)
+    if value is None:
         # The common case, kept short: the first thing the batch says about this message.
-        batch.messages[key] = MessagePlan(
-            event.id, event.guild_id, event.channel_id, event, version, event.created_at
-        )
+        batch.messages[key] = event
         if event.guild_id not in batch.bare_guilds:
             batch.bare_guilds.add(event.guild_id)
         if event.channel_id not in batch.bare_channels:
             batch.bare_channels[event.channel_id] = event.guild_id
     else:
+        plan = value if isinstance(value, MessagePlan) else as_plan(value)
+        batch.messages[key] = plan
+        version = (event.edited_at or NEVER, seq)
         if version >= plan.create_version:
             plan.create = event
             plan.create_version = version
@@ -354,23 +383,22 @@ def merge_message(
     return row, attachments, won.get("mentions")
 
 
-def fresh_row(
-    plan: MessagePlan, platform: str
-) -> tuple[
-    tuple[Any, ...], tuple[ev.AttachmentInfo, ...] | None, tuple[ev.MentionInfo, ...] | None
-]:
-    """The row (values of :data:`MESSAGE_COLUMNS`), attachments and mentions of a message
-    not stored yet.
+def fresh_row(value: MessagePlan | ev.MessageCreated, platform: str) -> list[Any]:
+    """The row (values of :data:`MESSAGE_COLUMNS`) of a message not stored yet.
 
     The common case (the message itself, nothing else about it in the batch) is built here
     directly: the general :func:`merge_message` costs ~3x as much per row, and this path is
-    what bounds the recorder's ingest rate.
+    what bounds the recorder's ingest rate. A list, so that the writer can convert values in
+    place for the driver.
     """
-    create = plan.create
-    if create is None or plan.edits or plan.deleted_at is not None:
-        row, attachments, mentions = merge_message(None, plan, platform)
-        return tuple(row[c] for c in MESSAGE_COLUMNS), attachments, mentions
-    values = (
+    if isinstance(value, MessagePlan):
+        create = value.create
+        if create is None or value.edits or value.deleted_at is not None:
+            row = merge_message(None, value, platform)[0]
+            return [row[c] for c in MESSAGE_COLUMNS]
+    else:
+        create = value
+    return [
         create.id,
         create.guild_id,
         create.channel_id,
@@ -389,8 +417,17 @@ def fresh_row(
         create.pinned,
         False,
         create.extra,
-    )
-    return values, create.attachments, create.mentions
+    ]
+
+
+def fresh_children(
+    value: MessagePlan | ev.MessageCreated, platform: str
+) -> tuple[tuple[ev.AttachmentInfo, ...] | None, tuple[ev.MentionInfo, ...] | None]:
+    """The attachments and mentions of a message not stored yet (None: none to write)."""
+    if isinstance(value, ev.MessageCreated):
+        return value.attachments, value.mentions
+    _row, attachments, mentions = merge_message(None, value, platform)
+    return attachments, mentions
 
 
 def _winning_values(plan: MessagePlan, versions: dict[str, Version]) -> dict[str, Any]:
@@ -555,17 +592,16 @@ def _user_info(batch: Batch, event: ev.UserInfo) -> None:
 
 
 def _finish_references(batch: Batch, platform: str) -> None:
-    """Bare rows only for what no ``*Info`` of the batch describes."""
-    for channel_id, guild_id in list(batch.bare_channels.items()):
-        batch.bare_guilds.add(guild_id)
-        if channel_id in batch.channels:
-            del batch.bare_channels[channel_id]
+    """Bare rows for everything referred to. A channel an ``*Info`` describes keeps its bare
+    row too (written first, then filled): a channel may be another's parent in the same
+    batch, and SQLite checks a foreign key row by row."""
     for thread_key, parent_id in list(batch.bare_threads.items()):
         if thread_key in batch.threads:
             del batch.bare_threads[thread_key]
         else:
             batch.bare_channels.setdefault(parent_id, thread_key[1])
     for info in batch.channels.values():
-        batch.bare_guilds.add(info.guild_id)
+        batch.bare_channels.setdefault(info.id, info.guild_id)
+    batch.bare_guilds.update(batch.bare_channels.values())
     batch.bare_guilds.difference_update(batch.guilds)
     batch.bare_users.difference_update(batch.users)
