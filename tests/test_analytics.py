@@ -710,6 +710,26 @@ async def test_refresher_keeps_postgresql_current_and_stops_on_close(make_db: Ma
     assert not db.stats.refresher_running
 
 
+@pytest.mark.postgres
+async def test_a_failed_scheduled_refresh_is_logged_and_tried_again(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with botdb.connect(pg_url) as db:
+        await db.create_tables()
+        await db.execute("DROP MATERIALIZED VIEW stats_member_hourly")
+        with pytest.raises(errors.UndefinedTableError):
+            await db.stats.refresh()
+        db.stats.start_refresher(interval=0.01)
+
+        def failures() -> int:
+            return sum("stats refresh failed" in r.getMessage() for r in caplog.records)
+
+        await wait_until(lambda: failures() >= 2, what="two failed refreshes logged")
+        assert db.stats.refresher_running  # still scheduled after failing
+        await db.stats.stop_refresher()
+        assert not db.stats.refresher_running
+
+
 async def test_refresher_interval_must_be_positive(db: botdb.Database) -> None:
     for bad in (0, -1.0, "5", True):
         with pytest.raises(errors.DataError, match="interval"):

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botdb._protocols import AnalyticsDatabase
 from botdb.analytics._schema import SUMMARIES
-from botdb.errors import BotDBError, DataError
+from botdb.errors import BotDBError, DataError, InterfaceError
 
 __all__ = [
     "DailyStats",
@@ -144,13 +144,15 @@ class Stats:
         """
         if self._db.backend != "postgresql":
             return []
+        rows = await self._db.fetch(
+            "SELECT matviewname, ispopulated FROM pg_matviews "
+            "WHERE schemaname = current_schema() AND matviewname = ANY($1)",
+            list(SUMMARIES),
+        )
+        populated = {row["matviewname"] for row in rows if row["ispopulated"]}
         for name in SUMMARIES:
-            populated = await self._db.fetchval(
-                "SELECT ispopulated FROM pg_matviews WHERE matviewname = $1 "
-                "AND schemaname = current_schema()",
-                name,
-            )
-            concurrently = "CONCURRENTLY " if populated else ""
+            # CONCURRENTLY needs a populated view; a missing one raises UndefinedTableError.
+            concurrently = "CONCURRENTLY " if name in populated else ""
             await self._db.execute(f"REFRESH MATERIALIZED VIEW {concurrently}{name}")
         return list(SUMMARIES)
 
@@ -161,8 +163,6 @@ class Stats:
         A failed refresh is logged (logger ``botdb.analytics``) and tried again at the next
         interval. Starting it twice raises :class:`~botdb.errors.InterfaceError`.
         """
-        from botdb.errors import InterfaceError
-
         if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
             raise DataError(f"interval must be a positive number of seconds, got {interval!r}")
         if self._refresher is not None and not self._refresher.done():
