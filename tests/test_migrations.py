@@ -25,11 +25,12 @@ from botdb import errors
 from botdb.cli import app
 from botdb.migrations import BUILTIN_BRANCH, VERSION_TABLE, MigrationError, Migrator
 from botdb.models import NAMING_CONVENTION, builtin_tables
+from botdb.models._search import SEARCH_TABLES, attach
 from tests.helpers import MakeDB
 
 BUILTIN = {table.name for table in builtin_tables()}
 #: botdb's own revisions, oldest first.
-REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003"]
+REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003", "botdb_0005"]
 HEADS = REVISIONS[-1:]
 
 FAILING_REVISION = '''
@@ -123,6 +124,7 @@ def builtin_metadata() -> sa.MetaData:
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     for table in builtin_tables():
         table.to_metadata(metadata)
+    attach(metadata.tables["messages"])  # a copied table leaves its DDL listeners behind
     return metadata
 
 
@@ -143,8 +145,10 @@ def with_gallery(metadata: sa.MetaData) -> sa.MetaData:
 
 
 async def table_names(db: botdb.Database) -> set[str]:
+    """The tables, without the full-text index's own (FTS5 on SQLite)."""
     async with db.engine.connect() as conn:
-        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+        names = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+    return names - SEARCH_TABLES
 
 
 def _snapshot(conn: sa.Connection) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def _snapshot(conn: sa.Connection) -> dict[str, Any]:
     inspector = sa.inspect(conn)
     schema: dict[str, Any] = {}
     for name in sorted(inspector.get_table_names()):
-        if name == VERSION_TABLE:
+        if name == VERSION_TABLE or name in SEARCH_TABLES:
             continue
         columns = [
             (
@@ -196,6 +200,17 @@ def _snapshot(conn: sa.Connection) -> dict[str, Any]:
     schema["indexes"] = sorted(
         (str(n), str(d)) for n, d in rows if not str(n).startswith(VERSION_TABLE)
     )
+    # The full-text index: on SQLite the FTS5 table and its triggers (on PostgreSQL a GIN
+    # index, compared with the indexes above).
+    schema["search"] = []
+    if conn.dialect.name == "sqlite":
+        schema["search"] = sorted(
+            (str(t), str(n), str(d))
+            for t, n, d in conn.exec_driver_sql(
+                "SELECT type, name, sql FROM sqlite_master WHERE type = 'trigger' "
+                "OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%')"
+            )
+        )
     return schema
 
 
@@ -230,10 +245,20 @@ async def test_migrated_schema_equals_create_all(db: botdb.Database, other_url: 
         await other.create_tables(builtin_metadata())  # other modules' test models left out
         expected = await snapshot(other)
     migrated = await snapshot(db)
-    assert set(migrated) - {"indexes"} == BUILTIN
+    assert set(migrated) - {"indexes", "search"} == BUILTIN
     for table in BUILTIN:
         assert migrated[table] == expected[table], table
     assert migrated["indexes"] == expected["indexes"]
+    assert migrated["search"] == expected["search"]
+    if db.backend == "sqlite":
+        assert {n for _, n, _ in migrated["search"]} == {
+            "messages_fts",
+            "messages_fts_insert",
+            "messages_fts_delete",
+            "messages_fts_update",
+        }
+    else:
+        assert "gin" in dict(migrated["indexes"])["ix_messages_content_search"]
     reactions = {c[0]: c for c in migrated["reactions"]["columns"]}
     assert "COALESCE" in reactions["emoji_key"][4].upper()
     partial = dict(migrated["indexes"])["ix_messages_live_channel_id_created_at"]

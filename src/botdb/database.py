@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from botdb import models
     from botdb.importers import ImportReport
     from botdb.ops import BackupResult, RestoreResult
-    from botdb.repository import Repository
+    from botdb.repository import MessageRepository, Repository
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
 __all__ = ["Database", "connect"]
@@ -361,8 +361,9 @@ class Database(QueryAPI):
         return self.repo(_model("Role"))
 
     @property
-    def messages(self) -> Repository[models.Message]:
-        return self.repo(_model("Message"))
+    def messages(self) -> MessageRepository:
+        """The messages' repository, with full-text :meth:`~MessageRepository.search`."""
+        return cast("MessageRepository", self.repo(_model("Message")))
 
     @property
     def reactions(self) -> Repository[models.Reaction]:
@@ -383,9 +384,14 @@ class Database(QueryAPI):
             from botdb.repository import Repository
 
             secret = self.settings.cursor_secret
-            repository = self._repositories[model] = Repository(
-                self, model, cursor_secret=secret.encode() if secret else None
-            )
+            key = secret.encode() if secret else None
+            if model is _model("Message"):
+                from botdb.repository import MessageRepository
+
+                repository = MessageRepository(self, cursor_secret=key)
+            else:
+                repository = Repository(self, model, cursor_secret=key)
+            self._repositories[model] = repository
         return cast("Repository[M]", repository)
 
     async def create_tables(self, metadata: MetaData | None = None) -> None:
