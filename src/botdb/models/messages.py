@@ -10,7 +10,7 @@ guild (what a distributed PostgreSQL needs to co-locate them).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     column,
@@ -177,7 +178,7 @@ Index(
     postgresql_where=_IN_THREAD,
 )
 # The full-text index over ``content`` (FTS5 on SQLite, GIN on PostgreSQL): botdb.models._search.
-_search.attach(Message.__table__)
+_search.attach(cast(Table, Message.__table__))
 
 
 class Attachment(Base):

@@ -73,7 +73,8 @@ def search_terms(text: str) -> list[str]:
         raise errors.ArgumentError(
             f"search text is {len(text)} characters long; at most {MAX_SEARCH_TEXT}"
         )
-    terms = list(dict.fromkeys(word.casefold() for word in _WORD.findall(text)))
+    # Case is left to the indexes, which fold it themselves (each the same way on both sides).
+    terms = list({word.lower(): word for word in _WORD.findall(text)}.values())
     if not terms:
         raise errors.ArgumentError(
             f"nothing to search for in {text!r}: give at least one word (letters or digits)"
@@ -208,7 +209,7 @@ class MessageRepository(Repository[Message]):
         where: list[ColumnElement[bool]],
         resume: tuple[float, int, int] | None,
         limit: int,
-    ) -> Select[tuple[Message, float]]:
+    ) -> Select[Message, float]:
         """The page's SELECT of ``(Message, rank)``, rank ascending (lower is better)."""
         rank: ColumnElement[float]
         if self.db.backend == "sqlite":
@@ -232,7 +233,9 @@ class MessageRepository(Repository[Message]):
             )
         else:
             # Spelled as the index's expression so that the planner uses it.
-            vector = literal_column(_search.PG_VECTOR.replace("content", "messages.content"))
+            vector: ColumnElement[Any] = literal_column(
+                _search.PG_VECTOR.replace("content", "messages.content")
+            )
             query = func.plainto_tsquery(
                 literal_column("'simple'::regconfig"), bindparam("words", " ".join(terms))
             )

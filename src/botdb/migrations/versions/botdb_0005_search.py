@@ -2,8 +2,8 @@
 
 * Search: on SQLite an FTS5 external-content table ``messages_fts`` over ``messages`` with the
   three triggers that keep it in step; on PostgreSQL a GIN index on
-  ``to_tsvector('simple', content)``. Existing messages are indexed by the upgrade (FTS5
-  ``rebuild``; building the GIN index).
+  ``to_tsvector('simple', content)`` with ASCII punctuation turned into spaces. Existing
+  messages are indexed by the upgrade (FTS5 ``rebuild``; building the GIN index).
 * Paging: each filter bots page messages by (guild, channel, author, thread) gets an index
   that goes on with the page order (``id`` or ``created_at``) and the rest of the key, so a
   keyset page never sorts the rows of a whole guild. Mentions by target and reactions by user
@@ -71,7 +71,7 @@ _NEW: dict[str, tuple[str, list[str], sa.ColumnElement[bool] | None]] = {
     "ix_reactions_guild_id_id": ("reactions", ["guild_id", "id"], None),
 }
 
-_DESC = sa.literal_column("created_at DESC")
+_DESC: sa.ColumnElement[object] = sa.literal_column("created_at DESC")
 #: The same, before this revision.
 _OLD: dict[str, tuple[str, list[str | sa.ColumnElement[object]], sa.ColumnElement[bool] | None]] = {
     "ix_messages_channel_id_created_at": ("messages", ["channel_id", _DESC], None),
@@ -110,8 +110,9 @@ _FTS_DROP = [
     "DROP TABLE IF EXISTS messages_fts",
 ]
 _GIN = (
-    "CREATE INDEX IF NOT EXISTS ix_messages_content_search ON messages "
-    "USING gin (to_tsvector('simple'::regconfig, content))"
+    "CREATE INDEX IF NOT EXISTS ix_messages_content_search ON messages USING gin "
+    "(to_tsvector('simple'::regconfig, translate(content, "
+    "'!\"#$%&''()*+,-./:;<=>?@[\\]^_`{|}~'::text, '                                '::text)))"
 )
 
 
