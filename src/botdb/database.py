@@ -453,6 +453,13 @@ class Database(QueryAPI):
 
         return await ops.optimize(self)
 
+    async def analyze(self, tables: Iterable[str] | None = None) -> dict[str, Any]:
+        """Refresh the planner's statistics of ``tables`` (default: all), e.g. after a bulk
+        load; see :func:`botdb.ops.analyze`."""
+        from botdb import ops
+
+        return await ops.analyze(self, tables)
+
     async def integrity(self) -> dict[str, Any]:
         """Integrity and foreign-key checks (SQLite); invalid indexes and constraints (PG)."""
         from botdb import ops
