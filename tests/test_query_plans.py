@@ -231,3 +231,39 @@ async def test_the_check_sees_a_full_sort(db: botdb.Database) -> None:
         db, lambda: db.messages.find_page(filters={"guild_id": BIG}, order_by="-attachment_count")
     )
     assert any(_problems(db.backend, plan) for _, plan in plans)
+
+
+async def test_pages_with_a_pinned_key_column_return_every_row_once_in_order(
+    db: botdb.Database,
+) -> None:
+    """Leaving the filter-pinned guild_id out of the order changes no page."""
+    await db.repo(Guild).create_many([{"id": BIG}, {"id": SMALL}])
+    await db.repo(Channel).create_many([{"id": 10, "guild_id": BIG}, {"id": 20, "guild_id": SMALL}])
+    # The same message ids in both guilds (Telegram ids are per chat), created out of order.
+    rows = [
+        {
+            "id": i,
+            "guild_id": g,
+            "channel_id": c,
+            "created_at": T0 + dt.timedelta(minutes=(i * 7) % 23),
+        }
+        for g, c in ((BIG, 10), (SMALL, 20))
+        for i in range(1, 24)
+    ]
+    await db.messages.create_many(rows)
+    for order, key in (
+        ("id", lambda m: m.id),
+        ("-created_at", lambda m: (-m.created_at.timestamp(), -m.id)),
+    ):
+        seen = []
+        cursor = None
+        while True:
+            page = await db.messages.find_page(
+                after=cursor, limit=4, filters={"guild_id": SMALL}, order_by=order
+            )
+            seen.extend(page.items)
+            if (cursor := page.next_cursor) is None:
+                break
+        assert [m.guild_id for m in seen] == [SMALL] * 23
+        assert [m.id for m in seen] == [m.id for m in sorted(seen, key=key)]
+        assert sorted(m.id for m in seen) == list(range(1, 24))

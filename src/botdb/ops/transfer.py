@@ -49,6 +49,7 @@ from sqlalchemy import Column, MetaData, Table, inspect, select, tuple_
 from sqlalchemy.engine import Dialect
 
 from botdb import errors
+from botdb.models._search import SEARCH_TABLES
 from botdb.models.base import is_builtin
 
 if TYPE_CHECKING:
@@ -69,9 +70,19 @@ __all__ = [
 STATE_TABLE = "botdb_transfer_state"
 # Migration version tables: the target gets its own from `migrate()`; botdb_meta holds the
 # database's own cursor secret (the target keeps or makes its own); botdb_invalidations is the
-# cache's short-lived invalidation log on SQLite.
-_NEVER_COPIED = frozenset(
-    {STATE_TABLE, "alembic_version", "botdb_alembic_version", "botdb_meta", "botdb_invalidations"}
+# cache's short-lived invalidation log on SQLite; SEARCH_TABLES are SQLite's full-text index,
+# which the target's own triggers fill as the messages arrive.
+_NEVER_COPIED = (
+    frozenset(
+        {
+            STATE_TABLE,
+            "alembic_version",
+            "botdb_alembic_version",
+            "botdb_meta",
+            "botdb_invalidations",
+        }
+    )
+    | SEARCH_TABLES
 )
 _MODULUS = 1 << 256
 
