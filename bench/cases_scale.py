@@ -89,7 +89,9 @@ async def _admin(url: str, statement: str) -> None:
 def _drop_created() -> None:
     async def drop() -> None:
         for url, name in _CREATED:
-            await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # The run's own database is gone by now: the server's maintenance database.
+            admin = url.rsplit("/", 1)[0] + "/postgres"
+            await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     asyncio.run(drop())
 

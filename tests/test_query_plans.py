@@ -97,7 +97,9 @@ async def _explain(db: botdb.Database, call: Callable[[], Awaitable[object]]) ->
     sent: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+        # The reads of the tables here (not the engine's own bookkeeping queries).
+        reads = statement.lstrip().upper().startswith(("SELECT", "WITH"))
+        if reads and any(f"FROM {table}" in statement for table in FAMILY):
             sent.append((statement, parameters))
 
     engine = db.engine.sync_engine

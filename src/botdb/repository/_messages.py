@@ -36,6 +36,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from botdb import errors
@@ -182,7 +183,14 @@ class MessageRepository(Repository[Message]):
         resume = None if cursor is None else self._resume(cursor, tag)
         statement = self._search_statement(terms, where, resume, limit + 1)
 
+        own_session = session is None
+
         async def work(s: AsyncSession) -> KeysetPage[SearchHit]:
+            if own_session and self.db.backend == "postgresql":
+                # A search reads few rows (its matches), but the planner cannot tell a rare
+                # word from a common one and plans parallel workers, whose start-up dominated:
+                # 23 ms against 4 ms for a word in 100 of 1M messages (this transaction only).
+                await s.execute(sql_text("SET LOCAL max_parallel_workers_per_gather = 0"))
             rows = (await s.execute(statement)).all()
             hits = [SearchHit(message=row[0], rank=-float(row[1])) for row in rows[:limit]]
             if len(rows) <= limit:
