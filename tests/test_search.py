@@ -200,6 +200,8 @@ class TestSearch:
         assert page.next_cursor is not None
         with pytest.raises(errors.ArgumentError, match="another listing"):
             await chat.messages.search("potions", cursor=page.next_cursor)
+        again = await chat.messages.search("RAID", limit=1, cursor=page.next_cursor)
+        assert again.items[0].message.id != page.items[0].message.id  # same words, any case
         tampered = page.next_cursor[:-2] + ("AA" if page.next_cursor[-2:] != "AA" else "BB")
         with pytest.raises(errors.ArgumentError, match="cursor"):
             await chat.messages.search("raid", cursor=tampered)

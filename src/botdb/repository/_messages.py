@@ -178,7 +178,8 @@ class MessageRepository(Repository[Message]):
         if (high := _aware("before", before)) is not None:
             where.append(Message.created_at < high)
         where.extend(info.live(include_deleted))
-        tag = "search:" + hashlib.sha256("\0".join(terms).encode()).hexdigest()[:24]
+        words = "\0".join(term.lower() for term in terms)
+        tag = "search:" + hashlib.sha256(words.encode()).hexdigest()[:24]
         await self._cursors.load()
         resume = None if cursor is None else self._resume(cursor, tag)
         statement = self._search_statement(terms, where, resume, limit + 1)
