@@ -82,6 +82,11 @@ async def _load(db: botdb.Database) -> None:
             [(m[0], m[1], m[2], AUTHORS[(m[0] * 7) % 20], "👍", m[6]) for m in messages[::3]],
         )
         await conn.execute_many(
+            "INSERT INTO attachments (message_id, guild_id, position, filename) "
+            "VALUES ($1, $2, 0, 'a.png')",
+            [(m[0], m[1]) for m in messages[::5]],
+        )
+        await conn.execute_many(
             "INSERT INTO mentions (message_id, guild_id, target_type, target_id) "
             "VALUES ($1, $2, 'user', $3)",
             [(m[0], m[1], AUTHORS[(m[0] * 3) % 20]) for m in messages[::2]],
@@ -269,3 +274,63 @@ async def test_pages_with_a_pinned_key_column_return_every_row_once_in_order(
         assert [m.guild_id for m in seen] == [SMALL] * 23
         assert [m.id for m in seen] == [m.id for m in sorted(seen, key=key)]
         assert sorted(m.id for m in seen) == list(range(1, 24))
+
+
+#: The recorder's reads and keyed writes on these tables (botdb.recorder._writer), in the shape
+#: it sends them: each must find its rows through a key, never by reading the table.
+RECORDER: list[tuple[str, str, tuple[Any, ...]]] = [
+    (
+        "stored messages (SQLite)",
+        "SELECT id, guild_id, content FROM messages WHERE id IN ($1, $2, $3)",
+        (5, 6, 7),
+    ),
+    (
+        "stored messages (PostgreSQL)",
+        "SELECT id, guild_id, content FROM messages WHERE (id, guild_id) IN "
+        "(SELECT * FROM unnest($1::bigint[], $2::bigint[])) FOR UPDATE",
+        ([5, 6, 7], [BIG, BIG, BIG]),
+    ),
+    (
+        "message update",
+        "UPDATE messages SET content = $1 WHERE id = $2 AND guild_id = $3",
+        ("x", 5, BIG),
+    ),
+    (
+        "attachments replaced",
+        "DELETE FROM attachments WHERE message_id = $1 AND guild_id = $2 AND position >= $3",
+        (5, BIG, 0),
+    ),
+    ("mentions replaced", "DELETE FROM mentions WHERE message_id = $1 AND guild_id = $2", (5, BIG)),
+    (
+        "reactions cleared",
+        "UPDATE reactions SET removed_at = $1 WHERE message_id = $2 AND guild_id = $3 "
+        "AND removed_at IS NULL AND created_at <= $1",
+        (T0, 6, BIG),
+    ),
+    (
+        "one emoji cleared",
+        "UPDATE reactions SET removed_at = $1 WHERE message_id = $2 AND guild_id = $3 "
+        "AND emoji_key = $4 AND removed_at IS NULL AND created_at <= $1",
+        (T0, 6, BIG, "👍"),
+    ),
+]
+
+
+async def test_the_recorders_lookups_go_through_keys(db: botdb.Database) -> None:
+    await _load(db)
+    failures = {}
+    for what, sql, args in RECORDER:
+        if db.backend == "sqlite":
+            if "unnest" in sql:
+                continue
+            plan: list[Any] = [
+                str(r[3]) for r in await db.fetch("EXPLAIN QUERY PLAN " + sql, *args)
+            ]
+        else:
+            if "IN ($1" in sql:
+                continue
+            document = await db.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+            plan = json.loads(document) if isinstance(document, str) else document
+        if problems := _problems(db.backend, plan):
+            failures[what] = problems
+    assert failures == {}
