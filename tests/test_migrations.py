@@ -26,6 +26,7 @@ from botdb.analytics._schema import SUMMARIES, sqlite_objects
 from botdb.cli import app
 from botdb.migrations import BUILTIN_BRANCH, VERSION_TABLE, MigrationError, Migrator
 from botdb.models import NAMING_CONVENTION, builtin_tables
+from botdb.models._search import SEARCH_TABLES, attach
 from tests.helpers import MakeDB
 
 BUILTIN = {table.name for table in builtin_tables()}
@@ -33,7 +34,7 @@ BUILTIN = {table.name for table in builtin_tables()}
 #: models, so left out of the table lists and compared by the schema snapshot instead.
 SUMMARY_TABLES = set(sqlite_objects()["table"])
 #: botdb's own revisions, oldest first.
-REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003", "botdb_0004"]
+REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003", "botdb_0004", "botdb_0005"]
 HEADS = REVISIONS[-1:]
 
 FAILING_REVISION = '''
@@ -127,6 +128,7 @@ def builtin_metadata() -> sa.MetaData:
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     for table in builtin_tables():
         table.to_metadata(metadata)
+    attach(metadata.tables["messages"])  # a copied table leaves its DDL listeners behind
     return metadata
 
 
@@ -147,9 +149,10 @@ def with_gallery(metadata: sa.MetaData) -> sa.MetaData:
 
 
 async def table_names(db: botdb.Database) -> set[str]:
+    """The tables, without the full-text index's own (FTS5 on SQLite)."""
     async with db.engine.connect() as conn:
         names = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
-    return names - SUMMARY_TABLES
+    return names - SUMMARY_TABLES - SEARCH_TABLES
 
 
 def _snapshot(conn: sa.Connection) -> dict[str, Any]:
@@ -157,7 +160,7 @@ def _snapshot(conn: sa.Connection) -> dict[str, Any]:
     inspector = sa.inspect(conn)
     schema: dict[str, Any] = {}
     for name in sorted(inspector.get_table_names()):
-        if name == VERSION_TABLE:
+        if name == VERSION_TABLE or name in SEARCH_TABLES:
             continue
         columns = [
             (
@@ -201,13 +204,29 @@ def _snapshot(conn: sa.Connection) -> dict[str, Any]:
     schema["indexes"] = sorted(
         (str(n), str(d)) for n, d in rows if not str(n).startswith(VERSION_TABLE)
     )
+    # The stats' summaries: materialized views on PostgreSQL, trigger-kept tables on SQLite
+    # (their triggers listed here, the full-text index's left to "search" below).
     if conn.dialect.name == "sqlite":
-        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        rows = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            " AND name NOT LIKE 'messages_fts%'"
+        )
     else:
         rows = conn.exec_driver_sql(
             "SELECT matviewname, definition FROM pg_matviews WHERE schemaname = 'public'"
         )
     schema["views"] = sorted((str(n), str(d)) for n, d in rows)
+    # The full-text index: on SQLite the FTS5 table and its triggers (on PostgreSQL a GIN
+    # index, compared with the indexes above).
+    schema["search"] = []
+    if conn.dialect.name == "sqlite":
+        schema["search"] = sorted(
+            (str(t), str(n), str(d))
+            for t, n, d in conn.exec_driver_sql(
+                "SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'messages_fts%'"
+                " AND (type = 'trigger' OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'))"
+            )
+        )
     return schema
 
 
@@ -242,18 +261,26 @@ async def test_migrated_schema_equals_create_all(db: botdb.Database, other_url: 
         await other.create_tables(builtin_metadata())  # other modules' test models left out
         expected = await snapshot(other)
     migrated = await snapshot(db)
-    assert set(migrated) - {"indexes", "views"} - SUMMARY_TABLES == BUILTIN
+    assert set(migrated) - {"indexes", "views", "search"} - SUMMARY_TABLES == BUILTIN
     assert set(migrated) == set(expected)
-    for table in set(migrated) - {"indexes", "views"}:
+    for table in set(migrated) - {"indexes", "views", "search"}:
         assert migrated[table] == expected[table], table
     assert migrated["indexes"] == expected["indexes"]
     # The stats' summaries: the same views (PostgreSQL) or triggers (SQLite) both ways.
     assert migrated["views"] == expected["views"]
+    assert migrated["search"] == expected["search"]
     if db.backend == "postgresql":
         assert {name for name, _ in migrated["views"]} == set(SUMMARIES)
+        assert "gin" in dict(migrated["indexes"])["ix_messages_content_search"]
     else:
         assert set(migrated) >= SUMMARY_TABLES
         assert {name for name, _ in migrated["views"]} == set(sqlite_objects()["trigger"])
+        assert {n for _, n, _ in migrated["search"]} == {
+            "messages_fts",
+            "messages_fts_insert",
+            "messages_fts_delete",
+            "messages_fts_update",
+        }
     reactions = {c[0]: c for c in migrated["reactions"]["columns"]}
     assert "COALESCE" in reactions["emoji_key"][4].upper()
     partial = dict(migrated["indexes"])["ix_messages_live_channel_id_created_at"]

@@ -192,3 +192,64 @@ async def test_init_creates_the_schema_and_says_where(tmp_path: Path) -> None:
     assert report["schema"] in ("migrated", "create_tables")
     assert report["tables"] == len(tables) > 10
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+# --- analyze: statistics after a bulk load ------------------------------------------------
+
+
+async def _analyzed(db: botdb.Database, table: str) -> bool:
+    """Whether the planner has statistics for ``table``."""
+    if db.backend == "sqlite":
+        if not await db.fetchval("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"):
+            return False
+        return bool(await db.fetchval("SELECT count(*) FROM sqlite_stat1 WHERE tbl = $1", table))
+    stamp = await db.fetchval(
+        "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = $1", table
+    )
+    return stamp is not None
+
+
+async def test_analyze_refreshes_the_statistics_of_the_tables_named(
+    db: botdb.Database,
+) -> None:
+    report = await db.analyze(["members"])
+    assert report["backend"] == db.backend
+    assert report["tables"] == ["members"]
+    assert await _analyzed(db, "members")
+    assert not await _analyzed(db, "guilds")
+    await ops.analyze(db)  # every table
+    assert await _analyzed(db, "guilds")
+    if db.backend == "sqlite":  # the sampling limit is not left on a pooled connection
+        assert await db.fetchval("PRAGMA analysis_limit") == 0
+
+
+@pytest.mark.parametrize(
+    ("tables", "error"),
+    [
+        (["members", "no_such_table"], errors.UndefinedTableError),
+        ("members", errors.ArgumentError),
+        (["members", 3], errors.ArgumentError),
+        ([""], errors.ArgumentError),
+    ],
+)
+async def test_analyze_refuses_bad_tables_and_analyzes_nothing(
+    db: botdb.Database, tables: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await ops.analyze(db, tables)  # type: ignore[arg-type]
+    assert not await _analyzed(db, "members")
+
+
+async def test_analyze_merges_the_pending_entries_of_a_gin_index(pg_url: str) -> None:
+    """PostgreSQL: a search would read a GIN index's pending list in full until merged."""
+    async with botdb.connect(pg_url) as db:
+        await db.create_tables()
+        await db.execute("INSERT INTO guilds (id) VALUES (1)")
+        await db.execute("INSERT INTO channels (id, guild_id) VALUES (2, 1)")
+        insert = "INSERT INTO messages (id, guild_id, channel_id, content) VALUES ($1, 1, 2, $2)"
+        await db.execute_many(insert, [(i, f"word{i} raid") for i in range(200)])
+        await db.analyze(ops.MESSAGE_TABLES)
+        merge = "SELECT gin_clean_pending_list('ix_messages_content_search'::regclass)"
+        assert await db.fetchval(merge) == 0
+        await db.execute_many(insert, [(i, f"word{i} raid") for i in range(200, 400)])
+        assert await db.fetchval(merge) > 0  # what analyze had merged

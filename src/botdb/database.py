@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from botdb.importers import ImportReport
     from botdb.ops import BackupResult, RestoreResult
     from botdb.recorder import Recorder
-    from botdb.repository import Repository
+    from botdb.repository import MessageRepository, Repository
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
 __all__ = ["Database", "connect"]
@@ -427,8 +427,9 @@ class Database(QueryAPI):
         return self.repo(_model("Role"))
 
     @property
-    def messages(self) -> Repository[models.Message]:
-        return self.repo(_model("Message"))
+    def messages(self) -> MessageRepository:
+        """The messages' repository, with full-text :meth:`~MessageRepository.search`."""
+        return cast("MessageRepository", self.repo(_model("Message")))
 
     @property
     def reactions(self) -> Repository[models.Reaction]:
@@ -449,9 +450,14 @@ class Database(QueryAPI):
             from botdb.repository import Repository
 
             secret = self.settings.cursor_secret
-            repository = self._repositories[model] = Repository(
-                self, model, cursor_secret=secret.encode() if secret else None
-            )
+            key = secret.encode() if secret else None
+            if model is _model("Message"):
+                from botdb.repository import MessageRepository
+
+                repository = MessageRepository(self, cursor_secret=key)
+            else:
+                repository = Repository(self, model, cursor_secret=key)
+            self._repositories[model] = repository
         return cast("Repository[M]", repository)
 
     async def create_tables(self, metadata: MetaData | None = None) -> None:
@@ -517,6 +523,13 @@ class Database(QueryAPI):
         from botdb import ops
 
         return await ops.optimize(self)
+
+    async def analyze(self, tables: Iterable[str] | None = None) -> dict[str, Any]:
+        """Refresh the planner's statistics of ``tables`` (default: all), e.g. after a bulk
+        load; see :func:`botdb.ops.analyze`."""
+        from botdb import ops
+
+        return await ops.analyze(self, tables)
 
     async def integrity(self) -> dict[str, Any]:
         """Integrity and foreign-key checks (SQLite); invalid indexes and constraints (PG)."""

@@ -17,6 +17,9 @@ from sqlalchemy.engine import Connection
 
 from botdb.errors import ConfigurationError
 
+#: PostgreSQL's full-text index on messages (``botdb.models._search.PG_INDEX``).
+SEARCH_INDEX = "ix_messages_content_search"
+
 __all__ = [
     "BUILTIN_BRANCH",
     "CONNECTION_KEY",
@@ -53,9 +56,12 @@ class EnvOptions:
     on_version_apply: Callable[..., None] | None = None
 
     def include_name(self, name: str | None, type_: str, parent_names: Any) -> bool:
-        """Reflect only the tables in scope (the rest of the database is not ours to diff)."""
+        """Reflect only the tables in scope (the rest of the database is not ours to diff), and
+        not the full-text index, which DDL listeners make beside the model (no ``Index``)."""
         if type_ == "table":
             return name in self.tables
+        if type_ == "index":
+            return name != SEARCH_INDEX
         return True
 
     def include_object(

@@ -10,7 +10,7 @@ guild (what a distributed PostgreSQL needs to co-locate them).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     column,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
+from botdb.models import _search
 from botdb.models.base import Base, SoftDeleteMixin, builtin_info
 from botdb.models.types import SURROGATE_KEY, utcnow
 
@@ -121,24 +123,62 @@ class Message(SoftDeleteMixin, Base):
         return {"deleted": True, "deleted_at": now}
 
 
-Index("ix_messages_channel_id_created_at", Message.channel_id, Message.created_at.desc())
-Index("ix_messages_author_id_created_at", Message.author_id, Message.created_at.desc())
-Index("ix_messages_guild_id_created_at", Message.guild_id, Message.created_at.desc())
+# Every read path bots page through has an index that starts with its filter and goes on with
+# the page order and the rest of the key, so a keyset page is one index range however large the
+# guild (find_page leaves out of the order the key columns an equality filter pins, so the
+# default order ``id`` with ``guild_id=g`` walks ``(guild_id, id)``). Ascending columns: both
+# backends scan them backwards for descending pages, and SQLite only uses an index for a
+# row-value comparison ``(created_at, id) < (?, ?)`` when its columns share one direction.
+_LIVE = column("deleted") == false()
+_IN_THREAD = column("thread_id").is_not(None)
+Index("ix_messages_guild_id_id", Message.guild_id, Message.id)
+Index("ix_messages_guild_id_created_at", Message.guild_id, Message.created_at, Message.id)
+Index("ix_messages_channel_id_id", Message.channel_id, Message.id, Message.guild_id)
+Index(
+    "ix_messages_channel_id_created_at",
+    Message.channel_id,
+    Message.created_at,
+    Message.id,
+    Message.guild_id,
+)
+Index("ix_messages_author_id_id", Message.author_id, Message.id, Message.guild_id)
+Index(
+    "ix_messages_author_id_created_at",
+    Message.author_id,
+    Message.created_at,
+    Message.id,
+    Message.guild_id,
+)
 Index(
     "ix_messages_live_channel_id_created_at",
     Message.channel_id,
-    Message.created_at.desc(),
-    sqlite_where=column("deleted") == false(),
-    postgresql_where=column("deleted") == false(),
+    Message.created_at,
+    Message.id,
+    Message.guild_id,
+    sqlite_where=_LIVE,
+    postgresql_where=_LIVE,
+)
+# A thread's key is (id, guild_id) (a Telegram topic id is unique in its chat only): page a
+# thread with both, filters={"thread_id": t, "guild_id": g}.
+Index(
+    "ix_messages_thread_id_id",
+    Message.thread_id,
+    Message.guild_id,
+    Message.id,
+    sqlite_where=_IN_THREAD,
+    postgresql_where=_IN_THREAD,
 )
 Index(
-    "ix_messages_thread_id_guild_id_created_at",
+    "ix_messages_thread_id_created_at",
     Message.thread_id,
     Message.guild_id,
     Message.created_at,
-    sqlite_where=column("thread_id").is_not(None),
-    postgresql_where=column("thread_id").is_not(None),
+    Message.id,
+    sqlite_where=_IN_THREAD,
+    postgresql_where=_IN_THREAD,
 )
+# The full-text index over ``content`` (FTS5 on SQLite, GIN on PostgreSQL): botdb.models._search.
+_search.attach(cast(Table, Message.__table__))
 
 
 class Attachment(Base):
@@ -193,7 +233,14 @@ class Mention(Base):
             "target_type NOT IN ('everyone', 'here') OR target_id = guild_id",
             name="everyone_targets_guild",
         ),
-        Index("ix_mentions_target_id_target_type", "target_id", "target_type"),
+        # "Who mentioned me": with ``target_id`` pinned, the rest is the key's order.
+        Index(
+            "ix_mentions_target_id_message_id",
+            "target_id",
+            "message_id",
+            "guild_id",
+            "target_type",
+        ),
         {"info": builtin_info()},
     )
 
@@ -216,7 +263,9 @@ class Reaction(Base):
     __table_args__ = (
         ForeignKeyConstraint(["message_id", "guild_id"], list(_MESSAGE_FK), ondelete="CASCADE"),
         UniqueConstraint("message_id", "guild_id", "emoji_key", "user_id"),
-        Index("ix_reactions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_reactions_user_id_created_at", "user_id", "created_at", "id"),
+        Index("ix_reactions_user_id_id", "user_id", "id"),
+        Index("ix_reactions_guild_id_id", "guild_id", "id"),
         {"info": builtin_info()},
     )
 

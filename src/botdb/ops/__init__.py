@@ -25,15 +25,24 @@ from botdb.ops._common import (
 )
 from botdb.ops.backup import backup, restore
 from botdb.ops.info import database_info, init, table_info
-from botdb.ops.maintenance import integrity, maintain_indexes, optimize, refresh_materialized_views
+from botdb.ops.maintenance import (
+    MESSAGE_TABLES,
+    analyze,
+    integrity,
+    maintain_indexes,
+    optimize,
+    refresh_materialized_views,
+)
 
 __all__ = [
+    "MESSAGE_TABLES",
     "BackupError",
     "BackupResult",
     "BackupVerificationError",
     "Progress",
     "RestoreRefusedError",
     "RestoreResult",
+    "analyze",
     "backup",
     "database_info",
     "init",

@@ -16,6 +16,7 @@ import orjson
 
 from botdb import errors
 from botdb.errors import ConfigurationError
+from botdb.models._search import SEARCH_TABLES
 
 if TYPE_CHECKING:
     from botdb._protocols import OpsDatabase
@@ -49,8 +50,11 @@ MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Bookkeeping tables that do not make a database "non-empty" for ``restore``.
 # botdb_meta holds the cursor secret (botdb.repository._pagination), not the bot's data;
-# botdb_invalidations is the cache's invalidation log on SQLite (botdb.cache._sqlite_log).
-BOOKKEEPING_TABLES = frozenset({"alembic_version", "botdb_meta", "botdb_invalidations"})
+# botdb_invalidations is the cache's invalidation log on SQLite (botdb.cache._sqlite_log);
+# SEARCH_TABLES are SQLite's full-text index over messages (FTS5 keeps a row of its own there).
+BOOKKEEPING_TABLES = (
+    frozenset({"alembic_version", "botdb_meta", "botdb_invalidations"}) | SEARCH_TABLES
+)
 
 
 # Defined with every other error in botdb.errors; importable from here too.

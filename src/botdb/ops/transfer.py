@@ -50,6 +50,7 @@ from sqlalchemy.engine import Dialect
 
 from botdb import errors
 from botdb.analytics._schema import sqlite_objects
+from botdb.models._search import SEARCH_TABLES
 from botdb.models.base import is_builtin
 
 if TYPE_CHECKING:
@@ -70,9 +71,19 @@ __all__ = [
 STATE_TABLE = "botdb_transfer_state"
 # Migration version tables: the target gets its own from `migrate()`; botdb_meta holds the
 # database's own cursor secret (the target keeps or makes its own); botdb_invalidations is the
-# cache's short-lived invalidation log on SQLite.
-_NEVER_COPIED = frozenset(
-    {STATE_TABLE, "alembic_version", "botdb_alembic_version", "botdb_meta", "botdb_invalidations"}
+# cache's short-lived invalidation log on SQLite; SEARCH_TABLES are SQLite's full-text index,
+# which the target's own triggers fill as the messages arrive.
+_NEVER_COPIED = (
+    frozenset(
+        {
+            STATE_TABLE,
+            "alembic_version",
+            "botdb_alembic_version",
+            "botdb_meta",
+            "botdb_invalidations",
+        }
+    )
+    | SEARCH_TABLES
     # The stats' summaries: the target's own triggers (SQLite) or views (PostgreSQL) make them.
     | set(sqlite_objects()["table"])
 )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import delete, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +41,29 @@ from botdb.repository._write import (
     upsert_set,
 )
 
-__all__ = ["Filters", "KeysetPage", "OrderBy", "Page", "Repository"]
+if TYPE_CHECKING:
+    from botdb.repository._messages import MessageRepository, SearchHit
+
+__all__ = [
+    "Filters",
+    "KeysetPage",
+    "MessageRepository",
+    "OrderBy",
+    "Page",
+    "Repository",
+    "SearchHit",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The messages' repository maps the built-in models: imported on first use, so that
+    # ``import botdb`` does not load them.
+    if name in ("MessageRepository", "SearchHit"):
+        from botdb.repository import _messages
+
+        return getattr(_messages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 T = TypeVar("T")
 

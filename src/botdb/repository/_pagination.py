@@ -34,7 +34,7 @@ import hmac
 import math
 import secrets
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -44,7 +44,7 @@ from sqlalchemy import ColumnElement, and_, literal, or_, tuple_
 from botdb.errors import ArgumentError, DataError, UndefinedTableError, UniqueViolationError
 from botdb.repository._model import ModelInfo, OrderKey, value_converter
 
-__all__ = ["META_TABLE", "CursorCodec", "KeysetPage", "Page", "keyset_where"]
+__all__ = ["META_TABLE", "CursorCodec", "KeysetPage", "Page", "keyset_where", "unpinned"]
 
 T = TypeVar("T")
 
@@ -187,12 +187,16 @@ class CursorCodec:
 
     def encode(self, keys: Sequence[OrderKey], values: Sequence[Any]) -> str:
         """The cursor that resumes after a row whose key values are ``values``."""
-        payload = orjson.dumps([_ordering(keys), list(values)], default=_json_default)
+        return self.encode_tagged(_ordering(keys), values)
+
+    def encode_tagged(self, tag: str, values: Sequence[Any]) -> str:
+        """A cursor holding ``values`` for a listing named ``tag`` (an ordering, a search)."""
+        payload = orjson.dumps([tag, list(values)], default=_json_default)
         token = base64.urlsafe_b64encode(self._sign(payload) + payload)
         return token.rstrip(b"=").decode("ascii")
 
-    def decode(self, cursor: str, keys: Sequence[OrderKey]) -> list[Any]:
-        """The key values inside ``cursor``; ArgumentError when it is not one of ours."""
+    def _open(self, cursor: str) -> tuple[Any, Any]:
+        """The (tag, values) signed inside ``cursor``; ArgumentError when it is not ours."""
         if not isinstance(cursor, str) or not cursor or len(cursor) > _MAX_CURSOR:
             raise ArgumentError("invalid cursor: not a cursor returned by find_page")
         try:
@@ -205,9 +209,22 @@ class CursorCodec:
         ):
             raise ArgumentError("invalid cursor: its signature does not match (tampered?)")
         try:
-            ordering, values = orjson.loads(payload)
+            tag, values = orjson.loads(payload)
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
             raise ArgumentError("invalid cursor: unreadable payload") from exc
+        return tag, values
+
+    def decode_tagged(self, cursor: str, tag: str, size: int) -> list[Any]:
+        """The ``size`` values of a cursor made by :meth:`encode_tagged` with the same ``tag``
+        (unconverted JSON values); ArgumentError for any other cursor."""
+        found, values = self._open(cursor)
+        if found != tag or not isinstance(values, list) or len(values) != size:
+            raise ArgumentError("invalid cursor: it was issued for another listing")
+        return values
+
+    def decode(self, cursor: str, keys: Sequence[OrderKey]) -> list[Any]:
+        """The key values inside ``cursor``; ArgumentError when it is not one of ours."""
+        ordering, values = self._open(cursor)
         if ordering != _ordering(keys) or not isinstance(values, list):
             raise ArgumentError(
                 f"this cursor was issued for order_by={ordering!r}, "
@@ -258,3 +275,23 @@ def keyset_where(
         step = attr < bound[i] if descending else attr > bound[i]
         branches.append(and_(*equal, step))
     return or_(*branches)
+
+
+def unpinned(keys: Sequence[OrderKey], filters: object) -> list[OrderKey]:
+    """``keys`` without those an equality filter (``filters={"guild_id": g}``) pins.
+
+    A pinned column is the same on every row, so leaving it out of ORDER BY and of the keyset
+    comparison changes no page, and lets the index that starts with the filter serve the rest
+    of the order: ``guild_id=g`` paged by the key ``(id, guild_id)`` walks ``(guild_id, id)``
+    instead of sorting the whole guild. Only the mapping form of ``filters`` is looked at; when
+    every key is pinned (at most one row) the keys stay as they are.
+    """
+    if not isinstance(filters, Mapping):
+        return list(keys)
+    pinned = {
+        key
+        for key, value in filters.items()
+        if value is not None and not isinstance(value, list | tuple | set | frozenset)
+    }
+    rest = [key for key in keys if key[0] not in pinned]
+    return rest or list(keys)

@@ -13,7 +13,7 @@ from botdb import errors
 from botdb.repository._base import MAX_PAGE, RepositoryBase, check_int, describe
 from botdb.repository._fastget import FastGet
 from botdb.repository._model import Filters, OrderBy
-from botdb.repository._pagination import KeysetPage, Page, keyset_where
+from botdb.repository._pagination import KeysetPage, Page, keyset_where, unpinned
 
 __all__ = ["ReadMethods"]
 
@@ -250,13 +250,15 @@ class ReadMethods(RepositoryBase[T]):
         when paging started exactly once. The cursor is opaque and signed; a garbled or
         tampered one, or one from another ``order_by``, raises ArgumentError before any query.
         For a model whose key is not ``id`` pass its columns, e.g. ``order_by=("guild_id",)``.
+        Key columns pinned by an equality in a ``filters`` mapping are left out of the order
+        (they are equal on every row), so an index that starts with the filter serves it.
         """
         check_int("limit", limit, 1, MAX_PAGE)
         info = self._info
         order_names: OrderBy = order_by
         if order_by == ("id",) and "id" not in info.columns:
             order_names = list(info.pk_keys)
-        keys = info.keyset_order(order_names)
+        keys = unpinned(info.keyset_order(order_names), filters)
         statement = self._select(filters, include_deleted, options=options)
         await self._cursors.load()  # a query on the first call of this repository only
         if after is not None:
