@@ -1,0 +1,352 @@
+"""What the chat-export importers share: reading an export as a stream, typed errors that say
+where the file is bad, times, the report, and the one transaction an import runs in.
+
+An export is read with ijson (the yajl2 C backend when present) from a file opened read-only
+in binary mode. :func:`stream` yields the values found at the JSON paths an importer asks
+for, one at a time, so memory is bounded by the largest single message plus what the importer
+keeps (ids already seen), never by the file. Every problem with the file itself is a
+:class:`~botdb.errors.DataError` naming the file, the message and the byte offset; a missing
+file or a directory is a :class:`~botdb.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import ijson
+
+from botdb import errors
+
+if TYPE_CHECKING:
+    from botdb.recorder._events import Event
+
+__all__ = [
+    "ChatImportReport",
+    "ExportReader",
+    "Progress",
+    "check_sources",
+    "message_error",
+    "parse_iso",
+    "parse_unix",
+    "snake_case",
+]
+
+#: ``progress(bytes_read, bytes_total)``, called from the reading thread.
+Progress = Callable[[int, int], None]
+
+#: Bytes ijson asks for per read; the byte offsets in errors are accurate to this.
+_READ_SIZE = 64 * 1024
+_KIND_LENGTH = 32
+
+
+@dataclass
+class ChatImportReport:
+    """What an import of chat exports wrote (counted from the files, not from the database).
+
+    ``messages`` counts messages and service messages; ``reactions`` the reactions with a
+    known user, ``reaction_counts`` the (message, emoji) counts; ``joins``/``leaves`` the
+    member events found; ``commands`` the slash commands answered by a bot's message
+    (Discord's ``interaction``); ``skipped`` what the files hold but no table does (with the reason
+    as key); ``unresolved`` member events whose user the file names but does not identify.
+    """
+
+    platform: str
+    files: list[str] = field(default_factory=list)
+    guilds: int = 0
+    channels: int = 0
+    threads: int = 0
+    users: int = 0
+    messages: int = 0
+    edited: int = 0
+    attachments: int = 0
+    mentions: int = 0
+    reactions: int = 0
+    reaction_counts: int = 0
+    joins: int = 0
+    leaves: int = 0
+    commands: int = 0
+    unresolved: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def skip(self, reason: str) -> None:
+        """Count something the files hold that is not imported."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+def check_sources(paths: Collection[str | os.PathLike[str]]) -> list[Path]:
+    """The paths as files that exist, are regular files and are not empty (blocking).
+
+    Raises:
+        ConfigurationError: no path, a missing path, a directory.
+        DataError: an empty file.
+    """
+    if not paths:
+        raise errors.ConfigurationError("no export file given")
+    checked = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            raise errors.ConfigurationError(f"{path} is a directory, not an export file")
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise errors.ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+        if not path.is_file():
+            raise errors.ConfigurationError(f"{path} is not a regular file")
+        if size == 0:
+            raise errors.DataError(f"{path.name} is empty")
+        checked.append(path)
+    return checked
+
+
+class _CountingFile:
+    """A read-only binary file that counts the bytes handed out and reports them."""
+
+    def __init__(self, handle: IO[bytes], total: int, progress: Progress | None) -> None:
+        self._handle = handle
+        self.total = total
+        self.offset = 0
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.offset += len(data)
+        if self._progress is not None:
+            self._progress(self.offset, self.total)
+        return data
+
+
+class ExportReader:
+    """Streams the values at some JSON paths of one export file.
+
+    ``paths`` are ijson prefixes (``"messages.item"``, ``"chats.list.item.id"``): the value
+    found at each, a scalar or a whole object or array, is yielded as ``(path, value)`` in
+    file order; everything else is skipped without being built. ``object_start`` paths are
+    yielded as ``(path, None)`` when an object starts there (a new chat of an account export).
+
+    ``index`` is the number of values yielded at ``counted`` (the message number) and
+    ``offset`` the bytes read so far: errors use them to say where the file is bad.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        paths: Collection[str],
+        *,
+        object_start: Collection[str] = (),
+        counted: Collection[str] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.path = path
+        self._paths = frozenset(paths)
+        self._starts = frozenset(object_start)
+        self._counted = frozenset(counted)
+        self._progress = progress
+        self.index = 0
+        self._file: _CountingFile | None = None
+
+    @property
+    def offset(self) -> int:
+        """Bytes read from the file so far."""
+        return self._file.offset if self._file is not None else 0
+
+    def where(self) -> str:
+        """``message #N, near byte X of Y`` for error messages."""
+        total = self._file.total if self._file is not None else 0
+        return f"message #{self.index + 1}, near byte {self.offset} of {total}"
+
+    def error(self, reason: str) -> errors.DataError:
+        """A DataError naming the file and the position."""
+        return errors.DataError(f"{self.path.name}: {reason} ({self.where()})")
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            with self.path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                self._file = _CountingFile(handle, size, self._progress)
+                yield from self._walk(ijson.parse(self._file, buf_size=_READ_SIZE, use_float=True))
+        except ijson.JSONError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "premature EOF" in reason:
+                reason = f"the file ends in the middle of the JSON ({reason}): truncated?"
+            raise self.error(f"not valid JSON: {reason}") from exc
+        except UnicodeDecodeError as exc:
+            raise self.error(f"not UTF-8 text: {exc.reason}") from exc
+        except RecursionError as exc:
+            raise self.error("the JSON is nested too deeply to read") from exc
+        except OSError as exc:
+            raise errors.ConfigurationError(f"cannot read {self.path}: {exc}") from exc
+
+    def _walk(self, events: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, Any]]:
+        wanted, starts, counted = self._paths, self._starts, self._counted
+        builder: ijson.ObjectBuilder | None = None
+        building = ""
+        depth = 0
+        seen_any = False
+        for prefix, event, value in events:
+            seen_any = True
+            if builder is not None:
+                builder.event(event, value)
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                    if depth == 0:
+                        yield building, builder.value
+                        if building in counted:
+                            self.index += 1
+                        builder = None
+                continue
+            if event == "start_map" and prefix in starts:
+                yield prefix, None
+            if prefix in wanted and event not in ("map_key", "end_map", "end_array"):
+                if event in ("start_map", "start_array"):
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                    building = prefix
+                    depth = 1
+                else:
+                    yield prefix, value
+                    if prefix in counted:
+                        self.index += 1
+        if not seen_any:
+            raise self.error("the file holds no JSON")
+
+
+def message_error(reader: ExportReader, message: Any, exc: Exception) -> errors.DataError:
+    """The DataError for a message whose fields have the wrong type or value."""
+    ident = message.get("id") if isinstance(message, dict) else None
+    what = f"message id {ident!r}" if ident is not None else "a message"
+    reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    return reader.error(f"{what} is not valid: {reason}")
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def parse_iso(text: Any, naive_tz: tzinfo = UTC) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime; a time without offset is in ``naive_tz``.
+
+    Accepts any number of fractional digits (DiscordChatExporter writes up to 7; Python keeps
+    microseconds) and a trailing ``Z``.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a time must be a string, not {type(text).__name__}")
+    value = text.strip()
+    head, dot, rest = value.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        if digits > 6:
+            value = f"{head}.{rest[:6]}{rest[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=naive_tz)
+    return parsed.astimezone(UTC)
+
+
+def parse_unix(value: Any) -> datetime:
+    """A Unix time (seconds, as a number or a string of digits) as an aware UTC datetime."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"a Unix time must be a number, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a Unix time") from None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def snake_case(name: str) -> str:
+    """``ChannelPinnedMessage`` -> ``channel_pinned_message``, cut to the ``kind`` column."""
+    out = []
+    for i, char in enumerate(name):
+        if char.isupper() and i and (name[i - 1].islower() or name[i - 1].isdigit()):
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)[:_KIND_LENGTH]
+
+
+def clip(value: Any, length: int = 255) -> str | None:
+    """A name for a ``String(255)`` column: None stays None, anything else becomes text."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text[:length]
+
+
+# -- the import -------------------------------------------------------------------------------
+
+
+async def write_all(
+    db: Any,
+    batches: AsyncIterator[list[Event]],
+    *,
+    platform: str,
+) -> None:
+    """Write every batch with the recorder's writer, all in ONE transaction."""
+    from botdb.recorder._writer import write_events
+
+    async with db.transaction() as conn:
+        async for batch in batches:
+            await write_events(conn, batch, platform=platform)
+
+
+async def ensure_schema(db: Any) -> None:
+    """Refuse a database without the chat tables (never initialised, or an old schema)."""
+    try:
+        await db.fetchval("SELECT count(*) FROM reaction_counts WHERE 1 = 0")
+        await db.fetchval("SELECT count(*) FROM messages WHERE kind = '' AND 1 = 0")
+    except (errors.UndefinedTableError, errors.UndefinedColumnError) as exc:
+        raise errors.UndefinedTableError(
+            "the database has no chat tables yet (or an older schema): "
+            "run `botdb init` (or `botdb migrate upgrade`) first"
+        ) from exc
+
+
+async def batched(events: Iterator[Event], batch_size: int) -> AsyncIterator[list[Event]]:
+    """Batches of events, each read in a worker thread (the file is read there)."""
+
+    def take() -> list[Event]:
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= batch_size:
+                break
+        return batch
+
+    try:
+        while batch := await asyncio.to_thread(take):
+            yield batch
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+def started() -> float:
+    """A monotonic start time for ``report.seconds``."""
+    return time.perf_counter()
+
+
+def finish(report: ChatImportReport, start: float) -> ChatImportReport:
+    """Set the report's duration."""
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report
