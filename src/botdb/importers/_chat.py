@@ -180,7 +180,13 @@ class ExportReader:
             with self.path.open("rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 self._file = _CountingFile(handle, size, self._progress)
-                yield from self._walk(ijson.parse(self._file, buf_size=_READ_SIZE, use_float=True))
+                if len(self._paths) == 1 and not self._starts:
+                    # One path and nothing else: ijson's C builder, ~3x the walk below.
+                    (only,) = self._paths
+                    yield from self._items(only)
+                else:
+                    events = ijson.parse(self._file, buf_size=_READ_SIZE, use_float=True)
+                    yield from self._walk(events)
         except ijson.JSONError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "premature EOF" in reason:
@@ -192,6 +198,15 @@ class ExportReader:
             raise self.error("the JSON is nested too deeply to read") from exc
         except OSError as exc:
             raise errors.ConfigurationError(f"cannot read {self.path}: {exc}") from exc
+
+    def _items(self, path: str) -> Iterator[tuple[str, Any]]:
+        counted = path in self._counted
+        for value in ijson.items(self._file, path, buf_size=_READ_SIZE, use_float=True):
+            yield path, value
+            if counted:
+                self.index += 1
+        if self.offset == 0:
+            raise self.error("the file holds no JSON")
 
     def _walk(self, events: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, Any]]:
         wanted, starts, counted = self._paths, self._starts, self._counted
