@@ -15,19 +15,23 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import ijson
 
 from botdb import errors
+from botdb._protocols import RawSQLDatabase
 
 if TYPE_CHECKING:
+    from botdb.engine.connection import Connection
     from botdb.recorder._events import Event
 
 __all__ = [
+    "ChatImportDatabase",
     "ChatImportReport",
     "ExportReader",
     "Progress",
@@ -44,6 +48,14 @@ Progress = Callable[[int, int], None]
 #: Bytes ijson asks for per read; the byte offsets in errors are accurate to this.
 _READ_SIZE = 64 * 1024
 _KIND_LENGTH = 32
+
+
+class ChatImportDatabase(RawSQLDatabase, Protocol):
+    """What an import needs of the Database: the raw SQL API and a transaction."""
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Connection]: ...
 
 
 @dataclass
@@ -311,7 +323,7 @@ def clip(value: Any, length: int = 255) -> str | None:
 
 
 async def write_all(
-    db: Any,
+    db: ChatImportDatabase,
     batches: AsyncIterator[list[Event]],
     *,
     platform: str,
@@ -324,7 +336,7 @@ async def write_all(
             await write_events(conn, batch, platform=platform)
 
 
-async def ensure_schema(db: Any) -> None:
+async def ensure_schema(db: RawSQLDatabase) -> None:
     """Refuse a database without the chat tables (never initialised, or an old schema)."""
     try:
         await db.fetchval("SELECT count(*) FROM reaction_counts WHERE 1 = 0")

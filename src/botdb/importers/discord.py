@@ -42,10 +42,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botdb import errors
 from botdb.importers._chat import (
+    ChatImportDatabase,
     ChatImportReport,
     ExportReader,
     Progress,
@@ -75,9 +76,6 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
-
-if TYPE_CHECKING:
-    from botdb._protocols import RawSQLDatabase
 
 __all__ = ["DiscordExport", "import_discord", "parse_discord"]
 
@@ -528,7 +526,7 @@ def parse_discord(
 
 
 async def import_discord(
-    db: RawSQLDatabase,
+    db: ChatImportDatabase,
     *paths: str | os.PathLike[str],
     batch_size: int = 2000,
     progress: Progress | None = None,

@@ -52,10 +52,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botdb import errors
 from botdb.importers._chat import (
+    ChatImportDatabase,
     ChatImportReport,
     ExportReader,
     Progress,
@@ -84,9 +85,6 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
-
-if TYPE_CHECKING:
-    from botdb._protocols import RawSQLDatabase
 
 __all__ = ["CHANNEL_BOT_ID", "GROUP_ANONYMOUS_BOT_ID", "import_telegram", "parse_telegram"]
 
@@ -585,7 +583,7 @@ def parse_telegram(
 
 
 async def import_telegram(
-    db: RawSQLDatabase,
+    db: ChatImportDatabase,
     path: str | os.PathLike[str],
     *,
     batch_size: int = 2000,
