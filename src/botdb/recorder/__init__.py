@@ -1,6 +1,7 @@
 """The event recorder: chat events written at bulk speed.
 
-:mod:`botdb.recorder._events` is the vocabulary shared with the importers and the adapters.
+:mod:`botdb.recorder._events` is the vocabulary shared with the importers and the adapters;
+:func:`write_events` turns a batch of them into rows inside a transaction, idempotently.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
+from botdb.recorder._writer import WriteCounts, write_events
 
 __all__ = [
     "AttachmentInfo",
@@ -47,4 +49,6 @@ __all__ = [
     "ReactionsCleared",
     "ThreadInfo",
     "UserInfo",
+    "WriteCounts",
+    "write_events",
 ]
