@@ -4,7 +4,10 @@ backends (idempotent, one transaction), and every bad input a typed error that c
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from botdb import errors
 from botdb.cli import app
 from botdb.importers import ChatImportReport, import_discord
 from botdb.importers.discord import parse_discord
+from botdb.importers.samples import write_discord_export
 from botdb.recorder._events import (
     AttachmentInfo,
     ChannelInfo,
@@ -378,3 +382,53 @@ def test_cli_on_a_database_never_initialised_says_to_run_init(
     result = CliRunner().invoke(app, ["import", "discord", str(CHANNEL), "--url", sqlite_url])
     assert result.exit_code == 1
     assert "botdb init" in result.stderr
+
+
+# -- bounded memory ---------------------------------------------------------------------------
+
+_MEASURE = """
+import asyncio, json, resource, sys
+import botdb
+
+async def main(path, url):
+    async with botdb.connect(url, sqlite_cache_size_mb=8) as db:
+        await db.migrate()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        report = await db.import_discord(path)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rows = await db.fetchval("SELECT count(*) FROM messages")
+    print(json.dumps({"growth_kb": peak - before, "messages": report.messages, "rows": rows}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def _import_growth_mb(tmp_path: Path, messages: int) -> tuple[float, float]:
+    """Peak RSS growth of a fresh process importing a generated export, and the file's size."""
+    path = write_discord_export(tmp_path / f"export-{messages}.json", messages=messages, seed=11)
+    env = {**os.environ, "PYTHONPATH": str(Path(botdb.__file__).parents[1])}
+    database = tmp_path / f"import-{messages}.db"
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), f"sqlite:///{database}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout)
+    assert result["messages"] == result["rows"] == messages
+    return result["growth_kb"] / 1024, path.stat().st_size / 2**20
+
+
+@pytest.mark.slow
+def test_a_generated_200k_message_export_imports_in_bounded_memory(tmp_path: Path) -> None:
+    """Memory does not grow with the file: 5x the messages, about the same peak RSS growth."""
+    small, small_mb = _import_growth_mb(tmp_path, 40_000)
+    big, big_mb = _import_growth_mb(tmp_path, 200_000)
+    assert big_mb > 100
+    assert big < small + 32, (
+        f"{small:.0f} MB for {small_mb:.0f} MB, {big:.0f} MB for {big_mb:.0f} MB"
+    )
+    assert big < big_mb, f"peak RSS grew {big:.0f} MB importing {big_mb:.0f} MB"

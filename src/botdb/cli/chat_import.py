@@ -131,7 +131,7 @@ def import_discord_command(
         list[Path],
         typer.Argument(help="DiscordChatExporter JSON files: channels, threads, DMs (only read)."),
     ],
-    batch_size: BatchOption = 2000,
+    batch_size: BatchOption = 20000,
     timezone: TimezoneOption = "UTC",
     url: UrlOption = None,
     json_output: JsonOption = False,
@@ -155,7 +155,7 @@ def import_telegram_command(
     file: Annotated[
         Path, typer.Argument(help="Telegram Desktop result.json: one chat or a whole account.")
     ],
-    batch_size: BatchOption = 2000,
+    batch_size: BatchOption = 20000,
     timezone: TimezoneOption = "UTC",
     url: UrlOption = None,
     json_output: JsonOption = False,

@@ -528,7 +528,7 @@ def parse_discord(
 async def import_discord(
     db: ChatImportDatabase,
     *paths: str | os.PathLike[str],
-    batch_size: int = 2000,
+    batch_size: int = 20000,
     progress: Progress | None = None,
     naive_tz: tzinfo = UTC,
 ) -> ChatImportReport:

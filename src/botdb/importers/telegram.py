@@ -207,7 +207,8 @@ class _Parser:
         self.report = report
         self.reader = reader
         self.naive_tz = naive_tz
-        self.users: set[int] = set()
+        #: user id -> the display name announced (None: announced without one)
+        self.users: dict[int, str | None] = {}
         self.chats: set[int] = set()
         self.chat: _Chat | None = None
         self.header: dict[str, Any] = {}
@@ -319,10 +320,11 @@ class _Parser:
     def _user(
         self, user_id: int, name: str | None, is_bot: bool, username: str | None = None
     ) -> list[Event]:
-        if user_id in self.users:
-            return []
-        self.users.add(user_id)
-        self.report.users += 1
+        known = self.users.get(user_id, False)
+        if known is not False and (known is not None or name is None):
+            return []  # announced already, and with a name if one is known
+        self.users[user_id] = name
+        self.report.users += known is False
         return [
             UserInfo(
                 user_id,
@@ -375,8 +377,6 @@ class _Parser:
             sender_chat = chat.id
             yield from users
         content, mentions = _text(message)
-        for mention in mentions:
-            yield from self._user(mention.target_id, None, False)
         thread_id, reply_to = self._thread(chat, message_id, message.get("reply_to_message_id"))
         if action == "topic_created":
             title = clip(message.get("title"))
@@ -479,7 +479,8 @@ class _Parser:
         self.report.reaction_counts += 1
         yield ReactionCounted(message_id, chat.id, chat.id, name[:255], count, emoji_id)
         for index, recent in enumerate(raw.get("recent") or ()):
-            if not isinstance(recent, dict) or recent.get("date") is None:
+            if not isinstance(recent, dict) or None in (recent.get("date"), recent.get("from_id")):
+                self.report.skip("recent reaction without its user or date")
                 continue
             kind_of, _ = _peer(recent.get("from_id"), f"{what}.recent[{index}].from_id")
             if kind_of != "user":
@@ -586,7 +587,7 @@ async def import_telegram(
     db: ChatImportDatabase,
     path: str | os.PathLike[str],
     *,
-    batch_size: int = 2000,
+    batch_size: int = 20000,
     progress: Progress | None = None,
     naive_tz: tzinfo = UTC,
 ) -> ChatImportReport:
