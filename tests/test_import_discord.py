@@ -432,3 +432,12 @@ def test_a_generated_200k_message_export_imports_in_bounded_memory(tmp_path: Pat
         f"{small:.0f} MB for {small_mb:.0f} MB, {big:.0f} MB for {big_mb:.0f} MB"
     )
     assert big < big_mb, f"peak RSS grew {big:.0f} MB importing {big_mb:.0f} MB"
+
+
+def test_a_hostile_nesting_depth_is_refused_quickly(tmp_path: Path) -> None:
+    """100,000 nested arrays in a message: a typed error, not minutes and gigabytes."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    path = tmp_path / "deep.json"
+    path.write_bytes(V2.read_bytes().replace(b'"embeds": [],', b'"embeds": ' + deep + b",", 1))
+    with pytest.raises(errors.DataError, match=r"deep\.json: the JSON is nested deeper than 256"):
+        events(path)

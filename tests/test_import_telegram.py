@@ -236,6 +236,18 @@ def test_files_that_are_not_telegram_exports_are_data_errors(
         parse(path)
 
 
+def test_deep_nesting_in_a_part_of_the_account_that_is_not_read_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "result.json"
+    deep = b'{"a": ' * 50_000 + b"1" + b"}" * 50_000
+    path.write_bytes(
+        ACCOUNT.read_bytes().replace(b'"contacts": ', b'"other_data": ' + deep + b', "contacts": ')
+    )
+    with pytest.raises(errors.DataError, match="nested deeper than 256"):
+        parse(path)
+
+
 def test_a_discord_export_is_refused_with_a_hint() -> None:
     with pytest.raises(errors.DataError, match="DiscordChatExporter export"):
         parse(DISCORD)

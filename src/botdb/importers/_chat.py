@@ -48,6 +48,10 @@ Progress = Callable[[int, int], None]
 #: Bytes ijson asks for per read; the byte offsets in errors are accurate to this.
 _READ_SIZE = 64 * 1024
 _KIND_LENGTH = 32
+#: Deeper nesting is refused (exports nest about 10 levels).
+_MAX_DEPTH = 256
+_OPEN = frozenset({"start_map", "start_array"})
+_CLOSE = frozenset({"end_map", "end_array"})
 
 
 class ChatImportDatabase(RawSQLDatabase, Protocol):
@@ -192,13 +196,8 @@ class ExportReader:
             with self.path.open("rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 self._file = _CountingFile(handle, size, self._progress)
-                if len(self._paths) == 1 and not self._starts:
-                    # One path and nothing else: ijson's C builder, ~3x the walk below.
-                    (only,) = self._paths
-                    yield from self._items(only)
-                else:
-                    events = ijson.parse(self._file, buf_size=_READ_SIZE, use_float=True)
-                    yield from self._walk(events)
+                events = ijson.basic_parse(self._file, buf_size=_READ_SIZE, use_float=True)
+                yield from self._walk(events)
         except ijson.JSONError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "premature EOF" in reason:
@@ -206,52 +205,69 @@ class ExportReader:
             raise self.error(f"not valid JSON: {reason}") from exc
         except UnicodeDecodeError as exc:
             raise self.error(f"not UTF-8 text: {exc.reason}") from exc
-        except RecursionError as exc:
-            raise self.error("the JSON is nested too deeply to read") from exc
         except OSError as exc:
             raise errors.ConfigurationError(f"cannot read {self.path}: {exc}") from exc
 
-    def _items(self, path: str) -> Iterator[tuple[str, Any]]:
-        counted = path in self._counted
-        for value in ijson.items(self._file, path, buf_size=_READ_SIZE, use_float=True):
-            yield path, value
-            if counted:
-                self.index += 1
-        if self.offset == 0:
-            raise self.error("the file holds no JSON")
-
-    def _walk(self, events: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, Any]]:
+    def _walk(self, events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """The wanted values, from ijson's basic events (no prefixes: those cost time and
+        memory quadratic in the nesting depth, which a hostile file makes huge). The path is
+        tracked here only as deep as a wanted path goes; deeper, only the depth is counted."""
         wanted, starts, counted = self._paths, self._starts, self._counted
+        reach = max(path.count(".") + 1 for path in wanted | starts)
+        stack: list[tuple[str, bool]] = []  # (path, is an object) of the open containers
+        key = ""
         builder: ijson.ObjectBuilder | None = None
         building = ""
-        depth = 0
+        nested = 0  # depth inside the value being built, or inside a skipped one
         seen_any = False
-        for prefix, event, value in events:
+        for event, value in events:
             seen_any = True
+            if event in _OPEN and nested and len(stack) + nested >= _MAX_DEPTH:
+                raise self.error(f"the JSON is nested deeper than {_MAX_DEPTH} levels")
             if builder is not None:
                 builder.event(event, value)
-                if event in ("start_map", "start_array"):
-                    depth += 1
-                elif event in ("end_map", "end_array"):
-                    depth -= 1
-                    if depth == 0:
+                if event in _OPEN:
+                    nested += 1
+                elif event in _CLOSE:
+                    nested -= 1
+                    if nested == 0:
                         yield building, builder.value
                         if building in counted:
                             self.index += 1
                         builder = None
                 continue
-            if event == "start_map" and prefix in starts:
-                yield prefix, None
-            if prefix in wanted and event not in ("map_key", "end_map", "end_array"):
-                if event in ("start_map", "start_array"):
+            if nested:  # inside a value nobody asked for
+                nested += 1 if event in _OPEN else -1 if event in _CLOSE else 0
+                continue
+            if event == "map_key":
+                key = value
+                continue
+            if event in _CLOSE:
+                stack.pop()
+                continue
+            if stack:
+                parent, in_object = stack[-1]
+                step = key if in_object else "item"
+                path = f"{parent}.{step}" if parent else step
+            else:
+                path = ""
+            if event in _OPEN:
+                if event == "start_map" and path in starts:
+                    yield path, None
+                if path in wanted:
                     builder = ijson.ObjectBuilder()
                     builder.event(event, value)
-                    building = prefix
-                    depth = 1
+                    building = path
+                    nested = 1
+                elif len(stack) >= reach:
+                    nested = 1  # nothing wanted below: skip it, counting depth only
                 else:
-                    yield prefix, value
-                    if prefix in counted:
-                        self.index += 1
+                    stack.append((path, event == "start_map"))
+                continue
+            if path in wanted:
+                yield path, value
+                if path in counted:
+                    self.index += 1
         if not seen_any:
             raise self.error("the file holds no JSON")
 
