@@ -376,6 +376,19 @@ def test_cli_imports_with_a_json_summary_and_refuses_bad_files(
         assert message in " ".join(result.stderr.split()), result.stderr
 
 
+def test_cli_json_output_reports_a_bad_file_as_json(sqlite_url: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--url", sqlite_url]).exit_code == 0
+    result = runner.invoke(app, ["import", "discord", str(TELEGRAM), "--url", sqlite_url, "--json"])
+    assert result.exit_code == 1
+    assert orjson.loads(result.stdout) == {
+        "ok": False,
+        "error": "DataError",
+        "message": "telegram_forum_supergroup.json is not a DiscordChatExporter export: "
+        "it looks like a Telegram Desktop export (use `botdb import telegram`)",
+    }
+
+
 def test_cli_on_a_database_never_initialised_says_to_run_init(
     sqlite_url: str,
 ) -> None:
