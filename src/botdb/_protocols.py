@@ -10,7 +10,8 @@ structurally (mypy checks it wherever the front door hands itself down, and
 * :class:`EngineDatabase`: ``botdb.migrations`` and ``botdb.importers``;
 * :class:`RepositoryDatabase`: ``botdb.repository``;
 * :class:`ServiceDatabase`: ``botdb.services``;
-* :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer).
+* :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer);
+* :class:`RecorderDatabase`: ``botdb.recorder``.
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
 importing this module never imports the front door.
@@ -36,6 +37,7 @@ __all__ = [
     "EngineDatabase",
     "OpsDatabase",
     "RawSQLDatabase",
+    "RecorderDatabase",
     "RepositoryDatabase",
     "ServiceDatabase",
 ]
@@ -138,3 +140,11 @@ class OpsDatabase(EngineDatabase, RawSQLDatabase, Protocol):
     async def migrate(self) -> list[str]: ...
 
     async def create_tables(self) -> None: ...
+
+
+class RecorderDatabase(ConfiguredDatabase, Protocol):
+    """What the recorder writes its batches through: a transaction per batch."""
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Connection]: ...

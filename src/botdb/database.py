@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from botdb import models
     from botdb.importers import ChatImportReport, ImportReport
     from botdb.ops import BackupResult, RestoreResult
+    from botdb.recorder import Recorder
     from botdb.repository import Repository
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
@@ -69,6 +70,7 @@ class Database(QueryAPI):
         self._cache: Cache | None = None
         self._repositories: dict[type[Any], Any] = {}
         self._scoped: dict[str, ScopedConfig] = {}
+        self._recorder: Recorder | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -97,13 +99,18 @@ class Database(QueryAPI):
                     execute=self.execute,
                     poll_interval=settings.cache_poll_interval,
                 )
+            await self._replay_recorder_spool()
         except BaseException:
             await self.close()
             raise
         return self
 
     async def close(self) -> None:
-        """Hand every connection back and close the pool. Safe to call twice."""
+        """Flush the recorder, hand every connection back and close the pool. Safe to call
+        twice."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            await recorder.close()
         cache, self._cache = self._cache, None
         if cache is not None:
             await cache.close()
@@ -323,6 +330,43 @@ class Database(QueryAPI):
         from botdb.services import CaseService
 
         return CaseService(self)
+
+    @property
+    def recorder(self) -> Recorder:
+        """The event recorder (:class:`~botdb.recorder.Recorder`): batched writes of chat
+        events, configured by the ``recorder_*`` settings. Flushed by :meth:`close`."""
+        if self._recorder is None:
+            from botdb.recorder import Recorder
+
+            self._recorder = Recorder(self, self._recorder_options())
+        return self._recorder
+
+    def _recorder_options(self) -> Any:
+        from botdb.recorder import RecorderOptions, default_spool_path
+
+        settings = self.settings
+        url = settings.url
+        spool = settings.recorder_spool_path or default_spool_path(
+            url.masked(), None if url.is_memory or url.backend != "sqlite" else url.path
+        )
+        return RecorderOptions(
+            batch_size=settings.recorder_batch_size,
+            flush_interval=settings.recorder_flush_interval,
+            max_buffer=settings.recorder_max_buffer,
+            when_full=settings.recorder_when_full,
+            spool_path=spool,
+            platform=settings.recorder_platform,
+            retry_initial_delay=settings.retry_initial_delay,
+            retry_max_delay=settings.retry_max_delay,
+            retry_jitter=settings.retry_jitter,
+        )
+
+    async def _replay_recorder_spool(self) -> None:
+        """Start the recorder when its spool holds events a previous run left there."""
+        from botdb.recorder._spool import peek_backlog
+
+        if self._recorder is None and peek_backlog(self._recorder_options().spool_path):
+            await self.recorder.start()
 
     def scoped(self, namespace: str) -> ScopedConfig:
         """Red-DiscordBot-style scoped settings of ``namespace`` (one object per namespace,

@@ -27,6 +27,7 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
+from botdb.recorder._recorder import Recorder, RecorderOptions, default_spool_path
 from botdb.recorder._writer import WriteCounts, write_events
 
 __all__ = [
@@ -47,8 +48,11 @@ __all__ = [
     "ReactionCounted",
     "ReactionRemoved",
     "ReactionsCleared",
+    "Recorder",
+    "RecorderOptions",
     "ThreadInfo",
     "UserInfo",
     "WriteCounts",
+    "default_spool_path",
     "write_events",
 ]

@@ -344,8 +344,9 @@ def merge_message(
         edited.append(create.edited_at)
     row["edited_at"] = max(edited) if edited else None
     if plan.deleted_at is not None:
+        # Deleted is sticky, and the deletion time is the earliest one seen.
         row["deleted"] = True
-        if row["deleted_at"] is None:
+        if row["deleted_at"] is None or plan.deleted_at < row["deleted_at"]:
             row["deleted_at"] = plan.deleted_at
     attachments = won.get("attachments")
     if attachments is not None:
