@@ -20,6 +20,7 @@ import botdb
 from botdb import errors
 from botdb.cli import app
 from botdb.importers import ChatImportReport, import_discord
+from botdb.importers._chat import MessageKeys, verify_messages
 from botdb.importers.discord import parse_discord
 from botdb.importers.samples import write_discord_export
 from botdb.recorder._events import (
@@ -283,6 +284,7 @@ async def test_import_writes_every_row_and_a_second_run_changes_nothing(
         5,
     )
     assert (report.threads, report.joins, report.commands, report.attachments) == (1, 1, 1, 3)
+    assert report.verified == 12
     counts = await table_counts(db)
     assert counts == {
         "guilds": 2,
@@ -334,6 +336,30 @@ async def test_a_bad_file_among_good_ones_writes_nothing_and_is_left_untouched(
     assert digest(bad) == before
     assert digest(good) == digest(CHANNEL)
     assert all(count == 0 for count in (await table_counts(db)).values())
+
+
+async def test_verification_finds_a_message_missing_from_the_table(db: botdb.Database) -> None:
+    """After the writes, every message of the files must be a full row, or all rolls back."""
+    await import_discord(db, DM)
+    keys = MessageKeys()
+    dm = 900000000000000123
+    stream = [
+        MessageCreated(1100000000000000701, dm, dm, 1, datetime(2023, 6, 1, tzinfo=UTC)),
+        MessageCreated(1100000000000000799, dm, dm, 1, datetime(2023, 6, 1, tzinfo=UTC)),
+    ]
+    assert list(keys.track(iter(stream))) == stream
+    report = ChatImportReport("discord")
+    async with db.transaction() as conn:
+        with pytest.raises(
+            errors.VerificationError, match=r"1 message.*e\.g\. 1100000000000000799"
+        ):
+            await verify_messages(conn, keys, report)
+    await db.execute("UPDATE messages SET partial = $1 WHERE id = $2", True, 1100000000000000701)
+    keys = MessageKeys()
+    list(keys.track(iter(stream[:1])))
+    async with db.transaction() as conn:
+        with pytest.raises(errors.VerificationError, match=r"e\.g\. 1100000000000000701"):
+            await verify_messages(conn, keys, report)
 
 
 async def test_a_database_never_initialised_is_refused(make_db: MakeDB) -> None:

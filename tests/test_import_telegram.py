@@ -307,6 +307,7 @@ async def test_a_forum_export_lands_with_bot_api_ids_and_a_second_run_changes_no
         2,
         2,
     )
+    assert report.verified == 15
     again = await db.import_telegram(FORUM)
     assert await table_counts(db) == counts
     assert again.to_dict() | {"seconds": 0} == report.to_dict() | {"seconds": 0}

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
+from array import array
 from collections.abc import AsyncGenerator, Callable, Collection, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ import ijson
 
 from botdb import errors
 from botdb._protocols import RawSQLDatabase
+from botdb.recorder._events import MessageCreated
 
 if TYPE_CHECKING:
     from botdb.engine.connection import Connection
@@ -35,6 +37,7 @@ __all__ = [
     "ChatImportDatabase",
     "ChatImportReport",
     "ExportReader",
+    "MessageKeys",
     "Progress",
     "check_sources",
     "message_error",
@@ -51,6 +54,7 @@ _READ_SIZE = 64 * 1024
 _KIND_LENGTH = 32
 #: Deeper nesting is refused (exports nest about 10 levels).
 _MAX_DEPTH = 256
+_VERIFY_CHUNK = 5000
 _OPEN = frozenset({"start_map", "start_array"})
 _CLOSE = frozenset({"end_map", "end_array"})
 
@@ -70,8 +74,10 @@ class ChatImportReport:
     ``messages`` counts messages and service messages; ``reactions`` the reactions with a
     known user, ``reaction_counts`` the (message, emoji) counts; ``joins``/``leaves`` the
     member events found; ``commands`` the slash commands answered by a bot's message
-    (Discord's ``interaction``); ``skipped`` what the files hold but no table does (with the reason
-    as key); ``unresolved`` member events whose user the file names but does not identify.
+    (Discord's ``interaction``); ``verified`` the distinct messages found in the table after
+    the writes, as full rows; ``skipped`` what the files hold but no table does (with the
+    reason as key); ``unresolved`` member events whose user the file names but does not
+    identify.
     """
 
     platform: str
@@ -89,6 +95,7 @@ class ChatImportReport:
     joins: int = 0
     leaves: int = 0
     commands: int = 0
+    verified: int = 0
     unresolved: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
@@ -339,18 +346,72 @@ def clip(value: Any, length: int = 255) -> str | None:
 # -- the import -------------------------------------------------------------------------------
 
 
+class MessageKeys:
+    """The message keys an import wrote, per guild, kept compactly (8 bytes a message) so
+    that they can be checked against the table after the writes."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, array[int]] = {}
+
+    def track(self, events: Iterator[Event]) -> Iterator[Event]:
+        """Pass ``events`` through, noting every message's key."""
+        ids = self._ids
+        for event in events:
+            if type(event) is MessageCreated:
+                found = ids.get(event.guild_id)
+                if found is None:
+                    found = ids[event.guild_id] = array("q")
+                found.append(event.id)
+            yield event
+
+    def guilds(self) -> Iterator[tuple[int, list[int]]]:
+        """``(guild id, its message ids sorted and unique)``, one guild at a time."""
+        for guild_id in list(self._ids):
+            ids = sorted(set(self._ids.pop(guild_id)))
+            yield guild_id, ids
+
+
+async def verify_messages(conn: Connection, keys: MessageKeys, report: ChatImportReport) -> None:
+    """Every message of the files is a full (not partial) row; else VerificationError."""
+    for guild_id, ids in keys.guilds():
+        for start in range(0, len(ids), _VERIFY_CHUNK):
+            chunk = ids[start : start + _VERIFY_CHUNK]
+            rows = await conn.fetch(
+                "SELECT id FROM messages WHERE guild_id = $1 AND id >= $2 AND id <= $3 "
+                "AND partial = $4",
+                guild_id,
+                chunk[0],
+                chunk[-1],
+                False,
+            )
+            missing = set(chunk).difference(int(row[0]) for row in rows)
+            if missing:
+                raise errors.VerificationError(
+                    f"{len(missing)} message(s) of guild {guild_id} are not in the table after "
+                    f"the import (e.g. {min(missing)}); nothing was imported",
+                    report,
+                )
+            report.verified += len(chunk)
+
+
 async def write_all(
     db: ChatImportDatabase,
-    batches: AsyncGenerator[list[Event], None],
+    events: Iterator[Event],
+    report: ChatImportReport,
     *,
     platform: str,
+    batch_size: int,
 ) -> None:
-    """Write every batch with the recorder's writer, all in ONE transaction."""
+    """Write every event with the recorder's writer and verify the messages, all in ONE
+    transaction."""
     from botdb.recorder._writer import write_events
 
+    keys = MessageKeys()
+    batches = batched(keys.track(events), batch_size)
     async with contextlib.aclosing(batches), db.transaction() as conn:
         async for batch in batches:
             await write_events(conn, batch, platform=platform)
+        await verify_messages(conn, keys, report)
 
 
 async def ensure_schema(db: RawSQLDatabase) -> None:

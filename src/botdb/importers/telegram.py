@@ -60,7 +60,6 @@ from botdb.importers._chat import (
     ChatImportReport,
     ExportReader,
     Progress,
-    batched,
     check_sources,
     clip,
     ensure_schema,
@@ -621,5 +620,5 @@ async def import_telegram(
     report = ChatImportReport(_PLATFORM)
     await ensure_schema(db)
     events = parse_telegram(path, report=report, progress=progress, naive_tz=naive_tz)
-    await write_all(db, batched(events, batch_size), platform=_PLATFORM)
+    await write_all(db, events, report, platform=_PLATFORM, batch_size=batch_size)
     return finish(report, start)
