@@ -74,8 +74,8 @@ class ChatImportReport:
     ``messages`` counts messages and service messages; ``reactions`` the reactions with a
     known user, ``reaction_counts`` the (message, emoji) counts; ``joins``/``leaves`` the
     member events found; ``commands`` the slash commands answered by a bot's message
-    (Discord's ``interaction``); ``verified`` the distinct messages found in the table after
-    the writes, as full rows; ``skipped`` what the files hold but no table does (with the
+    (Discord's ``interaction``); ``verified`` the messages found in the table after the
+    writes, as full rows; ``skipped`` what the files hold but no table does (with the
     reason as key); ``unresolved`` member events whose user the file names but does not
     identify.
     """
@@ -364,34 +364,37 @@ class MessageKeys:
                 found.append(event.id)
             yield event
 
-    def guilds(self) -> Iterator[tuple[int, list[int]]]:
-        """``(guild id, its message ids sorted and unique)``, one guild at a time."""
+    def chunks(self, size: int) -> Iterator[tuple[int, list[int]]]:
+        """``(guild id, sorted distinct ids)`` for runs of ``size`` messages in file order.
+
+        Exports list messages in time order, so a run covers a narrow range of ids; nothing
+        is sorted as a whole (that would hold every id as a Python int at once).
+        """
         for guild_id in list(self._ids):
-            ids = sorted(set(self._ids.pop(guild_id)))
-            yield guild_id, ids
+            ids = self._ids.pop(guild_id)
+            for start in range(0, len(ids), size):
+                yield guild_id, sorted(set(ids[start : start + size]))
 
 
 async def verify_messages(conn: Connection, keys: MessageKeys, report: ChatImportReport) -> None:
     """Every message of the files is a full (not partial) row; else VerificationError."""
-    for guild_id, ids in keys.guilds():
-        for start in range(0, len(ids), _VERIFY_CHUNK):
-            chunk = ids[start : start + _VERIFY_CHUNK]
-            rows = await conn.fetch(
-                "SELECT id FROM messages WHERE guild_id = $1 AND id >= $2 AND id <= $3 "
-                "AND partial = $4",
-                guild_id,
-                chunk[0],
-                chunk[-1],
-                False,
+    for guild_id, chunk in keys.chunks(_VERIFY_CHUNK):
+        rows = await conn.fetch(
+            "SELECT id FROM messages WHERE guild_id = $1 AND id >= $2 AND id <= $3 "
+            "AND partial = $4",
+            guild_id,
+            chunk[0],
+            chunk[-1],
+            False,
+        )
+        missing = set(chunk).difference(int(row[0]) for row in rows)
+        if missing:
+            raise errors.VerificationError(
+                f"{len(missing)} message(s) of guild {guild_id} are not in the table after "
+                f"the import (e.g. {min(missing)}); nothing was imported",
+                report,
             )
-            missing = set(chunk).difference(int(row[0]) for row in rows)
-            if missing:
-                raise errors.VerificationError(
-                    f"{len(missing)} message(s) of guild {guild_id} are not in the table after "
-                    f"the import (e.g. {min(missing)}); nothing was imported",
-                    report,
-                )
-            report.verified += len(chunk)
+        report.verified += len(chunk)
 
 
 async def write_all(
