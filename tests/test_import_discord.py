@@ -22,7 +22,7 @@ from botdb.cli import app
 from botdb.importers import ChatImportReport, import_discord
 from botdb.importers._chat import MessageKeys, verify_messages
 from botdb.importers.discord import parse_discord
-from botdb.importers.samples import write_discord_export
+from botdb.importers.samples import main, write_discord_export
 from botdb.recorder._events import (
     AttachmentInfo,
     ChannelInfo,
@@ -480,3 +480,19 @@ def test_a_hostile_nesting_depth_is_refused_quickly(tmp_path: Path) -> None:
     path.write_bytes(V2.read_bytes().replace(b'"embeds": [],', b'"embeds": ' + deep + b",", 1))
     with pytest.raises(errors.DataError, match=r"deep\.json: the JSON is nested deeper than 256"):
         events(path)
+
+
+async def test_a_generated_export_is_reproducible_and_imports_whole(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    first = write_discord_export(tmp_path / "a.json", messages=600, users=12, seed=5)
+    main(["discord", str(tmp_path / "b.json"), "--messages", "600", "--users", "12", "--seed", "5"])
+    assert digest(first) == digest(tmp_path / "b.json")
+    report = await import_discord(db, first, batch_size=500)
+    assert report.messages == report.verified == 600
+    assert report.reactions > 0
+    assert report.reaction_counts > 0
+    assert report.joins == 12  # a member join every 50 messages
+    assert await db.fetchval("SELECT count(*) FROM messages") == 600
+    replies = await db.fetchval("SELECT count(*) FROM messages WHERE reply_to_id IS NOT NULL")
+    assert replies > 0

@@ -17,6 +17,7 @@ import botdb
 from botdb import errors
 from botdb.cli import app
 from botdb.importers import ChatImportReport, import_telegram
+from botdb.importers.samples import write_telegram_export
 from botdb.importers.telegram import (
     CHANNEL_BOT_ID,
     GROUP_ANONYMOUS_BOT_ID,
@@ -399,3 +400,17 @@ def test_cli_imports_a_telegram_export_and_refuses_bad_input(
     )
     assert zone.exit_code == 1
     assert "unknown time zone" in zone.stderr
+
+
+async def test_a_generated_export_imports_whole_with_its_topic(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    path = write_telegram_export(tmp_path / "result.json", messages=700, users=9, seed=2)
+    report = await import_telegram(db, path, batch_size=300)
+    assert report.messages == report.verified == 700
+    assert report.threads == 1
+    assert report.joins > 0
+    chat = -(10**12 + 1700000001)
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE guild_id = $1", chat) == 700
+    in_topic = await db.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1", 2)
+    assert in_topic > 1

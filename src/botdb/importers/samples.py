@@ -6,6 +6,10 @@ The content is made up (word salad, made-up names); the shape is the real format
 replies, edits, pins, attachments, mentions, reactions (with and without their users), member
 joins and a thread or forum topic, and an activity pattern over hours and weekdays.
 
+From a shell (for a demo or a Makefile)::
+
+    python -m botdb.importers.samples discord general.json --messages 10000 --seed 1
+
 Example:
     >>> from botdb.importers.samples import write_discord_export
     >>> path = write_discord_export("general.json", messages=10_000, seed=1)
@@ -23,7 +27,7 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["write_discord_export", "write_telegram_export"]
+__all__ = ["main", "write_discord_export", "write_telegram_export"]
 
 _SENTENCES = (
     "the bot is up again anyone seen the new patch raid tonight at nine who wants to join "
@@ -311,3 +315,25 @@ def write_telegram_export(
             writer.item(message)
         writer.close({})
     return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m botdb.importers.samples discord|telegram FILE [--messages N] [--seed S]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m botdb.importers.samples",
+        description="Write a generated chat export (made-up content, the real format).",
+    )
+    parser.add_argument("format", choices=("discord", "telegram"))
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    write = write_discord_export if args.format == "discord" else write_telegram_export
+    write(args.file, messages=args.messages, users=args.users, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
