@@ -218,6 +218,15 @@ def test_a_field_of_the_wrong_type_names_the_message(tmp_path: Path) -> None:
         parse(path)
 
 
+def test_an_id_beyond_64_bits_names_the_message(tmp_path: Path) -> None:
+    document = orjson.loads(FORUM.read_bytes())
+    document["messages"][5]["from_id"] = f"user{1 << 64}"
+    path = tmp_path / "result.json"
+    path.write_bytes(orjson.dumps(document))
+    with pytest.raises(errors.DataError, match=r"message id 6 is not valid: .*64 bits"):
+        parse(path)
+
+
 @pytest.mark.parametrize(
     ("content", "pattern"),
     [

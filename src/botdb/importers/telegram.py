@@ -181,23 +181,26 @@ class _Chat:
 
 
 def _int(value: Any, what: str) -> int:
+    """An integer of the file (a number, or digits in a string) that fits in 64 bits."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
         raise ValueError(f"{what} must be an integer, not {value!r}")
+    if not -(1 << 63) <= value < 1 << 63:
+        raise ValueError(f"{what} {value} does not fit in 64 bits")
     return value
 
 
 def _peer(value: Any, what: str) -> tuple[str, int]:
     """``("user", 123)`` from ``"user123"``, ``"channel123"``, ``"chat123"`` or a bare number."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return "user", value
+        return "user", _int(value, what)
     if isinstance(value, str):
         for prefix in ("user", "channel", "chat"):
             if value.startswith(prefix) and value[len(prefix) :].isdigit():
-                return prefix, int(value[len(prefix) :])
+                return prefix, _int(value[len(prefix) :], what)
         if value.isdigit():
-            return "user", int(value)
+            return "user", _int(value, what)
     raise ValueError(f"{what} must be a peer id like 'user123', not {value!r}")
 
 
