@@ -216,6 +216,27 @@ def test_a_field_of_the_wrong_type_names_the_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("count", -1, "must be a non-negative integer"),
+        ("count", 1 << 40, "is too large"),
+        ("count", "3", "must be a non-negative integer"),
+    ],
+)
+def test_a_bad_reaction_count_names_the_message(
+    tmp_path: Path, field: str, value: Any, reason: str
+) -> None:
+    document = orjson.loads(V2.read_bytes())
+    document["messages"][0]["reactions"][1][field] = value
+    path = tmp_path / "bad.json"
+    path.write_bytes(orjson.dumps(document))
+    with pytest.raises(
+        errors.DataError, match=rf"'700000000000000001'.*reactions\[1\]\.count .*{reason}"
+    ):
+        events(path)
+
+
+@pytest.mark.parametrize(
     ("content", "pattern"),
     [
         (b"[1, 2, 3]", "not a DiscordChatExporter export"),

@@ -40,6 +40,7 @@ __all__ = [
     "MessageKeys",
     "Progress",
     "check_sources",
+    "count_of",
     "message_error",
     "parse_iso",
     "parse_unix",
@@ -323,6 +324,15 @@ def parse_unix(value: Any) -> datetime:
     except ValueError:
         raise ValueError(f"{value!r} is not a Unix time") from None
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def count_of(value: Any, what: str, *, bits: int = 31) -> int:
+    """A non-negative integer that fits its column (``Integer``: 31 bits, ``BigInteger``: 63)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    if value >= 1 << bits:
+        raise ValueError(f"{what} {value} is too large")
+    return value
 
 
 def snake_case(name: str) -> str:

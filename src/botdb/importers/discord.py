@@ -52,6 +52,7 @@ from botdb.importers._chat import (
     Progress,
     check_sources,
     clip,
+    count_of,
     ensure_schema,
     finish,
     message_error,
@@ -464,9 +465,7 @@ class _Parser:
         name = emoji.get("name") or (str(emoji_id) if emoji_id is not None else None)
         if not isinstance(name, str):
             raise ValueError(f"{what}.emoji has neither a name nor an id")
-        count = raw.get("count", 0)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{what}.count must be a non-negative integer, not {count!r}")
+        count = count_of(raw.get("count", 0), f"{what}.count")
         animated = emoji.get("isAnimated") is True
         name = name[:255]
         self.report.reaction_counts += 1
@@ -485,8 +484,8 @@ def _attachment(position: int, raw: Any) -> AttachmentInfo:
         raise ValueError(f"attachments[{position}] must be an object")
     filename = clip(raw.get("fileName"))
     size = raw.get("fileSizeBytes")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValueError(f"attachments[{position}].fileSizeBytes must be a size, not {size!r}")
+    if size is not None:
+        size = count_of(size, f"attachments[{position}].fileSizeBytes", bits=63)
     external = raw.get("id")
     return AttachmentInfo(
         position=position,

@@ -62,6 +62,7 @@ from botdb.importers._chat import (
     Progress,
     check_sources,
     clip,
+    count_of,
     ensure_schema,
     finish,
     message_error,
@@ -475,9 +476,7 @@ class _Parser:
             if not isinstance(emoji, str) or not emoji:
                 raise ValueError(f"{what}.emoji must be the emoji, not {emoji!r}")
             name = emoji
-        count = raw.get("count", 0)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{what}.count must be a non-negative integer, not {count!r}")
+        count = count_of(raw.get("count", 0), f"{what}.count")
         self.report.reaction_counts += 1
         yield ReactionCounted(message_id, chat.id, chat.id, name[:255], count, emoji_id)
         for index, recent in enumerate(raw.get("recent") or ()):
@@ -540,9 +539,9 @@ def _attachment(message: dict[str, Any]) -> AttachmentInfo | None:
         position=0,
         filename=clip(name),
         content_type="image/jpeg" if is_photo else clip(message.get("mime_type")),
-        size=_int(size, "file_size") if size is not None else None,
-        width=_int(width, "width") if width is not None else None,
-        height=_int(height, "height") if height is not None else None,
+        size=count_of(size, "file_size", bits=63) if size is not None else None,
+        width=count_of(width, "width") if width is not None else None,
+        height=count_of(height, "height") if height is not None else None,
     )
 
 
