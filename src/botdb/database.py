@@ -35,7 +35,7 @@ from botdb.engine.core import HOOK, EngineCore
 if TYPE_CHECKING:
     from botdb import models
     from botdb.analytics import Stats
-    from botdb.importers import ImportReport
+    from botdb.importers import ChatImportReport, ImportReport
     from botdb.ops import BackupResult, RestoreResult
     from botdb.recorder import Recorder
     from botdb.repository import MessageRepository, Repository
@@ -556,6 +556,21 @@ class Database(QueryAPI):
         from botdb.importers import import_json
 
         return await import_json(self, Path(path), **options)
+
+    async def import_discord(self, *paths: str | Path, **options: Any) -> ChatImportReport:
+        """Import DiscordChatExporter JSON exports in one transaction; see
+        :func:`botdb.importers.import_discord` for the options (``batch_size``,
+        ``progress``, ``naive_tz``)."""
+        from botdb.importers import import_discord
+
+        return await import_discord(self, *paths, **options)
+
+    async def import_telegram(self, path: str | Path, **options: Any) -> ChatImportReport:
+        """Import a Telegram Desktop JSON export in one transaction; see
+        :func:`botdb.importers.import_telegram` for the options."""
+        from botdb.importers import import_telegram
+
+        return await import_telegram(self, path, **options)
 
 
 def _model(name: str) -> Any:
