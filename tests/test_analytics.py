@@ -894,7 +894,7 @@ async def test_migration_fills_the_summaries_from_existing_rows_and_downgrade_dr
     await migrator.upgrade("botdb_0003")
     await seed(db)
     await write(db, sample_stream())
-    assert await migrator.upgrade() == ["botdb_0004"]
+    assert await migrator.upgrade("botdb_0004") == ["botdb_0004"]
     assert await all_stats(db) == await expected_stats(db)  # no refresh: filled when made
     await db.execute(
         "INSERT INTO messages (id, guild_id, channel_id, author_id, created_at) "
