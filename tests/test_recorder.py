@@ -188,6 +188,30 @@ class TestDatabaseAway:
         await recorder.flush()
         assert await count(db) == 400
 
+    async def test_close_while_recording_waits_keeps_every_recorded_event(
+        self, make_recording_db: MakeDB, spool: Path
+    ) -> None:
+        db = await make_recording_db(recorder_when_full="wait")
+        away = await start_away(db)
+        recorded = 0
+
+        async def produce() -> None:
+            nonlocal recorded
+            for i in range(1, 10_001):
+                await db.recorder.record(message(i))
+                recorded = i
+
+        producer = asyncio.create_task(produce())
+        await wait_until(lambda: db.recorder.stats()["buffered"] == 200, what="buffer full")
+        await db.recorder.close()
+        with pytest.raises(errors.InterfaceError, match="closed"):
+            await producer
+        await away.back()
+        await db.close()
+        again = await make_recording_db(create_tables=False)
+        await again.recorder.flush()
+        assert await count(again) == recorded
+
     async def test_flush_while_away_spools_then_the_next_start_replays(
         self, make_recording_db: MakeDB, db: botdb.Database, spool: Path
     ) -> None:

@@ -182,11 +182,16 @@ class Recorder:
                 await self.flush()
         finally:
             self._closed = True
+            async with self._progress:
+                self._progress.notify_all()  # a record() waiting for room raises
             for task in list(self._tasks):
                 task.cancel()
             for task in list(self._tasks):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._buffer:
+                # Recorded while closing (after the flush began): kept in the spool.
+                await self._spill(include_inflight=True)
             if self._spool_open:
                 await asyncio.to_thread(self._spool.close)
                 self._spool_open = False
@@ -216,6 +221,8 @@ class Recorder:
         for event in batch:
             if len(self._buffer) >= options.max_buffer:
                 await self._make_room()
+            if self._closed:
+                raise errors.InterfaceError("the recorder is closed")
             self._seq += 1
             self._buffer.append(event)
             self._seqs.append(self._seq)

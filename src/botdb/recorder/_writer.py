@@ -434,7 +434,12 @@ class _Writer:
         for key, value in plans.items():
             if key in stored:
                 continue
-            attachments, mentions = fresh_children(value, platform)
+            attachments: tuple[ev.AttachmentInfo, ...] | None
+            mentions: tuple[ev.MentionInfo, ...] | None
+            if isinstance(value, ev.MessageCreated):  # no tuple per message on the hot path
+                attachments, mentions = value.attachments, value.mentions
+            else:
+                attachments, mentions = fresh_children(value, platform)
             if attachments:
                 replaced_attachments[key] = attachments
             if mentions:
