@@ -37,6 +37,7 @@ from botdb.errors import DataError
 from botdb.recorder import _events as ev
 from botdb.recorder._fold import (
     MESSAGE_COLUMNS,
+    PLAIN_MESSAGE_COLUMNS,
     Batch,
     as_plan,
     fold,
@@ -399,13 +400,7 @@ class _Writer:
         platform = self.platform
         fresh = {key: fresh_row(value, platform) for key, value in plans.items()}
         if self.postgres:
-            inserted = await self._upsert(
-                "messages",
-                columns,
-                list(fresh.values()),
-                "ON CONFLICT (id, guild_id) DO NOTHING",
-                returning="id, guild_id",
-            )
+            inserted = await self._insert_messages(list(fresh.values()), returning=True)
             new_keys = {(r[0], r[1]) for r in inserted}
             stored = await self._stored_messages([key for key in plans if key not in new_keys])
         else:
@@ -416,20 +411,14 @@ class _Writer:
                 # stored ones first. Reading first every time costs ~20% of the batch.
                 async with self.conn.transaction():
                     written = self.counts.get("messages", 0)
-                    rows = list(fresh.values())
-                    await self._upsert(
-                        "messages", columns, rows, "ON CONFLICT (id, guild_id) DO NOTHING"
-                    )
-                    if self.counts.get("messages", 0) - written != len(rows):
+                    await self._insert_messages(list(fresh.values()), returning=False)
+                    if self.counts.get("messages", 0) - written != len(fresh):
                         self.counts["messages"] = written
                         raise _SomeStored
             except _SomeStored:
                 stored = await self._stored_messages(list(plans))
-                await self._upsert(
-                    "messages",
-                    columns,
-                    [row for key, row in fresh.items() if key not in stored],
-                    "ON CONFLICT (id, guild_id) DO NOTHING",
+                await self._insert_messages(
+                    [row for key, row in fresh.items() if key not in stored], returning=False
                 )
         for key, value in plans.items():
             if key in stored:
@@ -478,6 +467,23 @@ class _Writer:
             clear_mentions,
         )
         await self._children(replaced_attachments, replaced_mentions)
+
+    async def _insert_messages(self, rows: list[list[Any]], *, returning: bool) -> list[Any]:
+        """Insert new message rows (plain ones narrow, the rest with every column)."""
+        plain = len(PLAIN_MESSAGE_COLUMNS)
+        found: list[Any] = []
+        for columns, group in (
+            (PLAIN_MESSAGE_COLUMNS, [row for row in rows if len(row) == plain]),
+            (MESSAGE_COLUMNS, [row for row in rows if len(row) != plain]),
+        ):
+            found += await self._upsert(
+                "messages",
+                columns,
+                group,
+                "ON CONFLICT (id, guild_id) DO NOTHING",
+                returning="id, guild_id" if returning else None,
+            )
+        return found
 
     async def _stored_messages(
         self, keys: list[tuple[int, int]]
