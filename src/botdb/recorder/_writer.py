@@ -192,6 +192,29 @@ def _keep_newer(table: str, column: str) -> str:
     )
 
 
+# A reaction row holds its newest addition (created_at) and, when removed, its newest removal
+# (removed_at). A row known only from a removal has created_at = removed_at: its addition is
+# not known yet, so that time yields to a real addition's. The newest event decides whether
+# it is removed (the stored row's newest is COALESCE(removed_at, created_at)); on a tie the
+# incoming, later-arrived one wins.
+_NEWER_EVENT = (
+    "COALESCE(excluded.removed_at, excluded.created_at) >= "
+    "COALESCE(reactions.removed_at, reactions.created_at)"
+)
+_REACTION_REMOVED_AT = (
+    f"CASE WHEN {_NEWER_EVENT} THEN excluded.removed_at ELSE reactions.removed_at END"
+)
+_IN_ONLY_REMOVED = "excluded.created_at = excluded.removed_at"
+_STORED_ONLY_REMOVED = "reactions.created_at = reactions.removed_at"
+_REACTION_CREATED_AT = (
+    f"CASE WHEN {_IN_ONLY_REMOVED} AND {_STORED_ONLY_REMOVED} THEN {_REACTION_REMOVED_AT} "
+    f"WHEN {_IN_ONLY_REMOVED} THEN reactions.created_at "
+    f"WHEN {_STORED_ONLY_REMOVED} THEN excluded.created_at "
+    "WHEN excluded.created_at > reactions.created_at THEN excluded.created_at "
+    "ELSE reactions.created_at END"
+)
+
+
 def _coalesce_new(table: str, columns: Iterable[str]) -> str:
     return ", ".join(f"{c} = COALESCE(excluded.{c}, {table}.{c})" for c in columns)
 
@@ -607,8 +630,6 @@ class _Writer:
                     removed_at,
                 )
             )
-        # The newest event wins: the stored row's is COALESCE(removed_at, created_at), the
-        # incoming one's likewise; on a tie the incoming (later-arrived) one wins.
         await self._upsert(
             "reactions",
             (
@@ -626,11 +647,7 @@ class _Writer:
             "ON CONFLICT (message_id, guild_id, emoji_key, user_id) DO UPDATE SET "
             "channel_id = excluded.channel_id, emoji_name = excluded.emoji_name, "
             "animated = excluded.animated, "
-            "created_at = CASE WHEN excluded.created_at > reactions.created_at "
-            "THEN excluded.created_at ELSE reactions.created_at END, "
-            "removed_at = CASE WHEN COALESCE(excluded.removed_at, excluded.created_at) >= "
-            "COALESCE(reactions.removed_at, reactions.created_at) "
-            "THEN excluded.removed_at ELSE reactions.removed_at END",
+            f"created_at = {_REACTION_CREATED_AT}, removed_at = {_REACTION_REMOVED_AT}",
         )
         await self._upsert(
             "reaction_counts",
