@@ -62,26 +62,19 @@ async def db(make_recording_db: MakeDB) -> botdb.Database:
 
 
 class _Away:
-    """The database "away" for the recorder: the messages table renamed (every write fails
-    with UndefinedTableError, which the recorder keeps retrying), then put back."""
+    """The database "away" for the recorder: the messages table renamed, so every write fails
+    (UndefinedTableError, which the recorder keeps retrying) until :meth:`back`."""
 
     def __init__(self, db: botdb.Database) -> None:
         self.db = db
 
-    async def __aenter__(self) -> None:
-        await self.db.execute("ALTER TABLE messages RENAME TO messages_away")
-
     async def back(self) -> None:
         await self.db.execute("ALTER TABLE messages_away RENAME TO messages")
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
 
 async def start_away(db: botdb.Database) -> _Away:
-    away = _Away(db)
-    await away.__aenter__()
-    return away
+    await db.execute("ALTER TABLE messages RENAME TO messages_away")
+    return _Away(db)
 
 
 class TestRecording:
