@@ -218,6 +218,30 @@ class TestEveryKind:
         await write(db, [created(1)], platform="telegram")
         assert await db.fetchval("SELECT platform FROM users WHERE id = $1", U) == "telegram"
 
+    async def test_a_telegram_partial_message_is_dated_by_its_first_event(
+        self, db: botdb.Database
+    ) -> None:
+        """Telegram ids carry no time: the earliest event about the message dates it."""
+        await write(
+            db,
+            [
+                MessageEdited(5, G, C, edited_at=at(40), content="e"),
+                ReactionAdded(5, G, C, U, "a", at(30)),
+            ],
+            platform="telegram",
+        )
+        created_at = await db.fetchval("SELECT created_at FROM messages WHERE id = 5")
+        assert aware(created_at) == at(30)
+
+    async def test_outside_a_transaction_the_batch_is_its_own(self, db: botdb.Database) -> None:
+        """On a connection in autocommit mode the batch (COPY path included) is atomic."""
+        events = [created(i) for i in range(1, COPY_MIN_ROWS + 10)]
+        async with db.acquire() as conn:
+            counts = await write_events(conn, events)
+            assert not conn.in_transaction
+        assert counts["messages"] == len(events)
+        assert await db.fetchval("SELECT count(*) FROM messages") == len(events)
+
 
 class TestOrderAndIdempotence:
     async def test_edit_before_create_keeps_the_edit(self, db: botdb.Database) -> None:
