@@ -14,7 +14,7 @@ import pytest
 import botdb
 from botdb import errors
 from botdb.recorder import MessageCreated, ReactionAdded, Recorder
-from botdb.recorder._spool import encode_event
+from botdb.recorder._spool import Spool, encode_event
 from tests.helpers import MakeDB, wait_until
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -244,6 +244,43 @@ class TestDatabaseAway:
         other = Recorder(db, db.recorder.options)
         with pytest.raises(errors.ConfigurationError, match="in use"):
             await other.start()
+
+
+class TestSpoolFailures:
+    async def test_an_unusable_spool_path_is_a_typed_error(
+        self, make_recording_db: MakeDB, tmp_path: Path
+    ) -> None:
+        blocker = tmp_path / "a-file"
+        await asyncio.to_thread(blocker.write_bytes, b"")
+        db = await make_recording_db(recorder_spool_path=blocker / "spool")
+        with pytest.raises(errors.SpoolError, match="cannot open"):
+            await db.recorder.record(message(1))
+
+    async def test_a_failed_spill_keeps_the_events_in_memory(
+        self, db: botdb.Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The disk full while spilling: record() raises SpoolError, nothing is dropped, and
+        the events are written once the database is back."""
+        away = await start_away(db)
+        recorder = db.recorder
+        await recorder.start()
+
+        def disk_full(self: Any, lines: list[bytes]) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(Spool, "append", disk_full)
+        recorded = 0
+        with pytest.raises(errors.SpoolError, match="No space left"):
+            for i in range(1, 1001):
+                await recorder.record(message(i))
+                recorded = i
+        assert recorded == 200
+        assert recorder.stats()["buffered"] == 200
+        monkeypatch.undo()
+        await away.back()
+        await recorder.flush()
+        assert await count(db) == 200
+        assert await db.fetchval("SELECT max(id) FROM messages") == 200
 
 
 class TestSpoolHeldElsewhere:
