@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -284,6 +285,28 @@ class TestOrderAndIdempotence:
         before = await snapshot(db)
         await write(db, batch)
         assert await snapshot(db) == before
+
+    async def test_json_and_children_through_the_copy_path(self, db: botdb.Database) -> None:
+        n = COPY_MIN_ROWS + 5
+        events: list[Any] = [
+            created(
+                i,
+                extra={"embeds": [{"title": f"t{i}"}]},
+                attachments=(AttachmentInfo(0, filename=f"{i}.png"), AttachmentInfo(1)),
+                mentions=(MentionInfo("user", i),),
+            )
+            for i in range(1, n + 1)
+        ]
+        events += [CommandInvoked(U, "ping", at(i), args={"n": i}) for i in range(n)]
+        counts = await write(db, events)
+        assert counts["messages"] == counts["mentions"] == counts["command_history"] == n
+        assert counts["attachments"] == 2 * n
+        row = await message(db, 7)
+        extra = row["extra"] if isinstance(row["extra"], dict) else orjson.loads(row["extra"])
+        assert extra == {"embeds": [{"title": "t7"}]}
+        assert row["attachment_count"] == 2
+        args = await db.fetchval("SELECT args FROM command_history WHERE started_at = $1", at(3))
+        assert (args if isinstance(args, dict) else orjson.loads(args)) == {"n": 3}
 
     async def test_large_batch_uses_the_copy_path(self, db: botdb.Database) -> None:
         events = [created(i) for i in range(1, COPY_MIN_ROWS * 2)]
