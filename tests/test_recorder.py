@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,21 @@ class TestRecording:
         else:
             assert spool.parent.name == ".botdb"
             assert spool.name.startswith("recorder-")
+
+    async def test_an_in_memory_database_spools_in_a_temporary_file_of_its_own(
+        self, make_db: MakeDB
+    ) -> None:
+        one = await make_db(url="sqlite:///:memory:", create_tables=True)
+        two = await make_db(url="sqlite:///:memory:", create_tables=True)
+        spool = one.recorder.options.spool_path
+        assert spool != two.recorder.options.spool_path
+        assert spool.name.startswith(f"botdb-recorder-{os.getpid()}-")
+        await one.recorder.record(message(1))
+        await two.recorder.record(message(1))  # no clash over one spool
+        await one.recorder.flush()
+        assert await count(one) == 1
+        await one.close()
+        assert not await asyncio.to_thread(spool.exists)  # an empty spool is removed
 
     async def test_settings_are_checked(self, make_db: MakeDB) -> None:
         with pytest.raises(errors.ConfigurationError, match="recorder_max_buffer"):

@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,12 +78,19 @@ class RecorderOptions:
         return self.spool_path.with_name(self.spool_path.name + ".dead-letter")
 
 
-def default_spool_path(url: str, sqlite_path: str | None) -> Path:
-    """The spool of a database: beside a SQLite file (``bot.db.recorder-spool``); else
+def default_spool_path(
+    url: str, sqlite_path: str | None, *, memory_owner: int | None = None
+) -> Path:
+    """The spool of a database: beside a SQLite file (``bot.db.recorder-spool``); for an
+    in-memory database (``memory_owner``: an id of the Database) a file of this process in the
+    temporary directory, since the database does not outlive the process either; else
     ``.botdb/recorder-<hash of the URL>.spool`` in the working directory."""
     if sqlite_path:
         path = Path(sqlite_path)
         return path.with_name(path.name + ".recorder-spool")
+    if memory_owner is not None:
+        name = f"botdb-recorder-{os.getpid()}-{memory_owner:x}.spool"
+        return Path(tempfile.gettempdir()) / name
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     return Path.cwd() / ".botdb" / f"recorder-{digest}.spool"
 

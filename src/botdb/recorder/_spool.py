@@ -259,9 +259,13 @@ class Spool:
         return True
 
     def close(self) -> None:
+        """Sync and close; an empty spool file is removed (still under the lock)."""
         if self._file is None:
             return
         self.sync()
+        if self.size == 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         self._file.close()  # releases the lock
         self._file = None
 
