@@ -12,9 +12,9 @@ How a batch is written:
 2. the events are folded per key in arrival order (:mod:`botdb.recorder._fold`), so each
    table gets one row per key;
 3. each table is written with one set-based statement (:mod:`botdb.recorder._rows`): on
-   PostgreSQL ``COPY`` into a temporary staging table (or, for a few rows, ``unnest`` arrays)
-   then ``INSERT … SELECT … ON CONFLICT``; on SQLite one prepared ``INSERT … ON CONFLICT``
-   over all the rows (``executemany``). Messages are inserted with ``DO NOTHING``; the few that
+   PostgreSQL ``INSERT … SELECT … ON CONFLICT`` from ``unnest`` arrays, or for large batches
+   from a temporary staging table filled by ``COPY``; on SQLite one prepared
+   ``INSERT … ON CONFLICT`` over all the rows (``executemany``). Messages are inserted with ``DO NOTHING``; the few that
    already existed (a partial row, a retried batch) are read back, merged in Python and
    updated.
 
