@@ -2,8 +2,8 @@
 
 PostgreSQL: rows go as ``unnest`` arrays inside one ``INSERT … SELECT`` (one round trip);
 from :data:`COPY_MIN_ROWS` on, by ``COPY`` into a temporary staging table first, then one
-``INSERT … SELECT`` from it. SQLite: one prepared ``INSERT`` run over every row (``executemany``), with
-values sqlite3 binds as they are. Both count what they wrote.
+``INSERT … SELECT`` from it. SQLite: one prepared ``INSERT`` run over every row
+(``executemany``), with values sqlite3 binds as they are. Both count what they wrote.
 """
 
 from __future__ import annotations

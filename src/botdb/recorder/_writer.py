@@ -14,9 +14,9 @@ How a batch is written:
 3. each table is written with one set-based statement (:mod:`botdb.recorder._rows`): on
    PostgreSQL ``INSERT … SELECT … ON CONFLICT`` from ``unnest`` arrays, or for large batches
    from a temporary staging table filled by ``COPY``; on SQLite one prepared
-   ``INSERT … ON CONFLICT`` over all the rows (``executemany``). Messages are inserted with ``DO NOTHING``; the few that
-   already existed (a partial row, a retried batch) are read back, merged in Python and
-   updated.
+   ``INSERT … ON CONFLICT`` over all the rows (``executemany``). Messages are inserted with
+   ``DO NOTHING``; the few that already existed (a partial row, a retried batch) are read
+   back, merged in Python and updated.
 
 The whole call runs in a savepoint (or a transaction of its own when the caller has none), so
 a failing batch leaves nothing behind.
