@@ -5,7 +5,7 @@
 * against what the seeds do, one ORM ``session.add`` + ``commit`` per message: target >= 100x.
 
 The recorder side is ``record_many`` of ``EVENTS`` plain messages then ``flush()`` (everything
-committed), with the default settings but a batch size of ``BATCH``. Events and raw rows are
+committed), with the default settings (batches of ``BATCH`` = 1,000 events). Events and raw rows are
 built before the clock starts. The peak memory of one recorder run (``tracemalloc``, events
 excluded) is shown beside the baseline's name.
 """
@@ -29,7 +29,7 @@ from botdb.recorder import MessageCreated
 
 EVENTS = 20_000
 ORM_EVENTS = 300
-BATCH = 5000
+BATCH = 1000
 #: Calls each side gets: warm-up, the traced run, and the rounds (run.py's default is 7).
 CALLS = 12
 #: The guild, channel and author of every message these cases write (removed afterwards).

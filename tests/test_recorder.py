@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import botdb
 from botdb import errors
 from botdb.recorder import MessageCreated, ReactionAdded, Recorder
-from botdb.recorder._spool import encode_event
+from botdb.recorder._spool import Spool, encode_event
 from tests.helpers import MakeDB, wait_until
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -62,26 +63,19 @@ async def db(make_recording_db: MakeDB) -> botdb.Database:
 
 
 class _Away:
-    """The database "away" for the recorder: the messages table renamed (every write fails
-    with UndefinedTableError, which the recorder keeps retrying), then put back."""
+    """The database "away" for the recorder: the messages table renamed, so every write fails
+    (UndefinedTableError, which the recorder keeps retrying) until :meth:`back`."""
 
     def __init__(self, db: botdb.Database) -> None:
         self.db = db
 
-    async def __aenter__(self) -> None:
-        await self.db.execute("ALTER TABLE messages RENAME TO messages_away")
-
     async def back(self) -> None:
         await self.db.execute("ALTER TABLE messages_away RENAME TO messages")
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
 
 async def start_away(db: botdb.Database) -> _Away:
-    away = _Away(db)
-    await away.__aenter__()
-    return away
+    await db.execute("ALTER TABLE messages RENAME TO messages_away")
+    return _Away(db)
 
 
 class TestRecording:
@@ -144,6 +138,21 @@ class TestRecording:
             assert spool.parent.name == ".botdb"
             assert spool.name.startswith("recorder-")
 
+    async def test_an_in_memory_database_spools_in_a_temporary_file_of_its_own(
+        self, make_db: MakeDB
+    ) -> None:
+        one = await make_db(url="sqlite:///:memory:", create_tables=True)
+        two = await make_db(url="sqlite:///:memory:", create_tables=True)
+        spool = one.recorder.options.spool_path
+        assert spool != two.recorder.options.spool_path
+        assert spool.name.startswith(f"botdb-recorder-{os.getpid()}-")
+        await one.recorder.record(message(1))
+        await two.recorder.record(message(1))  # no clash over one spool
+        await one.recorder.flush()
+        assert await count(one) == 1
+        await one.close()
+        assert not await asyncio.to_thread(spool.exists)  # an empty spool is removed
+
     async def test_settings_are_checked(self, make_db: MakeDB) -> None:
         with pytest.raises(errors.ConfigurationError, match="recorder_max_buffer"):
             await make_db(recorder_batch_size=100, recorder_max_buffer=100)
@@ -188,6 +197,30 @@ class TestDatabaseAway:
         await recorder.flush()
         assert await count(db) == 400
 
+    async def test_close_while_recording_waits_keeps_every_recorded_event(
+        self, make_recording_db: MakeDB, spool: Path
+    ) -> None:
+        db = await make_recording_db(recorder_when_full="wait")
+        away = await start_away(db)
+        recorded = 0
+
+        async def produce() -> None:
+            nonlocal recorded
+            for i in range(1, 10_001):
+                await db.recorder.record(message(i))
+                recorded = i
+
+        producer = asyncio.create_task(produce())
+        await wait_until(lambda: db.recorder.stats()["buffered"] == 200, what="buffer full")
+        await db.recorder.close()
+        with pytest.raises(errors.InterfaceError, match="closed"):
+            await producer
+        await away.back()
+        await db.close()
+        again = await make_recording_db(create_tables=False)
+        await again.recorder.flush()
+        assert await count(again) == recorded
+
     async def test_flush_while_away_spools_then_the_next_start_replays(
         self, make_recording_db: MakeDB, db: botdb.Database, spool: Path
     ) -> None:
@@ -227,6 +260,43 @@ class TestDatabaseAway:
         other = Recorder(db, db.recorder.options)
         with pytest.raises(errors.ConfigurationError, match="in use"):
             await other.start()
+
+
+class TestSpoolFailures:
+    async def test_an_unusable_spool_path_is_a_typed_error(
+        self, make_recording_db: MakeDB, tmp_path: Path
+    ) -> None:
+        blocker = tmp_path / "a-file"
+        await asyncio.to_thread(blocker.write_bytes, b"")
+        db = await make_recording_db(recorder_spool_path=blocker / "spool")
+        with pytest.raises(errors.SpoolError, match="cannot open"):
+            await db.recorder.record(message(1))
+
+    async def test_a_failed_spill_keeps_the_events_in_memory(
+        self, db: botdb.Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The disk full while spilling: record() raises SpoolError, nothing is dropped, and
+        the events are written once the database is back."""
+        away = await start_away(db)
+        recorder = db.recorder
+        await recorder.start()
+
+        def disk_full(self: Any, lines: list[bytes]) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(Spool, "append", disk_full)
+        recorded = 0
+        with pytest.raises(errors.SpoolError, match="No space left"):
+            for i in range(1, 1001):
+                await recorder.record(message(i))
+                recorded = i
+        assert recorded == 200
+        assert recorder.stats()["buffered"] == 200
+        monkeypatch.undo()
+        await away.back()
+        await recorder.flush()
+        assert await count(db) == 200
+        assert await db.fetchval("SELECT max(id) FROM messages") == 200
 
 
 class TestSpoolHeldElsewhere:

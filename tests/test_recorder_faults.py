@@ -266,7 +266,10 @@ CHILD = textwrap.dedent(
                 )
             await db.recorder.flush()
             stats = db.recorder.stats()
-            line = {"acked": mid, "spilled": stats["spilled"], "away": stats["away"]}
+            line = {
+                "acked": mid, "spilled": stats["spilled"], "away": stats["away"],
+                "errors": stats["errors"],
+            }
             sys.stdout.buffer.write(orjson.dumps(line) + b"\\n")
             sys.stdout.flush()
 
@@ -311,6 +314,8 @@ async def test_killed_process_loses_nothing_it_acknowledged(
             child.send_signal(signal.SIGKILL)
         await child.wait()
     assert child.returncode == -signal.SIGKILL
+    assert ack["errors"], "the child never saw the database away"
+    assert_typed(ack)
     acked = ack["acked"]
     spooled_lines = len((await asyncio.to_thread(spool.read_bytes)).splitlines())
     await db.execute("ALTER TABLE messages_away RENAME TO messages")

@@ -364,7 +364,9 @@ class Database(QueryAPI):
         settings = self.settings
         url = settings.url
         spool = settings.recorder_spool_path or default_spool_path(
-            url.masked(), None if url.is_memory or url.backend != "sqlite" else url.path
+            url.masked(),
+            None if url.is_memory or url.backend != "sqlite" else url.path,
+            memory_owner=id(self) if url.is_memory else None,
         )
         return RecorderOptions(
             batch_size=settings.recorder_batch_size,
@@ -382,6 +384,8 @@ class Database(QueryAPI):
         """Start the recorder when its spool holds events a previous run left there."""
         from botdb.recorder._spool import peek_backlog
 
+        if self.settings.url.is_memory:
+            return  # nothing of a previous process to replay into a new in-memory database
         if self._recorder is None and peek_backlog(self._recorder_options().spool_path):
             try:
                 await self.recorder.start()

@@ -36,6 +36,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── BackupError                   a backup or restore could not be made
     │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
     │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
+    ├── SpoolError                    the recorder's spool file cannot be written or read
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
 """
@@ -68,6 +69,7 @@ __all__ = [
     "RestoreRefusedError",
     "SQLSyntaxError",
     "SerializationError",
+    "SpoolError",
     "TargetNotEmptyError",
     "TransientError",
     "UndefinedColumnError",
@@ -255,6 +257,11 @@ class BackupVerificationError(BackupError, VerificationError):
 
 class RestoreRefusedError(BackupError, TargetNotEmptyError):
     """The restore target holds data and ``yes=True`` (``--yes``) was not given."""
+
+
+class SpoolError(BotDBError):
+    """The recorder's spool file could not be written or read (a full disk, permissions);
+    the events stay in memory."""
 
 
 class InterfaceError(BotDBError):

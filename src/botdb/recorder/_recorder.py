@@ -32,12 +32,13 @@ import itertools
 import logging
 import os
 import random
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botdb import errors
 from botdb.recorder import _events as ev
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["Recorder", "RecorderOptions", "default_spool_path"]
 
 log = logging.getLogger("botdb.recorder")
+T = TypeVar("T")
 
 #: Errors that mean "this event can never be written": the batch is bisected to find it.
 _POISON = (errors.IntegrityError, errors.DataError)
@@ -76,12 +78,19 @@ class RecorderOptions:
         return self.spool_path.with_name(self.spool_path.name + ".dead-letter")
 
 
-def default_spool_path(url: str, sqlite_path: str | None) -> Path:
-    """The spool of a database: beside a SQLite file (``bot.db.recorder-spool``); else
+def default_spool_path(
+    url: str, sqlite_path: str | None, *, memory_owner: int | None = None
+) -> Path:
+    """The spool of a database: beside a SQLite file (``bot.db.recorder-spool``); for an
+    in-memory database (``memory_owner``: an id of the Database) a file of this process in the
+    temporary directory, since the database does not outlive the process either; else
     ``.botdb/recorder-<hash of the URL>.spool`` in the working directory."""
     if sqlite_path:
         path = Path(sqlite_path)
         return path.with_name(path.name + ".recorder-spool")
+    if memory_owner is not None:
+        name = f"botdb-recorder-{os.getpid()}-{memory_owner:x}.spool"
+        return Path(tempfile.gettempdir()) / name
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     return Path.cwd() / ".botdb" / f"recorder-{digest}.spool"
 
@@ -160,7 +169,7 @@ class Recorder:
             return
         async with self._lock:
             if not self._spool_open:
-                await asyncio.to_thread(self._spool.open)
+                await self._spool_io("open it", self._spool.open)
                 self._spool_open = True
                 if self._spool.backlog:
                     log.info(
@@ -182,13 +191,18 @@ class Recorder:
                 await self.flush()
         finally:
             self._closed = True
+            async with self._progress:
+                self._progress.notify_all()  # a record() waiting for room raises
             for task in list(self._tasks):
                 task.cancel()
             for task in list(self._tasks):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._buffer:
+                # Recorded while closing (after the flush began): kept in the spool.
+                await self._spill(include_inflight=True)
             if self._spool_open:
-                await asyncio.to_thread(self._spool.close)
+                await self._spool_io("close it", self._spool.close)
                 self._spool_open = False
 
     # -- recording ----------------------------------------------------------------------------
@@ -216,6 +230,8 @@ class Recorder:
         for event in batch:
             if len(self._buffer) >= options.max_buffer:
                 await self._make_room()
+            if self._closed:
+                raise errors.InterfaceError("the recorder is closed")
             self._seq += 1
             self._buffer.append(event)
             self._seqs.append(self._seq)
@@ -269,7 +285,7 @@ class Recorder:
             # Under the lock: a spill in progress (its events already out of the buffer)
             # finishes writing before the file is synced.
             async with self._lock:
-                await asyncio.to_thread(self._spool.sync)
+                await self._spool_io("sync it", self._spool.sync)
 
     def _tried_again(self, attempts: int) -> bool:
         return not self._away or self._failed_attempt > attempts or not self.running
@@ -291,30 +307,55 @@ class Recorder:
         """Move the buffer (with or without the batch being written) to the spool."""
         async with self._lock:
             if not self._spool_open:
-                await asyncio.to_thread(self._spool.open)
+                await self._spool_io("open it", self._spool.open)
                 self._spool_open = True
             keep = 0 if include_inflight else self._inflight
             if len(self._buffer) <= keep:
                 return
             n = len(self._buffer) - keep
             moved = [self._buffer.pop() for _ in range(n)]
-            moved.reverse()
+            seqs = [self._seqs.pop() for _ in range(n)]
             times = [self._times.pop() for _ in range(n)]
-            times.reverse()
-            for _ in range(n):
-                self._seqs.pop()
+            for column in (moved, seqs, times):
+                column.reverse()
+            lines = [encode_event(e, at) for e, at in zip(moved, times, strict=True)]
+            try:
+                await self._spool_io("append to it", self._spool.append, lines)
+            except BaseException:
+                self._unspill(moved, seqs, times)
+                raise
             if include_inflight and self._inflight:
                 self._inflight_abandoned = True
                 self._inflight = 0
-            lines = [encode_event(e, at) for e, at in zip(moved, times, strict=True)]
-            if self._spool_oldest is None or not self._spool.backlog:
+            if self._spool_oldest is None or self._spool.pending == 0:
                 self._spool_oldest = times[0]
-            await asyncio.to_thread(self._spool.append, lines)
             self._spool.pending += len(moved)
             self._stats["spilled"] += len(moved)
         async with self._progress:
             self._progress.notify_all()
         self._wake.set()
+
+    def _unspill(self, events: list[ev.Event], seqs: list[int], times: list[float]) -> None:
+        """Put back events a failed spill took out, before those recorded meanwhile."""
+        later: list[tuple[ev.Event, int, float]] = []
+        while self._seqs and self._seqs[-1] > seqs[-1]:
+            later.append((self._buffer.pop(), self._seqs.pop(), self._times.pop()))
+        self._buffer.extend(events)
+        self._seqs.extend(seqs)
+        self._times.extend(times)
+        for event, seq, at in reversed(later):
+            self._buffer.append(event)
+            self._seqs.append(seq)
+            self._times.append(at)
+
+    async def _spool_io(self, what: str, work: Callable[..., T], *args: Any) -> T:
+        """A blocking spool operation in a worker thread; OSError becomes SpoolError."""
+        try:
+            return await asyncio.to_thread(work, *args)
+        except OSError as exc:
+            raise errors.SpoolError(
+                f"recorder spool {self.options.spool_path}: cannot {what}: {exc}"
+            ) from exc
 
     # -- the background task ------------------------------------------------------------------
 
@@ -337,7 +378,7 @@ class Recorder:
             async with self._lock:
                 backlog = self._spool.backlog
                 if not backlog and self._spool_open and self._spool.size:
-                    await asyncio.to_thread(self._spool.truncate_if_done)
+                    await self._spool_io("empty it", self._spool.truncate_if_done)
                     self._spool_oldest = None
             if backlog:
                 await self._replay_chunk()
@@ -378,7 +419,7 @@ class Recorder:
 
     async def _replay_chunk(self) -> None:
         async with self._lock:
-            read = await asyncio.to_thread(self._spool.read, self.options.batch_size)
+            read = await self._spool_io("read it", self._spool.read, self.options.batch_size)
         events, offset = read
         if events:
             await self._write([e for e, _at in events], abandonable=False)
@@ -389,7 +430,7 @@ class Recorder:
             # The records after these were recorded no earlier than the last of them.
             self._spool_oldest = events[-1][1] if events else None
             if not self._spool.backlog:
-                await asyncio.to_thread(self._spool.truncate_if_done)
+                await self._spool_io("empty it", self._spool.truncate_if_done)
         async with self._progress:
             self._progress.notify_all()
 
@@ -473,7 +514,9 @@ class Recorder:
         self._errors[type(exc).__name__] += 1
         log.error("recorder: dead-lettered %s: %s", describe(event), exc)
         line = encode_event(event, time.time(), error=str(exc), error_type=type(exc).__name__)
-        await asyncio.to_thread(_append_line, self.options.dead_letter_path, line)
+        await self._spool_io(
+            "write the dead-letter file", _append_line, self.options.dead_letter_path, line
+        )
 
     # -- observability ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ The file calls here are blocking: the recorder runs them in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -204,7 +205,15 @@ class Spool:
         assert self._file is not None  # opened by open()
         data = b"".join(lines)
         self._file.seek(self.size)
-        self._file.write(data)
+        try:
+            view = memoryview(data)
+            while view:  # an unbuffered write may take part of it
+                view = view[self._file.write(view) or 0 :]
+        except OSError:
+            # Nothing of a failed append stays (a later one would land behind its remains).
+            with contextlib.suppress(OSError):
+                self._file.truncate(self.size)
+            raise
         self.size += len(data)
         self.dirty = True
 
@@ -250,9 +259,13 @@ class Spool:
         return True
 
     def close(self) -> None:
+        """Sync and close; an empty spool file is removed (still under the lock)."""
         if self._file is None:
             return
         self.sync()
+        if self.size == 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         self._file.close()  # releases the lock
         self._file = None
 

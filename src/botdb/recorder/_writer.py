@@ -11,13 +11,12 @@ How a batch is written:
    :class:`~botdb.errors.DataError` before anything is sent;
 2. the events are folded per key in arrival order (:mod:`botdb.recorder._fold`), so each
    table gets one row per key;
-3. each table is written with one set-based statement: on PostgreSQL the rows are sent with
-   ``COPY`` into a temporary staging table (or, for a few rows, as ``unnest`` arrays in the
-   statement itself, which saves the staging table's three round trips), then
-   ``INSERT … SELECT … ON CONFLICT``; on SQLite one prepared ``INSERT … ON CONFLICT`` runs over
-   all the rows (``executemany``). Messages are inserted with ``DO NOTHING``; the few that
-   already existed (a partial row, a retried batch) are read back, merged in Python and
-   updated.
+3. each table is written with one set-based statement (:mod:`botdb.recorder._rows`): on
+   PostgreSQL ``INSERT … SELECT … ON CONFLICT`` from ``unnest`` arrays, or for large batches
+   from a temporary staging table filled by ``COPY``; on SQLite one prepared
+   ``INSERT … ON CONFLICT`` over all the rows (``executemany``). Messages are inserted with
+   ``DO NOTHING``; the few that already existed (a partial row, a retried batch) are read
+   back, merged in Python and updated.
 
 The whole call runs in a savepoint (or a transaction of its own when the caller has none), so
 a failing batch leaves nothing behind.
@@ -37,6 +36,7 @@ from botdb.errors import DataError
 from botdb.recorder import _events as ev
 from botdb.recorder._fold import (
     MESSAGE_COLUMNS,
+    PLAIN_MESSAGE_COLUMNS,
     Batch,
     as_plan,
     fold,
@@ -45,39 +45,17 @@ from botdb.recorder._fold import (
     member_active,
     merge_message,
 )
+from botdb.recorder._rows import COPY_MIN_ROWS, RowWriter, WriteCounts, is_postgres, json_text
 from botdb.recorder._validate import validate_events
 
-__all__ = ["WriteCounts", "write_events"]
+__all__ = ["COPY_MIN_ROWS", "WriteCounts", "write_events"]
 
-#: From this many rows on, PostgreSQL gets them by COPY into a staging table; below it, as
-#: arrays in the statement (one round trip instead of four).
-COPY_MIN_ROWS = 200
 #: Keys per ``IN (...)`` list when stored rows are read back on SQLite.
 _CHUNK = 400
 
 
 class _SomeStored(Exception):
     """Some messages of the batch were already stored: take the merging path."""
-
-
-class WriteCounts(dict[str, int]):
-    """Rows written per table (inserted or updated; an upsert that changed nothing may count).
-
-    Counts of several calls add up with ``+=``; ``total`` is their sum.
-    """
-
-    @property
-    def total(self) -> int:
-        return sum(self.values())
-
-    def __iadd__(self, other: dict[str, int]) -> WriteCounts:
-        for table, count in other.items():
-            self[table] = self.get(table, 0) + count
-        return self
-
-    def add(self, table: str, count: int) -> None:
-        if count:
-            self[table] = self.get(table, 0) + count
 
 
 async def write_events(
@@ -121,65 +99,13 @@ async def write_events(
     if not events:
         return counts
     batch = fold(events, platform)
-    writer = _Writer(conn, _is_postgres(conn), platform, counts)
+    writer = _Writer(conn, is_postgres(conn), platform, counts)
     async with conn.transaction():
         await writer.write(batch)
     return counts
 
 
-def _is_postgres(conn: Connection) -> bool:
-    # The Connection does not name its backend; its driver connection's class does. Reading
-    # the attribute (not ``driver_connection``) keeps the connection from being marked as
-    # handed out raw, which would cost a full reset when it goes back to the pool.
-    from botdb.engine.postgres import PostgresConnection
-
-    return isinstance(conn._driver, PostgresConnection)
-
-
 # -- table specifications ---------------------------------------------------------------------
-
-_PG_TYPES = {
-    "id": "bigint",
-    "guild_id": "bigint",
-    "channel_id": "bigint",
-    "thread_id": "bigint",
-    "author_id": "bigint",
-    "user_id": "bigint",
-    "message_id": "bigint",
-    "parent_id": "bigint",
-    "reply_to_id": "bigint",
-    "emoji_id": "bigint",
-    "role_id": "bigint",
-    "target_id": "bigint",
-    "size": "bigint",
-    "position": "smallint",
-    "attachment_count": "smallint",
-    "width": "integer",
-    "height": "integer",
-    "count": "integer",
-    "duration_ms": "integer",
-    "created_at": "timestamptz",
-    "edited_at": "timestamptz",
-    "deleted_at": "timestamptz",
-    "removed_at": "timestamptz",
-    "joined_at": "timestamptz",
-    "left_at": "timestamptz",
-    "occurred_at": "timestamptz",
-    "started_at": "timestamptz",
-    "deleted": "boolean",
-    "is_bot": "boolean",
-    "pinned": "boolean",
-    "partial": "boolean",
-    "animated": "boolean",
-    "is_active": "boolean",
-    "success": "boolean",
-    "extra": "jsonb",
-    "args": "jsonb",
-}
-
-
-def _pg_type(column: str) -> str:
-    return _PG_TYPES.get(column, "text")
 
 
 def _keep_newer(table: str, column: str) -> str:
@@ -189,6 +115,29 @@ def _keep_newer(table: str, column: str) -> str:
         f"CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
         f"WHEN {new} > {old} THEN {new} ELSE {old} END"
     )
+
+
+# A reaction row holds its newest addition (created_at) and, when removed, its newest removal
+# (removed_at). A row known only from a removal has created_at = removed_at: its addition is
+# not known yet, so that time yields to a real addition's. The newest event decides whether
+# it is removed (the stored row's newest is COALESCE(removed_at, created_at)); on a tie the
+# incoming, later-arrived one wins.
+_NEWER_EVENT = (
+    "COALESCE(excluded.removed_at, excluded.created_at) >= "
+    "COALESCE(reactions.removed_at, reactions.created_at)"
+)
+_REACTION_REMOVED_AT = (
+    f"CASE WHEN {_NEWER_EVENT} THEN excluded.removed_at ELSE reactions.removed_at END"
+)
+_IN_ONLY_REMOVED = "excluded.created_at = excluded.removed_at"
+_STORED_ONLY_REMOVED = "reactions.created_at = reactions.removed_at"
+_REACTION_CREATED_AT = (
+    f"CASE WHEN {_IN_ONLY_REMOVED} AND {_STORED_ONLY_REMOVED} THEN {_REACTION_REMOVED_AT} "
+    f"WHEN {_IN_ONLY_REMOVED} THEN reactions.created_at "
+    f"WHEN {_STORED_ONLY_REMOVED} THEN excluded.created_at "
+    "WHEN excluded.created_at > reactions.created_at THEN excluded.created_at "
+    "ELSE reactions.created_at END"
+)
 
 
 def _coalesce_new(table: str, columns: Iterable[str]) -> str:
@@ -206,8 +155,8 @@ class _Writer:
         self.postgres = postgres
         self.platform = platform
         self.counts = counts
-        # SQLite's "now" in the text format every timestamp column holds.
-        self.now = "CURRENT_TIMESTAMP" if postgres else "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+        self.rows = RowWriter(conn, postgres, counts)
+        self.now = self.rows.now
 
     async def write(self, batch: Batch) -> None:
         await self._entities(batch)
@@ -216,99 +165,25 @@ class _Writer:
         await self._members(batch)
         await self._commands(batch)
 
-    # -- the one way rows reach a table --------------------------------------------------
-
-    async def _upsert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: list[Any],
-        conflict: str,
-        *,
-        returning: str | None = None,
-    ) -> list[Any]:
-        """``INSERT INTO table (columns) <rows> <conflict>``; counts what was written."""
-        if not rows:
-            return []
-        names = ", ".join(columns)
-        tail = f" {conflict}" + (f" RETURNING {returning}" if returning else "")
-        if not self.postgres:
-            rows = _sqlite_rows(rows, columns)
-            placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-            sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders}){tail}"
-            before = await self.conn.fetchval("SELECT total_changes()")
-            await self.conn.execute_many(sql, rows)
-            self.counts.add(table, await self.conn.fetchval("SELECT total_changes()") - before)
-            return []
-        rows = [_pg_values(row, columns) for row in rows]
-        selected = ", ".join(f"{c}::jsonb" if _pg_type(c) == "jsonb" else c for c in columns)
-        if len(rows) >= COPY_MIN_ROWS:
-            stage = f"botdb_stage_{table}"
-            definition = ", ".join(
-                f"{c} {'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}" for c in columns
-            )
-            # Created inside this call's savepoint: on a failure the rollback removes it (a
-            # DROP in a failed transaction would only replace the real error with its own).
-            await self.conn.execute(f"CREATE TEMP TABLE {stage} ({definition}) ON COMMIT DROP")
-            await self.conn.copy_records_to_table(stage, records=rows, columns=columns)
-            sql = f"INSERT INTO {table} ({names}) SELECT {selected} FROM {stage}{tail}"
-            result = await self._run(table, sql, (), returning)
-            await self.conn.execute(f"DROP TABLE {stage}")
-            return result
-        arrays = ", ".join(
-            f"${i}::{'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}[]"
-            for i, c in enumerate(columns, 1)
-        )
-        sql = (
-            f"INSERT INTO {table} ({names}) SELECT {selected} "
-            f"FROM unnest({arrays}) AS s({names}){tail}"
-        )
-        return await self._run(
-            table, sql, [list(col) for col in zip(*rows, strict=True)], returning
-        )
-
-    async def _run(
-        self, table: str, sql: str, args: Sequence[Any], returning: str | None
-    ) -> list[Any]:
-        if returning:
-            found = await self.conn.fetch(sql, *args)
-            self.counts.add(table, len(found))
-            return found
-        status = await self.conn.execute(sql, *args)
-        self.counts.add(table, int(status.rsplit(" ", 1)[-1]))
-        return []
-
-    async def _execute_many(self, table: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """An UPDATE or DELETE per row; counts the rows it changed (SQLite) or was given."""
-        if not rows:
-            return
-        if self.postgres:
-            await self.conn.execute_many(sql, rows)
-            self.counts.add(table, len(rows))
-            return
-        before = await self.conn.fetchval("SELECT total_changes()")
-        await self.conn.execute_many(sql, rows)
-        self.counts.add(table, await self.conn.fetchval("SELECT total_changes()") - before)
-
     # -- guilds, users, channels, threads, roles ------------------------------------------
 
     async def _entities(self, batch: Batch) -> None:
         now = self.now
-        await self._upsert(
+        await self.rows.upsert(
             "guilds",
             ("id", "platform", "name", "chat_type"),
             [(g.id, g.platform, g.name, g.chat_type) for g in batch.guilds.values()],
             "ON CONFLICT (id) DO UPDATE SET platform = excluded.platform, "
             f"{_coalesce_new('guilds', ('name', 'chat_type'))}, updated_at = {now}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "guilds",
             ("id", "platform"),
             [(guild_id, self.platform) for guild_id in sorted(batch.bare_guilds)],
             "ON CONFLICT (id) DO NOTHING",
         )
         user_fields = ("username", "display_name", "first_name", "last_name")
-        await self._upsert(
+        await self.rows.upsert(
             "users",
             ("id", "platform", *user_fields, "is_bot"),
             [
@@ -328,7 +203,7 @@ class _Writer:
             f"{_coalesce_new('users', user_fields)}, is_bot = excluded.is_bot, "
             f"updated_at = {now}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "users",
             ("id", "platform", *user_fields),
             [
@@ -339,13 +214,13 @@ class _Writer:
             "ON CONFLICT (id) DO UPDATE SET platform = excluded.platform, "
             f"{_coalesce_new('users', user_fields)}, updated_at = {now}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "users",
             ("id", "platform"),
             [(user_id, self.platform) for user_id in sorted(batch.bare_users)],
             "ON CONFLICT (id) DO NOTHING",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "channels",
             ("id", "guild_id"),
             [(cid, gid) for cid, gid in sorted(batch.bare_channels.items())],
@@ -354,7 +229,7 @@ class _Writer:
         channel_fields = ("name", "parent_id")
         for typed in (True, False):
             columns = ("id", "guild_id", *channel_fields, *(("type",) if typed else ()))
-            await self._upsert(
+            await self.rows.upsert(
                 "channels",
                 columns,
                 [
@@ -367,20 +242,20 @@ class _Writer:
                 + ("type = excluded.type, " if typed else "")
                 + f"updated_at = {now}",
             )
-        await self._upsert(
+        await self.rows.upsert(
             "threads",
             ("id", "guild_id", "parent_id"),
             [(tid, gid, parent) for (tid, gid), parent in sorted(batch.bare_threads.items())],
             "ON CONFLICT (id, guild_id) DO NOTHING",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "threads",
             ("id", "guild_id", "parent_id", "name"),
             [(t.id, t.guild_id, t.parent_id, t.name) for t in batch.threads.values()],
             "ON CONFLICT (id, guild_id) DO UPDATE SET parent_id = excluded.parent_id, "
             f"{_coalesce_new('threads', ('name',))}, updated_at = {now}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "roles",
             ("id", "guild_id", "name"),
             [(rid, gid, "") for rid, gid in sorted(batch.bare_roles.items())],
@@ -399,13 +274,7 @@ class _Writer:
         platform = self.platform
         fresh = {key: fresh_row(value, platform) for key, value in plans.items()}
         if self.postgres:
-            inserted = await self._upsert(
-                "messages",
-                columns,
-                list(fresh.values()),
-                "ON CONFLICT (id, guild_id) DO NOTHING",
-                returning="id, guild_id",
-            )
+            inserted = await self._insert_messages(list(fresh.values()), returning=True)
             new_keys = {(r[0], r[1]) for r in inserted}
             stored = await self._stored_messages([key for key in plans if key not in new_keys])
         else:
@@ -416,25 +285,24 @@ class _Writer:
                 # stored ones first. Reading first every time costs ~20% of the batch.
                 async with self.conn.transaction():
                     written = self.counts.get("messages", 0)
-                    rows = list(fresh.values())
-                    await self._upsert(
-                        "messages", columns, rows, "ON CONFLICT (id, guild_id) DO NOTHING"
-                    )
-                    if self.counts.get("messages", 0) - written != len(rows):
+                    await self._insert_messages(list(fresh.values()), returning=False)
+                    if self.counts.get("messages", 0) - written != len(fresh):
                         self.counts["messages"] = written
                         raise _SomeStored
             except _SomeStored:
                 stored = await self._stored_messages(list(plans))
-                await self._upsert(
-                    "messages",
-                    columns,
-                    [row for key, row in fresh.items() if key not in stored],
-                    "ON CONFLICT (id, guild_id) DO NOTHING",
+                await self._insert_messages(
+                    [row for key, row in fresh.items() if key not in stored], returning=False
                 )
         for key, value in plans.items():
             if key in stored:
                 continue
-            attachments, mentions = fresh_children(value, platform)
+            attachments: tuple[ev.AttachmentInfo, ...] | None
+            mentions: tuple[ev.MentionInfo, ...] | None
+            if isinstance(value, ev.MessageCreated):  # no tuple per message on the hot path
+                attachments, mentions = value.attachments, value.mentions
+            else:
+                attachments, mentions = fresh_children(value, platform)
             if attachments:
                 replaced_attachments[key] = attachments
             if mentions:
@@ -457,22 +325,39 @@ class _Writer:
         extra = f"${columns.index('extra') - 1}"
         if self.postgres:
             assignments = assignments.replace(f"extra = {extra}", f"extra = {extra}::jsonb")
-        await self._execute_many(
+        await self.rows.execute_many(
             "messages",
             f"UPDATE messages SET {assignments} WHERE id = ${n + 1} AND guild_id = ${n + 2}",
             [_message_update_values(row) for row in updates],
         )
-        await self._execute_many(
+        await self.rows.execute_many(
             "attachments",
             "DELETE FROM attachments WHERE message_id = $1 AND guild_id = $2 AND position >= $3",
             clear_attachments,
         )
-        await self._execute_many(
+        await self.rows.execute_many(
             "mentions",
             "DELETE FROM mentions WHERE message_id = $1 AND guild_id = $2",
             clear_mentions,
         )
         await self._children(replaced_attachments, replaced_mentions)
+
+    async def _insert_messages(self, rows: list[list[Any]], *, returning: bool) -> list[Any]:
+        """Insert new message rows (plain ones narrow, the rest with every column)."""
+        plain = len(PLAIN_MESSAGE_COLUMNS)
+        found: list[Any] = []
+        for columns, group in (
+            (PLAIN_MESSAGE_COLUMNS, [row for row in rows if len(row) == plain]),
+            (MESSAGE_COLUMNS, [row for row in rows if len(row) != plain]),
+        ):
+            found += await self.rows.upsert(
+                "messages",
+                columns,
+                group,
+                "ON CONFLICT (id, guild_id) DO NOTHING",
+                returning="id, guild_id" if returning else None,
+            )
+        return found
 
     async def _stored_messages(
         self, keys: list[tuple[int, int]]
@@ -544,7 +429,7 @@ class _Writer:
             for a in {a.position: a for a in items}.values()
         ]
         updated = ", ".join(f"{c} = excluded.{c}" for c in columns[3:])
-        await self._upsert(
+        await self.rows.upsert(
             "attachments",
             columns,
             rows,
@@ -557,7 +442,7 @@ class _Writer:
                 for m in items
             }
         )
-        await self._upsert(
+        await self.rows.upsert(
             "mentions",
             ("message_id", "guild_id", "target_type", "target_id"),
             mention_rows,
@@ -568,13 +453,13 @@ class _Writer:
 
     async def _reactions(self, batch: Batch) -> None:
         clears = [(at, message_id, guild_id, key) for message_id, guild_id, key, at in batch.clears]
-        await self._execute_many(
+        await self.rows.execute_many(
             "reactions",
             "UPDATE reactions SET removed_at = $1 WHERE message_id = $2 AND guild_id = $3 "
             "AND removed_at IS NULL AND created_at <= $1",
             [c[:3] for c in clears if c[3] is None],
         )
-        await self._execute_many(
+        await self.rows.execute_many(
             "reactions",
             "UPDATE reactions SET removed_at = $1 WHERE message_id = $2 AND guild_id = $3 "
             "AND emoji_key = $4 AND removed_at IS NULL AND created_at <= $1",
@@ -596,9 +481,7 @@ class _Writer:
                     removed_at,
                 )
             )
-        # The newest event wins: the stored row's is COALESCE(removed_at, created_at), the
-        # incoming one's likewise; on a tie the incoming (later-arrived) one wins.
-        await self._upsert(
+        await self.rows.upsert(
             "reactions",
             (
                 "message_id",
@@ -615,13 +498,9 @@ class _Writer:
             "ON CONFLICT (message_id, guild_id, emoji_key, user_id) DO UPDATE SET "
             "channel_id = excluded.channel_id, emoji_name = excluded.emoji_name, "
             "animated = excluded.animated, "
-            "created_at = CASE WHEN excluded.created_at > reactions.created_at "
-            "THEN excluded.created_at ELSE reactions.created_at END, "
-            "removed_at = CASE WHEN COALESCE(excluded.removed_at, excluded.created_at) >= "
-            "COALESCE(reactions.removed_at, reactions.created_at) "
-            "THEN excluded.removed_at ELSE reactions.removed_at END",
+            f"created_at = {_REACTION_CREATED_AT}, removed_at = {_REACTION_REMOVED_AT}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "reaction_counts",
             (
                 "message_id",
@@ -674,7 +553,7 @@ class _Writer:
                 profile_rows.append((guild_id, user_id, nick))
         joined = _keep_newer("members", "joined_at")
         left = _keep_newer("members", "left_at")
-        await self._upsert(
+        await self.rows.upsert(
             "members",
             ("guild_id", "user_id", "nick", "joined_at", "left_at", "is_active"),
             presence_rows,
@@ -685,7 +564,7 @@ class _Writer:
             f"THEN false WHEN ({joined}) >= ({left}) THEN true ELSE false END, "
             f"updated_at = {self.now}",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "members",
             ("guild_id", "user_id", "nick"),
             profile_rows,
@@ -693,18 +572,18 @@ class _Writer:
             f"nick = COALESCE(excluded.nick, members.nick), updated_at = {self.now}",
         )
         with_roles = [(key, plan.roles[1]) for key, plan in batch.members.items() if plan.roles]
-        await self._execute_many(
+        await self.rows.execute_many(
             "member_roles",
             "DELETE FROM member_roles WHERE guild_id = $1 AND user_id = $2",
             [key for key, _roles in with_roles],
         )
-        await self._upsert(
+        await self.rows.upsert(
             "member_roles",
             ("guild_id", "user_id", "role_id"),
             [(g, u, role) for (g, u), roles in with_roles for role in roles],
             "ON CONFLICT DO NOTHING",
         )
-        await self._upsert(
+        await self.rows.upsert(
             "join_leave_logs",
             ("guild_id", "user_id", "event", "occurred_at"),
             sorted(batch.join_leave),
@@ -726,7 +605,7 @@ class _Writer:
             )
             for c in batch.commands.values()
         ]
-        await self._upsert(
+        await self.rows.upsert(
             "command_history",
             (
                 "user_id",
@@ -750,52 +629,9 @@ class _Writer:
 # -- values to and from the drivers -----------------------------------------------------------
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else dumps(value, "extra").decode()
-
-
-def _pg_values(row: tuple[Any, ...], columns: Sequence[str]) -> tuple[Any, ...]:
-    if "extra" not in columns:
-        return row
-    index = columns.index("extra")
-    value = row[index]
-    if value is None or isinstance(value, str):
-        return row
-    return (*row[:index], _json_text(value), *row[index + 1 :])
-
-
 def _message_update_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
     index = MESSAGE_COLUMNS.index("extra") - 2
-    return (*row[:index], _json_text(row[index]), *row[index + 1 :])
-
-
-def _sqlite_text(value: Any) -> Any:
-    """A datetime or JSON value as the text SQLite stores (SQLAlchemy's format, in UTC)."""
-    if isinstance(value, datetime):
-        if value.utcoffset():
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    if isinstance(value, dict):
-        return dumps(value, "extra").decode()
-    return value
-
-
-def _sqlite_rows(rows: list[Any], columns: Sequence[str]) -> list[Any]:
-    """Rows with only values sqlite3 binds as they are: the engine then passes them through
-    without looking at each value again (that per-value conversion cost ~10 µs a message).
-    Lists are converted in place (no copy: an object per row costs in garbage collection)."""
-    converted = [i for i, c in enumerate(columns) if _pg_type(c) in ("timestamptz", "jsonb")]
-    if not converted:
-        return rows
-    out = []
-    for row in rows:
-        values = row if type(row) is list else list(row)
-        for i in converted:
-            value = values[i]
-            if value is not None:
-                values[i] = _sqlite_text(value)
-        out.append(values)
-    return out
+    return (*row[:index], json_text(row[index]), *row[index + 1 :])
 
 
 _DATETIMES = {"created_at", "edited_at", "deleted_at"}
