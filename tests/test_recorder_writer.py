@@ -31,6 +31,7 @@ from botdb.recorder import (
     ReactionsCleared,
     ThreadInfo,
     UserInfo,
+    _rows,
 )
 from botdb.recorder._writer import COPY_MIN_ROWS, write_events
 
@@ -242,6 +243,37 @@ class TestEveryKind:
             assert not conn.in_transaction
         assert counts["messages"] == len(events)
         assert await db.fetchval("SELECT count(*) FROM messages") == len(events)
+
+    async def test_many_copy_batches_in_one_transaction_hold_a_bounded_lock_set(
+        self, db: botdb.Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An import writes thousands of COPY batches in one transaction: the staging table is
+        made once, so the locks held do not grow with the batches (PostgreSQL's lock table
+        is a few thousand entries for the whole server)."""
+        if db.backend != "postgresql":
+            pytest.skip("staging tables and pg_locks are PostgreSQL's")
+        monkeypatch.setattr(_rows, "COPY_MIN_ROWS", 5)
+        held = []
+        async with db.transaction() as conn:
+            for batch in range(30):
+                await write_events(conn, [created(batch * 10 + i) for i in range(1, 9)])
+                held.append(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()"
+                    )
+                )
+        assert held[-1] == held[2], held
+        assert await db.fetchval("SELECT count(*) FROM messages") == 30 * 8
+
+    async def test_sqlite_counts_leave_trigger_writes_out(self, db: botdb.Database) -> None:
+        """The full-text index and the stats' summaries are kept by triggers on SQLite: the
+        counts (which decide whether a message existed) are the statement's own rows."""
+        counts = await write(db, [created(1), created(2)])
+        assert counts["messages"] == 2
+        await write(db, [MessageEdited(3, G, C, edited_at=at(50), content="edited first")])
+        counts = await write(db, [created(3, content="old"), created(4)])
+        assert counts["messages"] == 2
+        assert (await message(db, 3))["content"] == "edited first"
 
 
 class TestOrderAndIdempotence:

@@ -169,7 +169,7 @@ class DriverConnection(abc.ABC):
     @abc.abstractmethod
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
-    ) -> None: ...
+    ) -> int | None: ...
 
     @abc.abstractmethod
     async def copy_records(

@@ -82,10 +82,16 @@ class QueryAPI(abc.ABC):
 
     async def execute_many(
         self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
-    ) -> None:
-        """Run one statement for each argument tuple, atomically (all rows or none)."""
+    ) -> int | None:
+        """Run one statement for each argument tuple, atomically (all rows or none).
+
+        Returns the rows the statement itself changed, summed over the tuples, where the
+        driver counts them (SQLite; rows written by triggers are not included), else None
+        (PostgreSQL: asyncpg's ``executemany`` reports no count).
+        """
         rows = args if isinstance(args, list | tuple) else list(args)
-        await self._call("executemany", query, rows, timeout)
+        count: int | None = await self._call("executemany", query, rows, timeout)
+        return count
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None

@@ -128,8 +128,9 @@ class PostgresConnection(DriverConnection):
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
-    ) -> None:
+    ) -> int | None:
         await self.driver.executemany(query, args, timeout=timeout)
+        return None
 
     async def copy_records(
         self,

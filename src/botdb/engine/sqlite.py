@@ -332,10 +332,11 @@ class SQLiteConnection(DriverConnection):
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
-    ) -> None:
+    ) -> int | None:
         q = translate_for_sqlite(query)
         rows = [_bind(q, row) for row in args]
-        await self._in_thread(timeout, self._executemany_sync, q.sql, rows)
+        count: int = await self._in_thread(timeout, self._executemany_sync, q.sql, rows)
+        return count
 
     async def copy_records(
         self,

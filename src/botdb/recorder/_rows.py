@@ -8,6 +8,7 @@ from :data:`COPY_MIN_ROWS` on, by ``COPY`` into a temporary staging table first,
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +21,9 @@ __all__ = ["COPY_MIN_ROWS", "RowWriter", "WriteCounts", "is_postgres", "json_tex
 #: From this many rows on, PostgreSQL gets them by COPY into a staging table; below it, as
 #: ``unnest`` arrays in the statement. Measured with plain messages on the benchmark machine
 #: (rows/s, arrays vs COPY staging): 20 rows 13k vs 2k, 200 rows 40k vs 15k, 2,000 rows 48k
-#: vs 39k, 5,000 and 10,000 rows ~45k both. The staging table costs a CREATE, a DROP and the
-#: pooled connection's reset (temporary tables) per batch; COPY's binary rows catch up only
-#: for large batches (imports).
+#: vs 39k, 5,000 and 10,000 rows ~45k both. The staging table costs a CREATE (once per
+#: transaction), a TRUNCATE and the pooled connection's reset (temporary tables); COPY's
+#: binary rows catch up only for large batches (imports).
 COPY_MIN_ROWS = 5000
 
 
@@ -128,26 +129,29 @@ class RowWriter:
             rows = _sqlite_rows(rows, columns)
             placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
             sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders}){tail}"
-            before = await self.conn.fetchval("SELECT total_changes()")
-            await self.conn.execute_many(sql, rows)
-            self.counts.add(table, await self.conn.fetchval("SELECT total_changes()") - before)
+            self.counts.add(table, await self._sqlite_many(sql, rows))
             return []
         json_at = [i for i, c in enumerate(columns) if _pg_type(c) == "jsonb"]
         if json_at:
             rows = [_pg_json(row, json_at) for row in rows]
         selected = ", ".join(f"{c}::jsonb" if _pg_type(c) == "jsonb" else c for c in columns)
         if len(rows) >= COPY_MIN_ROWS:
-            stage = f"botdb_stage_{table}"
+            # One staging table per table and column set for the whole transaction: an import
+            # calls this thousands of times in one transaction, and a CREATE/DROP per call
+            # would hold ~25 lock-table entries per call until the commit (the server's lock
+            # table fills at a few thousand). Emptied by TRUNCATE (same lock, no dead rows);
+            # dropped at commit; made again if a rolled-back savepoint took it.
+            stage = f"botdb_stage_{table}_{zlib.crc32(names.encode()):08x}"
             definition = ", ".join(
                 f"{c} {'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}" for c in columns
             )
-            # Created inside this call's savepoint: on a failure the rollback removes it (a
-            # DROP in a failed transaction would only replace the real error with its own).
-            await self.conn.execute(f"CREATE TEMP TABLE {stage} ({definition}) ON COMMIT DROP")
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({definition}) ON COMMIT DROP"
+            )
             await self.conn.copy_records_to_table(stage, records=rows, columns=columns)
             sql = f"INSERT INTO {table} ({names}) SELECT {selected} FROM {stage}{tail}"
             result = await self._run(table, sql, (), returning)
-            await self.conn.execute(f"DROP TABLE {stage}")
+            await self.conn.execute(f"TRUNCATE {stage}")
             return result
         arrays = ", ".join(
             f"${i}::{'text' if _pg_type(c) == 'jsonb' else _pg_type(c)}[]"
@@ -180,9 +184,13 @@ class RowWriter:
             await self.conn.execute_many(sql, rows)
             self.counts.add(table, len(rows))
             return
-        before = await self.conn.fetchval("SELECT total_changes()")
-        await self.conn.execute_many(sql, rows)
-        self.counts.add(table, await self.conn.fetchval("SELECT total_changes()") - before)
+        self.counts.add(table, await self._sqlite_many(sql, rows))
+
+    async def _sqlite_many(self, sql: str, rows: list[Any]) -> int:
+        """The rows the statement itself changed (sqlite3's rowcount: what triggers write, the
+        full-text index and the stats' summaries, is not counted, unlike ``total_changes()``)."""
+        count = await self.conn.execute_many(sql, rows)
+        return count or 0
 
 
 # -- values for the drivers -------------------------------------------------------------------
