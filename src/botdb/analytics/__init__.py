@@ -1,0 +1,1 @@
+"""Activity statistics of a guild, and the HTML report made from them."""
