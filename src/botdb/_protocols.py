@@ -10,7 +10,8 @@ structurally (mypy checks it wherever the front door hands itself down, and
 * :class:`EngineDatabase`: ``botdb.migrations`` and ``botdb.importers``;
 * :class:`RepositoryDatabase`: ``botdb.repository``;
 * :class:`ServiceDatabase`: ``botdb.services``;
-* :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer).
+* :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer);
+* :class:`AnalyticsDatabase`: ``botdb.analytics`` (the stats).
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
 importing this module never imports the front door.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
+    "AnalyticsDatabase",
     "ConfiguredDatabase",
     "EngineDatabase",
     "OpsDatabase",
@@ -138,3 +140,7 @@ class OpsDatabase(EngineDatabase, RawSQLDatabase, Protocol):
     async def migrate(self) -> list[str]: ...
 
     async def create_tables(self) -> None: ...
+
+
+class AnalyticsDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):
+    """What the stats (``botdb.analytics``) read with: the backend and the raw SQL API."""

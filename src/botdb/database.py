@@ -33,6 +33,7 @@ from botdb.engine.core import HOOK, EngineCore
 
 if TYPE_CHECKING:
     from botdb import models
+    from botdb.analytics import Stats
     from botdb.importers import ImportReport
     from botdb.ops import BackupResult, RestoreResult
     from botdb.repository import Repository
@@ -69,6 +70,7 @@ class Database(QueryAPI):
         self._cache: Cache | None = None
         self._repositories: dict[type[Any], Any] = {}
         self._scoped: dict[str, ScopedConfig] = {}
+        self._stats: Stats | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class Database(QueryAPI):
 
     async def close(self) -> None:
         """Hand every connection back and close the pool. Safe to call twice."""
+        if self._stats is not None:
+            await self._stats.stop_refresher()
         cache, self._cache = self._cache, None
         if cache is not None:
             await cache.close()
@@ -290,12 +294,20 @@ class Database(QueryAPI):
         """Pool size and use: SQLAlchemy's pool plus the raw API's leased connections."""
         return self._core.pool_stats()
 
-    def stats(self) -> dict[str, Any]:
-        """Counts of queries, errors, retries and slow queries, latency percentiles, the pool.
-
-        ``retries`` counts every retry: of statements, transactions, repository and service
-        calls.
+    @property
+    def stats(self) -> Stats:
+        """Activity statistics (``await db.stats.daily(guild_id)``, ``top_members``,
+        ``heatmap``...; see :mod:`botdb.analytics`); calling it, ``db.stats()``, returns the
+        engine's counts of queries, errors, retries and slow queries, latency percentiles
+        and the pool.
         """
+        if self._stats is None:
+            from botdb.analytics import Stats
+
+            self._stats = Stats(self, self._engine_stats)
+        return self._stats
+
+    def _engine_stats(self) -> dict[str, Any]:
         snapshot = self._core.stats.snapshot()
         snapshot["pool"] = self.pool_stats()
         snapshot["backend"] = self.backend
@@ -389,10 +401,13 @@ class Database(QueryAPI):
         return cast("Repository[M]", repository)
 
     async def create_tables(self, metadata: MetaData | None = None) -> None:
-        """Create every table of ``metadata`` (default: botdb's ``Base``) that is missing.
+        """Create every table of ``metadata`` (default: botdb's ``Base``) that is missing,
+        and the stats' summary objects when the message tables are among them.
 
         For tests and prototypes; real deployments use :meth:`migrate`.
         """
+        from botdb.analytics import _schema
+
         if metadata is None:
             from botdb.models import Base
 
@@ -400,6 +415,8 @@ class Database(QueryAPI):
         await self.free_pool_slot()
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            # The stats' summary views (PostgreSQL) or trigger-kept tables (SQLite).
+            await conn.run_sync(_schema.install, metadata)
 
     async def migrate(
         self, revision: str = "head", *, script_locations: Sequence[str | Path] | None = None
