@@ -8,6 +8,7 @@ gets typed errors that change nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import shutil
@@ -18,17 +19,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from typer.testing import CliRunner
 
 import botdb
 from botdb import errors
+from botdb.analytics import DailyStats, TopChannel, TopEmoji, TopMember
 from botdb.analytics.report import (
-    ChannelRow,
-    DailyRow,
-    EmojiRow,
-    MemberRow,
     ReportData,
+    collect_report,
     default_period,
     render_report,
     write_report,
@@ -53,7 +53,7 @@ REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0",
 def sample(**changes: Any) -> ReportData:
     """A month of activity with hostile names everywhere a user can choose one."""
     daily = tuple(
-        DailyRow(
+        DailyStats(
             day=dt.date(2026, 11, d),
             messages=10 * d,
             active_members=d % 7 + 1,
@@ -66,20 +66,20 @@ def sample(**changes: Any) -> ReportData:
     )
     heatmap = tuple(tuple((w + 1) * (h % 12) for h in range(24)) for w in range(7))
     members = (
-        MemberRow(1, HOSTILE, 120, dt.datetime(2026, 11, 30, 21, 5, tzinfo=UTC)),
-        MemberRow(2, "Alex", 80, dt.datetime(2026, 11, 29, tzinfo=UTC)),
-        MemberRow(3, "Alex", 79, None),  # the same name twice stays two bars
-        MemberRow(4, HOSTILE_IMG, 12, None),
-        MemberRow(5, None, 3, None),
+        TopMember(1, HOSTILE, 120, dt.datetime(2026, 11, 30, 21, 5, tzinfo=UTC)),
+        TopMember(2, "Alex", 80, dt.datetime(2026, 11, 29, tzinfo=UTC)),
+        TopMember(3, "Alex", 79, dt.datetime(2026, 11, 2, tzinfo=UTC)),  # two bars, one name
+        TopMember(4, HOSTILE_IMG, 12, dt.datetime(2026, 11, 3, tzinfo=UTC)),
+        TopMember(5, None, 3, dt.datetime(2026, 11, 4, tzinfo=UTC)),
     )
     channels = (
-        ChannelRow(10, "general", 300),
-        ChannelRow(11, HOSTILE_LINK, 40),
-        ChannelRow(12, None, 2),
+        TopChannel(10, "general", 300),
+        TopChannel(11, HOSTILE_LINK, 40),
+        TopChannel(12, None, 2),
     )
     emoji = (
-        EmojiRow("👍", "👍", None, 50),
-        EmojiRow("555", "party<b>blob</b>", 555, 9),
+        TopEmoji("👍", "👍", None, 50),
+        TopEmoji("555", "party<b>blob</b>", 555, 9),
     )
     fields: dict[str, Any] = {
         "guild_id": 42,
@@ -201,7 +201,7 @@ def test_a_guild_without_activity_gets_a_page_saying_so() -> None:
 
 def test_sections_without_rows_say_so_instead_of_an_empty_chart() -> None:
     data = sample(
-        daily=(DailyRow(day=dt.date(2026, 11, 3), messages=5, active_members=2),),
+        daily=(DailyStats(dt.date(2026, 11, 3), 5, 2, 0, 0, 0),),
         top_emoji=(),
     )
     page = render_report(data)
@@ -388,6 +388,195 @@ def test_cli_refuses_a_mistyped_sqlite_url_without_creating_it(tmp_path: Path) -
     assert code == 1, output
     assert "does not exist" in " ".join(output.split())
     assert not path.exists()
+
+
+# -- end to end: rows in the database -> botdb report -> the file --------------------------
+
+GUILD, OTHER_GUILD = 42, 43
+GENERAL, SHOWCASE = 10, 11
+
+
+def _at(day: int, hour: int, minute: int = 0, month: int = 11) -> dt.datetime:
+    return dt.datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+async def _populate(db: botdb.Database) -> None:
+    """A small guild in November 2026 (the 2nd is a Monday), with rows around it that the
+    report must leave out: another guild, a bot, messages just outside the period."""
+    from botdb import models as m
+
+    async with db.session() as session:
+        session.add_all(
+            [
+                m.Guild(id=GUILD, name=f"Guild {HOSTILE}"),
+                m.Guild(id=OTHER_GUILD, name="elsewhere"),
+                m.User(id=1, username="mallory", display_name=HOSTILE),
+                m.User(id=2, username="bob"),
+                m.User(id=3, username="helper-bot", is_bot=True),
+            ]
+        )
+        await session.flush()
+        session.add_all(
+            [
+                m.Member(guild_id=GUILD, user_id=2, nick="Bobby"),
+                m.Channel(id=GENERAL, guild_id=GUILD, name="general"),
+                m.Channel(id=SHOWCASE, guild_id=GUILD, name=HOSTILE_LINK),
+                m.Channel(id=99, guild_id=OTHER_GUILD, name="other"),
+            ]
+        )
+        await session.flush()
+        messages = [
+            # (id, guild, channel, author, created_at, is_bot)
+            (101, GUILD, GENERAL, 1, _at(2, 10, 15), False),
+            (102, GUILD, GENERAL, 1, _at(2, 10, 45), False),
+            (103, GUILD, SHOWCASE, 1, _at(3, 22), False),
+            (104, GUILD, GENERAL, 2, _at(3, 9), False),
+            (105, GUILD, GENERAL, 2, _at(5, 9, 30), False),
+            (106, GUILD, GENERAL, 3, _at(5, 9, 40), True),  # a bot: not counted
+            (107, GUILD, GENERAL, 1, _at(31, 23, month=10), False),  # before the period
+            (108, GUILD, GENERAL, 1, _at(1, 0, month=12), False),  # at its (excluded) end
+            (109, OTHER_GUILD, 99, 2, _at(2, 10), False),  # another guild
+        ]
+        session.add_all(
+            m.Message(
+                id=mid, guild_id=g, channel_id=c, author_id=a, created_at=t, is_bot=b, content="hi"
+            )
+            for mid, g, c, a, t, b in messages
+        )
+        await session.flush()
+        session.add_all(
+            [
+                m.Reaction(
+                    message_id=101, guild_id=GUILD, channel_id=GENERAL, user_id=2,
+                    emoji_name="👍", created_at=_at(2, 11),
+                ),
+                m.Reaction(
+                    message_id=101, guild_id=GUILD, channel_id=GENERAL, user_id=3,
+                    emoji_name="👍", created_at=_at(2, 12),
+                ),
+                m.Reaction(
+                    message_id=104, guild_id=GUILD, channel_id=GENERAL, user_id=2,
+                    emoji_id=777, emoji_name="<b>blob</b>", created_at=_at(3, 10),
+                ),
+                m.JoinLeaveLog(guild_id=GUILD, user_id=2, event="join", occurred_at=_at(1, 8)),
+                m.JoinLeaveLog(guild_id=GUILD, user_id=3, event="leave", occurred_at=_at(20, 12)),
+                m.JoinLeaveLog(
+                    guild_id=GUILD, user_id=1, event="join", occurred_at=_at(1, 8, month=10)
+                ),
+            ]
+        )  # fmt: skip
+
+
+def _prepare(url: str) -> None:
+    async def main() -> None:
+        async with botdb.connect(url) as db:
+            await db.create_tables()
+            await _populate(db)
+
+    asyncio.run(main())
+
+
+def test_rows_in_the_database_become_the_report_on_every_backend(
+    db_url: str, tmp_path: Path
+) -> None:
+    _prepare(db_url)
+    out = tmp_path / "november.html"
+    result = CliRunner().invoke(
+        app,
+        ["report", "--url", db_url, "--out", str(out), "--since", "2026-11-01",
+         "--until", "2026-11-30", "--tz", "UTC", "--json", str(GUILD)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = orjson.loads(result.stdout)
+    assert written["has_data"] is True
+    assert written["guild_name"] == f"Guild {HOSTILE}"
+    assert written["since"] == "2026-11-01T00:00:00+00:00"
+    assert written["until"] == "2026-12-01T00:00:00+00:00"
+    assert written["bytes"] == out.stat().st_size
+
+    async def collect() -> ReportData:
+        async with botdb.connect(db_url) as db:
+            return await collect_report(db, GUILD, since=_at(1, 0), until=_at(1, 0, month=12))
+
+    data = asyncio.run(collect())
+    assert [(d.day.day, d.messages, d.active_members, d.joins, d.leaves, d.reactions)
+            for d in data.daily] == [
+        (1, 0, 0, 1, 0, 0),
+        (2, 2, 1, 0, 0, 2),
+        (3, 2, 2, 0, 0, 1),
+        (5, 1, 1, 0, 0, 0),
+        (20, 0, 0, 0, 1, 0),
+    ]  # fmt: skip
+    assert [(t.user_id, t.name, t.messages) for t in data.top_members] == [
+        (1, HOSTILE, 3),
+        (2, "Bobby", 2),
+    ]
+    assert [(c.channel_id, c.name, c.messages) for c in data.top_channels] == [
+        (GENERAL, "general", 4),
+        (SHOWCASE, HOSTILE_LINK, 1),
+    ]
+    assert [(e.emoji_name, e.emoji_id, e.count) for e in data.top_emoji] == [
+        ("👍", None, 2),
+        ("<b>blob</b>", 777, 1),
+    ]
+    expected_heatmap = [[0] * 24 for _ in range(7)]
+    expected_heatmap[0][10] = 2  # Monday the 2nd, 10:00
+    expected_heatmap[1][9] = expected_heatmap[1][22] = 1  # Tuesday
+    expected_heatmap[3][9] = 1  # Thursday the 5th (the bot's message left out)
+    assert [list(row) for row in data.heatmap] == expected_heatmap
+
+    page = out.read_text(encoding="utf-8")
+    assert f"<h1>Guild {_escaped(HOSTILE)}</h1>" in page
+    assert "Activity from 2026-11-01 to 2026-11-30 (UTC)" in page
+    for value, label in (("5", "messages"), ("3", "reactions"), ("1", "joins"), ("1", "leaves")):
+        assert f"<b>{value}</b><span>{label}</span>" in page
+    assert f"<td>{_escaped(HOSTILE)}</td>" in page
+    assert "<td>Bobby</td>" in page
+    assert f"<td>#{_escaped(HOSTILE_LINK)}</td>" in page
+    assert "<td>:&lt;b&gt;blob&lt;/b&gt;:</td>" in page
+    rest = _without_plotly_js(page)
+    for raw in (HOSTILE, HOSTILE_LINK, "<b>blob</b>"):
+        assert raw not in rest
+
+
+def _escaped(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_an_unknown_guild_gets_a_page_saying_there_is_no_data(db_url: str, tmp_path: Path) -> None:
+    _prepare(db_url)
+    out = tmp_path / "nobody.html"
+    result = CliRunner().invoke(
+        app, ["report", "--url", db_url, "--out", str(out), "--json", "--", "-1009999"]
+    )
+    assert result.exit_code == 0, result.output
+    written = orjson.loads(result.stdout)
+    assert written["has_data"] is False
+    assert written["guild_name"] is None
+    page = out.read_text(encoding="utf-8")
+    assert 'id="no-data"' in page
+    assert "<h1>Guild -1009999</h1>" in page
+
+
+async def test_an_existing_report_is_replaced_by_a_rename(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    await _populate(db)
+    out = tmp_path / "report.html"
+    out.write_text("the old page")
+    old_inode = out.stat().st_ino
+    period = {"since": _at(1, 0), "until": _at(1, 0, month=12)}
+    written = await write_report(db, out, GUILD, **period)
+    assert written.path == out
+    assert written.size == out.stat().st_size
+    assert written.data.has_data
+    assert out.stat().st_ino != old_inode  # a new file renamed into place, not rewritten
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    again = await write_report(db, out, GUILD, **period, refresh=False)
+    assert again.data.top_members == written.data.top_members
+    assert _hidden_files(tmp_path) == []
 
 
 # -- in a real browser -----------------------------------------------------------------------

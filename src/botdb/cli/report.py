@@ -57,6 +57,13 @@ def report_command(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Rows in each top-members/channels/emoji list.")
     ] = 10,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh/--no-refresh",
+            help="Bring the stats up to date first (PostgreSQL's summary views).",
+        ),
+    ] = True,
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -71,7 +78,15 @@ def report_command(
         end = None if until is None else parse_when("--until", until, tz, end_of_day=True)
         async with botdb.connect(url, sqlite_create=False) as db:
             return await write_report(
-                db, out, guild_id, since=start, until=end, days=days, tz=tz, limit=limit
+                db,
+                out,
+                guild_id,
+                since=start,
+                until=end,
+                days=days,
+                tz=tz,
+                limit=limit,
+                refresh=refresh,
             )
 
     written = run(with_json_errors(main, json_output))

@@ -23,17 +23,13 @@ import asyncio
 import datetime as dt
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from botdb import errors
 from botdb.analytics.report._data import (
-    ChannelRow,
-    DailyRow,
-    EmojiRow,
-    MemberRow,
     ReportData,
     check_aware,
     check_int,
@@ -41,12 +37,9 @@ from botdb.analytics.report._data import (
     time_zone,
 )
 from botdb.analytics.report._page import load_plotly, render_report
+from botdb.analytics.stats import DailyStats, TopChannel, TopEmoji, TopMember
 
 __all__ = [
-    "ChannelRow",
-    "DailyRow",
-    "EmojiRow",
-    "MemberRow",
     "ReportData",
     "ReportDatabase",
     "ReportFile",
@@ -68,11 +61,13 @@ DEFAULT_DAYS = 30
 
 
 class StatsSource(Protocol):
-    """The analytics calls the report is made of (``db.stats``)."""
+    """The analytics calls the report is made of (``db.stats``, :class:`botdb.analytics.Stats`)."""
+
+    async def refresh(self) -> list[str]: ...
 
     async def daily(
         self, guild_id: int, *, since: dt.datetime | None = ..., until: dt.datetime | None = ...
-    ) -> Sequence[Any]: ...
+    ) -> Sequence[DailyStats]: ...
 
     async def heatmap(
         self,
@@ -90,7 +85,7 @@ class StatsSource(Protocol):
         since: dt.datetime | None = ...,
         until: dt.datetime | None = ...,
         limit: int = ...,
-    ) -> Sequence[Any]: ...
+    ) -> Sequence[TopMember]: ...
 
     async def top_channels(
         self,
@@ -99,7 +94,7 @@ class StatsSource(Protocol):
         since: dt.datetime | None = ...,
         until: dt.datetime | None = ...,
         limit: int = ...,
-    ) -> Sequence[Any]: ...
+    ) -> Sequence[TopChannel]: ...
 
     async def top_emoji(
         self,
@@ -108,16 +103,16 @@ class StatsSource(Protocol):
         since: dt.datetime | None = ...,
         until: dt.datetime | None = ...,
         limit: int = ...,
-    ) -> Sequence[Any]: ...
+    ) -> Sequence[TopEmoji]: ...
 
 
 class ReportDatabase(Protocol):
-    """What :func:`collect_report` uses: the stats API and ``fetchrow`` (the guild's name)."""
+    """What :func:`collect_report` uses: the stats API and ``fetchval`` (the guild's name)."""
 
     @property
     def stats(self) -> StatsSource: ...
 
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
+    async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
 
 
 # -- collect and write ---------------------------------------------------------------------
@@ -165,16 +160,20 @@ async def collect_report(
     until: dt.datetime,
     tz: str = "UTC",
     limit: int = DEFAULT_LIMIT,
+    refresh: bool = True,
 ) -> ReportData:
     """Ask ``db.stats`` for a guild's activity from ``since`` (included) to ``until``
     (excluded) and gather it into a :class:`ReportData`.
 
-    An unknown guild, or one with no activity in the period, gives a report whose
-    ``has_data`` is False (the page says so); it is not an error.
+    ``refresh`` first brings the stats up to date (:meth:`botdb.analytics.Stats.refresh`:
+    on PostgreSQL they are otherwise as old as the last refresh; on SQLite it costs nothing).
+    An unknown guild, or one with no activity in the period, gives a report whose ``has_data``
+    is False (the page says so); it is not an error.
 
     Raises:
-        DataError: a naive datetime, ``since`` after ``until``, an unknown time zone.
-        ArgumentError: ``guild_id`` or ``limit`` is not an int.
+        DataError: a naive datetime, ``since`` after ``until``, an unknown time zone, a
+            ``limit`` below 1.
+        ArgumentError: a value of the wrong type.
     """
     check_int("guild_id", guild_id)
     check_int("limit", limit)
@@ -182,60 +181,29 @@ async def collect_report(
         raise errors.DataError(f"limit must be at least 1, got {limit}")
     check_period(since, until)
     time_zone(tz)
+    if not isinstance(refresh, bool):
+        raise errors.ArgumentError(f"refresh must be a bool, got {type(refresh).__name__}")
     since, until = since.astimezone(dt.UTC), until.astimezone(dt.UTC)
     stats = db.stats
-    period: dict[str, Any] = {"since": since, "until": until}
-    guild = await db.fetchrow("SELECT name FROM guilds WHERE id = $1", guild_id)
-    daily = await stats.daily(guild_id, **period)
-    heatmap = await stats.heatmap(guild_id, **period, tz=tz)
-    members = await stats.top_members(guild_id, **period, limit=limit)
-    channels = await stats.top_channels(guild_id, **period, limit=limit)
-    emoji = await stats.top_emoji(guild_id, **period, limit=limit)
+    if refresh:
+        await stats.refresh()
+    guild = await db.fetchval("SELECT name FROM guilds WHERE id = $1", guild_id)
     return ReportData(
         guild_id=guild_id,
-        guild_name=None if guild is None else _field(guild, "name"),
+        guild_name=None if guild is None else str(guild),
         since=since,
         until=until,
         tz=tz,
         generated_at=dt.datetime.now(dt.UTC),
-        daily=tuple(
-            DailyRow(
-                day=_as_date(_field(row, "day")),
-                messages=int(_field(row, "messages") or 0),
-                active_members=int(_field(row, "active_members") or 0),
-                joins=int(_field(row, "joins") or 0),
-                leaves=int(_field(row, "leaves") or 0),
-                reactions=int(_field(row, "reactions") or 0),
-            )
-            for row in daily
+        daily=tuple(await stats.daily(guild_id, since=since, until=until)),
+        heatmap=tuple(
+            tuple(hours) for hours in await stats.heatmap(guild_id, since=since, until=until, tz=tz)
         ),
-        heatmap=tuple(tuple(int(count) for count in hours) for hours in heatmap),
-        top_members=tuple(
-            MemberRow(
-                user_id=int(_field(row, "user_id")),
-                name=_field(row, "name"),
-                messages=int(_field(row, "messages")),
-                last_active=_as_datetime(_field(row, "last_active")),
-            )
-            for row in members
-        ),
+        top_members=tuple(await stats.top_members(guild_id, since=since, until=until, limit=limit)),
         top_channels=tuple(
-            ChannelRow(
-                channel_id=int(_field(row, "channel_id")),
-                name=_field(row, "name"),
-                messages=int(_field(row, "messages")),
-            )
-            for row in channels
+            await stats.top_channels(guild_id, since=since, until=until, limit=limit)
         ),
-        top_emoji=tuple(
-            EmojiRow(
-                emoji_key=str(_field(row, "emoji_key")),
-                emoji_name=str(_field(row, "emoji_name")),
-                emoji_id=None if _field(row, "emoji_id") is None else int(_field(row, "emoji_id")),
-                count=int(_field(row, "count")),
-            )
-            for row in emoji
-        ),
+        top_emoji=tuple(await stats.top_emoji(guild_id, since=since, until=until, limit=limit)),
     )
 
 
@@ -252,11 +220,13 @@ async def write_report(
     days: int = DEFAULT_DAYS,
     tz: str = "UTC",
     limit: int = DEFAULT_LIMIT,
+    refresh: bool = True,
 ) -> ReportFile:
     """Collect a guild's report and write the page to ``path``.
 
     The period defaults as in :func:`default_period` (the last ``days`` days, up to the end
-    of today in ``tz``). An existing file is replaced atomically: readers see the old page or
+    of today in ``tz``); ``refresh`` as in :func:`collect_report`. An existing file is
+    replaced atomically: readers see the old page or
     the new one, never a part. Nothing is written when an argument is wrong.
 
     Raises:
@@ -270,7 +240,9 @@ async def write_report(
     target = Path(path)
     await asyncio.to_thread(_check_writable, target)
     await asyncio.to_thread(load_plotly)  # before any query: a missing extra is said at once
-    data = await collect_report(db, guild_id, since=since, until=until, tz=tz, limit=limit)
+    data = await collect_report(
+        db, guild_id, since=since, until=until, tz=tz, limit=limit, refresh=refresh
+    )
     page = (await asyncio.to_thread(render_report, data)).encode("utf-8")
     await asyncio.to_thread(_write_atomically, target, page)
     return ReportFile(path=target, size=len(page), data=data)
@@ -318,31 +290,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise errors.ConfigurationError(
             f"cannot write the report to {path}: {exc.strerror or exc}"
         ) from exc
-
-
-# -- reading stats rows --------------------------------------------------------------------
-
-
-def _field(row: Any, name: str) -> Any:
-    """A column of a stats row: a mapping or record (``row[name]``) or an object attribute."""
-    if isinstance(row, Mapping) or hasattr(row, "keys"):
-        return row[name]
-    return getattr(row, name)
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def _as_datetime(value: Any) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        parsed = value
-    else:
-        parsed = dt.datetime.fromisoformat(str(value))
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC text
-    return parsed

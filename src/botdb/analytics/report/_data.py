@@ -1,4 +1,4 @@
-"""What the report page shows: :class:`ReportData` and its rows, checked on construction."""
+"""What the report page shows: :class:`ReportData`, checked on construction."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botdb import errors
+from botdb.analytics.stats import DailyStats, TopChannel, TopEmoji, TopMember
 
 __all__ = [
     "WEEKDAYS",
-    "ChannelRow",
-    "DailyRow",
-    "EmojiRow",
-    "MemberRow",
     "ReportData",
     "check_aware",
     "check_int",
@@ -25,53 +22,13 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass(frozen=True, slots=True)
-class DailyRow:
-    """One day's counts (``day`` is a UTC calendar day)."""
-
-    day: dt.date
-    messages: int = 0
-    active_members: int = 0
-    joins: int = 0
-    leaves: int = 0
-    reactions: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """A member among the most active: ``name`` is None when the member's name is unknown."""
-
-    user_id: int
-    name: str | None
-    messages: int
-    last_active: dt.datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRow:
-    """A channel among the busiest: ``name`` is None when the channel's name is unknown."""
-
-    channel_id: int
-    name: str | None
-    messages: int
-
-
-@dataclass(frozen=True, slots=True)
-class EmojiRow:
-    """An emoji among the most used; ``emoji_id`` is set for a custom emoji."""
-
-    emoji_key: str
-    emoji_name: str
-    emoji_id: int | None
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class ReportData:
     """Everything the report page shows, and nothing else.
 
     ``since`` (included) and ``until`` (excluded) are aware datetimes; ``tz`` is the IANA time
     zone the heatmap's hours and the period are shown in; ``heatmap[weekday][hour]`` counts
-    messages (Monday is 0). Built by :func:`collect_report`, or by hand for a page of your own.
+    messages (Monday is 0). The rows are the ``db.stats`` results (:mod:`botdb.analytics`).
+    Built by :func:`collect_report`, or by hand for a page of your own.
 
     Raises:
         DataError: a naive datetime, ``since`` after ``until``, an unknown time zone, or a
@@ -85,13 +42,13 @@ class ReportData:
     until: dt.datetime
     generated_at: dt.datetime
     tz: str = "UTC"
-    daily: tuple[DailyRow, ...] = ()
+    daily: tuple[DailyStats, ...] = ()
     heatmap: tuple[tuple[int, ...], ...] = field(
         default_factory=lambda: tuple((0,) * 24 for _ in range(7))
     )
-    top_members: tuple[MemberRow, ...] = ()
-    top_channels: tuple[ChannelRow, ...] = ()
-    top_emoji: tuple[EmojiRow, ...] = ()
+    top_members: tuple[TopMember, ...] = ()
+    top_channels: tuple[TopChannel, ...] = ()
+    top_emoji: tuple[TopEmoji, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("guild_id", self.guild_id)

@@ -16,14 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from botdb import errors
-from botdb.analytics.report._data import (
-    WEEKDAYS,
-    ChannelRow,
-    EmojiRow,
-    MemberRow,
-    ReportData,
-    time_zone,
-)
+from botdb.analytics.report._data import WEEKDAYS, ReportData, time_zone
+from botdb.analytics.stats import TopChannel, TopEmoji, TopMember
 
 __all__ = ["load_plotly", "render_report"]
 
@@ -191,7 +185,7 @@ def _sections(data: ReportData, charts: _Charts) -> str:
                 str(rank),
                 _member_label(m),
                 f"{m.messages:,}",
-                "" if m.last_active is None else _when(m.last_active, data.tz),
+                _when(m.last_active, data.tz),
             )
             for rank, m in enumerate(data.top_members, 1)
         ],
@@ -342,15 +336,15 @@ def _shorten(label: str) -> str:
     return label if len(label) <= _AXIS_LABEL_CHARS else label[: _AXIS_LABEL_CHARS - 1] + "…"
 
 
-def _member_label(member: MemberRow) -> str:
+def _member_label(member: TopMember) -> str:
     return member.name or f"user {member.user_id}"
 
 
-def _channel_label(channel: ChannelRow) -> str:
+def _channel_label(channel: TopChannel) -> str:
     return f"#{channel.name}" if channel.name else f"channel {channel.channel_id}"
 
 
-def _emoji_label(emoji: EmojiRow) -> str:
+def _emoji_label(emoji: TopEmoji) -> str:
     return f":{emoji.emoji_name}:" if emoji.emoji_id is not None else emoji.emoji_name
 
 
