@@ -658,6 +658,8 @@ class LoadedPage:
                     heatmapImage: g.querySelectorAll('.hm image').length,
                     yticks: [...g.querySelectorAll('.ytick text')].map(t => t.textContent),
                     width: g.getBoundingClientRect().width,
+                    xrange: g._fullLayout.xaxis.range,
+                    drawnWidth: g._fullLayout.width,
                 }]))"""
         )
         return result
@@ -678,7 +680,8 @@ def test_every_chart_is_drawn_offline_without_errors(browser: Any, tmp_path: Pat
     path.write_text(render_report(data), encoding="utf-8")
     loaded = LoadedPage(browser, path, width=1200)
     charts = loaded.charts()
-    days = len(data.daily)
+    days = 30  # every day of November: the 13th has no row, and is drawn as a zero
+    assert len(data.daily) == 29
     expected = {
         "chart-messages": (2, days),  # bars and the active-members line
         "chart-heatmap": (1, 0),
@@ -695,6 +698,11 @@ def test_every_chart_is_drawn_offline_without_errors(browser: Any, tmp_path: Pat
         assert chart["traces"] == traces == chart["drawnTraces"], name
         assert chart["bars"] == bars, name
     assert charts["chart-heatmap"]["heatmapRows"] == 7
+    for name, chart in charts.items():  # drawn at the width it is shown at, none clipped
+        assert abs(chart["drawnWidth"] - chart["width"]) <= 1, name
+    for timeline in ("chart-messages", "chart-reactions", "chart-joins"):
+        # The whole period, not just the days with rows (the 13th has none).
+        assert charts[timeline]["xrange"] == ["2026-10-31 12:00", "2026-11-30 12:00"]
     assert charts["chart-heatmap"]["heatmapImage"] == 1
     # Names show exactly as typed (long ones shortened on the axis), and run nothing.
     assert charts["chart-members"]["yticks"][:3] == [HOSTILE[:23] + "…", "Alex", "Alex"]
@@ -718,6 +726,7 @@ def test_the_page_fits_a_phone_screen(browser: Any, tmp_path: Path) -> None:
     loaded = LoadedPage(browser, path, width=390)
     charts = loaded.charts()
     assert all(0 < chart["width"] <= 390 for chart in charts.values())
+    assert all(abs(chart["drawnWidth"] - chart["width"]) <= 1 for chart in charts.values())
     overflow = loaded.page.evaluate(
         "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )

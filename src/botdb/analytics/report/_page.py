@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from botdb import errors
 from botdb.analytics.report._data import WEEKDAYS, ReportData, time_zone
-from botdb.analytics.stats import TopChannel, TopEmoji, TopMember
+from botdb.analytics.stats import DailyStats, TopChannel, TopEmoji, TopMember
 
 __all__ = ["load_plotly", "render_report"]
 
@@ -129,22 +129,26 @@ def _summary(data: ReportData) -> str:
 
 
 def _sections(data: ReportData, charts: _Charts) -> str:
-    days = [d.day.isoformat() for d in data.daily]
+    # Every day of the period, quiet ones as zeros (the stats leave them out): a line then
+    # drops to zero on them instead of skipping over, and the axis spans the whole period.
+    every_day = _every_day(data)
+    days = [d.day.isoformat() for d in every_day]
+    timeline = {"type": "date", "range": _day_range(data)}
     parts: list[str] = []
 
     if any(d.messages for d in data.daily):
         chart = charts.html(
             "chart-messages",
             [
-                charts.bar(x=days, y=[d.messages for d in data.daily], name="messages"),
+                charts.bar(x=days, y=[d.messages for d in every_day], name="messages"),
                 charts.scatter(
                     x=days,
-                    y=[d.active_members for d in data.daily],
+                    y=[d.active_members for d in every_day],
                     name="active members",
                     mode="lines+markers",
                 ),
             ],
-            xaxis={"type": "date"},
+            xaxis=timeline,
             hovermode="x unified",
         )
     else:
@@ -224,8 +228,8 @@ def _sections(data: ReportData, charts: _Charts) -> str:
     if any(d.reactions for d in data.daily):
         reactions = charts.html(
             "chart-reactions",
-            [charts.bar(x=days, y=[d.reactions for d in data.daily], name="reactions")],
-            xaxis={"type": "date"},
+            [charts.bar(x=days, y=[d.reactions for d in every_day], name="reactions")],
+            xaxis=timeline,
         )
     else:
         reactions = _empty("No reactions in this period.")
@@ -254,11 +258,11 @@ def _sections(data: ReportData, charts: _Charts) -> str:
         chart = charts.html(
             "chart-joins",
             [
-                charts.bar(x=days, y=[d.joins for d in data.daily], name="joins"),
-                charts.bar(x=days, y=[-d.leaves for d in data.daily], name="leaves"),
+                charts.bar(x=days, y=[d.joins for d in every_day], name="joins"),
+                charts.bar(x=days, y=[-d.leaves for d in every_day], name="leaves"),
             ],
             barmode="relative",
-            xaxis={"type": "date"},
+            xaxis=timeline,
             hovermode="x unified",
         )
     else:
@@ -350,6 +354,32 @@ def _emoji_label(emoji: TopEmoji) -> str:
 
 def _when(value: dt.datetime, tz: str) -> str:
     return value.astimezone(time_zone(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _period_days(data: ReportData) -> tuple[dt.date, dt.date]:
+    """The first and last UTC day the period touches."""
+    first = data.since.astimezone(dt.UTC).date()
+    last = max(first, (data.until - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date())
+    return first, last
+
+
+def _every_day(data: ReportData) -> list[DailyStats]:
+    """The daily rows with a zero row for each day of the period (or between the rows given)
+    that has none."""
+    given = {d.day: d for d in data.daily}
+    first, last = _period_days(data)
+    if given:
+        first, last = min(first, *given), max(last, *given)
+    return [
+        given.get(day) or DailyStats(day, 0, 0, 0, 0, 0)
+        for day in (first + dt.timedelta(days=n) for n in range((last - first).days + 1))
+    ]
+
+
+def _day_range(data: ReportData) -> list[str]:
+    """The period's UTC days as a date axis range, half a day of margin on each side."""
+    first, last = _period_days(data)
+    return [f"{first - dt.timedelta(days=1)} 12:00", f"{last} 12:00"]
 
 
 def _period_text(data: ReportData, zone: ZoneInfo) -> str:
