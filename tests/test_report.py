@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import pytest
@@ -582,15 +582,23 @@ async def test_an_existing_report_is_replaced_by_a_rename(
 # -- in a real browser -----------------------------------------------------------------------
 
 
+def _browser_unavailable(reason: str) -> NoReturn:
+    """Skip with the reason shown; in CI (``BOTDB_REQUIRE_SERVICES=1``) fail instead, as a
+    missing database server does."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (BOTDB_REQUIRE_SERVICES=1 makes this a failure)")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """A fresh headless Chromium (Debian's) through Playwright, one profile per test."""
-    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (BOTDB_REQUIRE_SERVICES=1 makes this a failure)")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_unavailable("Playwright is not installed (pip install 'botdb[dev]')")
+    if shutil.which(str(CHROMIUM)) is None:
+        _browser_unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(

@@ -65,7 +65,7 @@ class _Charts:
         self._go = plotly.graph_objects
         self._io = plotly.io
         # plotly_white's layout without its per-trace-type defaults: the same look, and each
-        # chart carries ~3 KB of template instead of ~10 KB.
+        # chart carries ~3 KB instead of ~7 KB (a one-bar chart, measured).
         white = plotly.io.templates["plotly_white"]
         self._template = self._go.layout.Template(layout=white.layout)
 
