@@ -132,6 +132,7 @@ def default_period(
     Raises:
         DataError: a naive datetime, ``since`` after ``until``, an unknown time zone, or
             ``days`` below 1.
+        ArgumentError: a value of the wrong type.
     """
     zone = time_zone(tz)
     if isinstance(days, bool) or not isinstance(days, int):
