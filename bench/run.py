@@ -120,6 +120,10 @@ async def run_case(case: Case, env: dict[str, Any], rounds: int) -> Result:
                 result.baseline_rates.append(base_rate)
                 result.botdb_rates.append(botdb_rate)
                 result.ratios.append(botdb_rate / base_rate)
+            # A case may attach a note to its subject (the recorder's peak memory).
+            note = getattr(subject, "note", None)
+            if note:
+                result.baseline = f"{case.baseline} ({note})"
     except Exception as exc:
         result.skipped = f"{type(exc).__name__}: {exc}"
     return result

@@ -128,6 +128,7 @@ def test_database_provides_what_each_layer_protocol_asks_for(name: str) -> None:
 SRC = Path(botdb.__file__).resolve().parent
 #: Everything ``botdb.Database`` composes, and what those layers stand on.
 LOWER_LAYERS = (
+    "analytics",
     "cache",
     "engine",
     "importers",

@@ -11,6 +11,7 @@ structurally (mypy checks it wherever the front door hands itself down, and
 * :class:`RepositoryDatabase`: ``botdb.repository``;
 * :class:`ServiceDatabase`: ``botdb.services``;
 * :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer);
+* :class:`RecorderDatabase`: ``botdb.recorder``;
 * :class:`AnalyticsDatabase`: ``botdb.analytics`` (the stats).
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
@@ -38,6 +39,7 @@ __all__ = [
     "EngineDatabase",
     "OpsDatabase",
     "RawSQLDatabase",
+    "RecorderDatabase",
     "RepositoryDatabase",
     "ServiceDatabase",
 ]
@@ -140,6 +142,14 @@ class OpsDatabase(EngineDatabase, RawSQLDatabase, Protocol):
     async def migrate(self) -> list[str]: ...
 
     async def create_tables(self) -> None: ...
+
+
+class RecorderDatabase(ConfiguredDatabase, Protocol):
+    """What the recorder writes its batches through: a transaction per batch."""
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Connection]: ...
 
 
 class AnalyticsDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):

@@ -223,6 +223,17 @@ class Settings(BaseSettings):
         cache_poll_interval: SQLite: seconds between two polls of the invalidation log; the
             window in which another process's write reaches this one (~7 us a poll when
             nothing was written).
+        recorder_batch_size: events ``db.recorder`` writes per transaction.
+        recorder_flush_interval: seconds an event may wait in the recorder's buffer before
+            its batch is written, however small.
+        recorder_max_buffer: events the recorder keeps in memory (must exceed the batch size).
+        recorder_when_full: what ``record()`` does when the buffer is full: ``"spill"`` moves
+            the buffer to the spool file (every event kept), ``"wait"`` waits for room.
+        recorder_spool_path: the recorder's spool file (default: beside a SQLite file as
+            ``<file>.recorder-spool``, else ``.botdb/recorder-<hash of the URL>.spool`` in the
+            working directory). Each process needs its own.
+        recorder_platform: ``"discord"`` or ``"telegram"``: the platform of the guild and
+            user rows the recorder creates bare.
     """
 
     model_config = SettingsConfigDict(
@@ -263,6 +274,13 @@ class Settings(BaseSettings):
     cache_via_database: _Bool = True
     cache_poll_interval: float = Field(default=0.1, gt=0)
     migrations_path: str | None = None
+    # recorder
+    recorder_batch_size: int = Field(default=1000, ge=1)
+    recorder_flush_interval: float = Field(default=1.0, gt=0)
+    recorder_max_buffer: int = Field(default=100_000, ge=2)
+    recorder_when_full: Literal["spill", "wait"] = "spill"
+    recorder_spool_path: Path | None = None
+    recorder_platform: Literal["discord", "telegram"] = "discord"
     cursor_secret: str | None = Field(default=None, repr=False)
 
     _url: DatabaseURL = PrivateAttr()
@@ -309,6 +327,11 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"retry_max_delay={self.retry_max_delay} is below "
                 f"retry_initial_delay={self.retry_initial_delay}"
+            )
+        if self.recorder_max_buffer <= self.recorder_batch_size:
+            raise ConfigurationError(
+                f"recorder_max_buffer={self.recorder_max_buffer} must be larger than "
+                f"recorder_batch_size={self.recorder_batch_size}"
             )
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")

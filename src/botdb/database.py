@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import cached_property
@@ -36,10 +37,13 @@ if TYPE_CHECKING:
     from botdb.analytics import Stats
     from botdb.importers import ImportReport
     from botdb.ops import BackupResult, RestoreResult
+    from botdb.recorder import Recorder
     from botdb.repository import Repository
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
 
 __all__ = ["Database", "connect"]
+
+_log = logging.getLogger("botdb.recorder")
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -71,6 +75,7 @@ class Database(QueryAPI):
         self._repositories: dict[type[Any], Any] = {}
         self._scoped: dict[str, ScopedConfig] = {}
         self._stats: Stats | None = None
+        self._recorder: Recorder | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -99,19 +104,26 @@ class Database(QueryAPI):
                     execute=self.execute,
                     poll_interval=settings.cache_poll_interval,
                 )
+            await self._replay_recorder_spool()
         except BaseException:
             await self.close()
             raise
         return self
 
     async def close(self) -> None:
-        """Hand every connection back and close the pool. Safe to call twice."""
+        """Flush the recorder, hand every connection back and close the pool. Safe to call
+        twice."""
         if self._stats is not None:
             await self._stats.stop_refresher()
-        cache, self._cache = self._cache, None
-        if cache is not None:
-            await cache.close()
-        await self._core.close()
+        recorder, self._recorder = self._recorder, None
+        try:
+            if recorder is not None:
+                await recorder.close()
+        finally:
+            cache, self._cache = self._cache, None
+            if cache is not None:
+                await cache.close()
+            await self._core.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -335,6 +347,48 @@ class Database(QueryAPI):
         from botdb.services import CaseService
 
         return CaseService(self)
+
+    @property
+    def recorder(self) -> Recorder:
+        """The event recorder (:class:`~botdb.recorder.Recorder`): batched writes of chat
+        events, configured by the ``recorder_*`` settings. Flushed by :meth:`close`."""
+        if self._recorder is None:
+            from botdb.recorder import Recorder
+
+            self._recorder = Recorder(self, self._recorder_options())
+        return self._recorder
+
+    def _recorder_options(self) -> Any:
+        from botdb.recorder import RecorderOptions, default_spool_path
+
+        settings = self.settings
+        url = settings.url
+        spool = settings.recorder_spool_path or default_spool_path(
+            url.masked(), None if url.is_memory or url.backend != "sqlite" else url.path
+        )
+        return RecorderOptions(
+            batch_size=settings.recorder_batch_size,
+            flush_interval=settings.recorder_flush_interval,
+            max_buffer=settings.recorder_max_buffer,
+            when_full=settings.recorder_when_full,
+            spool_path=spool,
+            platform=settings.recorder_platform,
+            retry_initial_delay=settings.retry_initial_delay,
+            retry_max_delay=settings.retry_max_delay,
+            retry_jitter=settings.retry_jitter,
+        )
+
+    async def _replay_recorder_spool(self) -> None:
+        """Start the recorder when its spool holds events a previous run left there."""
+        from botdb.recorder._spool import peek_backlog
+
+        if self._recorder is None and peek_backlog(self._recorder_options().spool_path):
+            try:
+                await self.recorder.start()
+            except errors.ConfigurationError as exc:
+                # Another process holds that spool (and replays it): connecting still works;
+                # recording in this process raises the same error until it has its own.
+                _log.warning("recorder spool not replayed: %s", exc)
 
     def scoped(self, namespace: str) -> ScopedConfig:
         """Red-DiscordBot-style scoped settings of ``namespace`` (one object per namespace,

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botdb._protocols import AnalyticsDatabase
 from botdb.analytics._schema import SUMMARIES
-from botdb.errors import BotDBError, DataError
+from botdb.errors import BotDBError, DataError, InterfaceError
 
 __all__ = [
     "DailyStats",
@@ -144,13 +144,15 @@ class Stats:
         """
         if self._db.backend != "postgresql":
             return []
+        rows = await self._db.fetch(
+            "SELECT matviewname, ispopulated FROM pg_matviews "
+            "WHERE schemaname = current_schema() AND matviewname = ANY($1)",
+            list(SUMMARIES),
+        )
+        populated = {row["matviewname"] for row in rows if row["ispopulated"]}
         for name in SUMMARIES:
-            populated = await self._db.fetchval(
-                "SELECT ispopulated FROM pg_matviews WHERE matviewname = $1 "
-                "AND schemaname = current_schema()",
-                name,
-            )
-            concurrently = "CONCURRENTLY " if populated else ""
+            # CONCURRENTLY needs a populated view; a missing one raises UndefinedTableError.
+            concurrently = "CONCURRENTLY " if name in populated else ""
             await self._db.execute(f"REFRESH MATERIALIZED VIEW {concurrently}{name}")
         return list(SUMMARIES)
 
@@ -161,8 +163,6 @@ class Stats:
         A failed refresh is logged (logger ``botdb.analytics``) and tried again at the next
         interval. Starting it twice raises :class:`~botdb.errors.InterfaceError`.
         """
-        from botdb.errors import InterfaceError
-
         if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
             raise DataError(f"interval must be a positive number of seconds, got {interval!r}")
         if self._refresher is not None and not self._refresher.done():
@@ -297,7 +297,7 @@ class Stats:
         count = _limit(limit)
         bots = _bool(include_bots, "include_bots")
         args: list[Any] = [guild]
-        where = bounds.where(args)
+        where = bounds.where(args, selective=self._db.backend == "sqlite")
         if not bots:
             where += f" AND {_NOT_BOT[self._db.backend]}"
         args.append(count)
@@ -458,12 +458,21 @@ class _Bounds:
         self.since = None if start is None else floor_hour(start)
         self.until = None if end is None else floor_hour(end)
 
-    def where(self, args: list[Any]) -> str:
-        """`` AND hour >= $n AND hour < $m`` for the bounds given, their values appended."""
+    def where(self, args: list[Any], *, selective: bool = False) -> str:
+        """`` AND hour >= $n AND hour < $m`` for the bounds given, their values appended.
+
+        ``selective`` (SQLite) tells the planner the period is a small part of the history.
+        Without statistics it otherwise answers top members from the per-member index,
+        which is in ``user_id`` order (no sort) but spans the whole guild: 55 ms for a week
+        of a 1M-message guild, against 6 ms through the primary key's hour range.
+        """
         clause = ""
         if self.since is not None:
             args.append(self.since)
-            clause += f" AND hour >= ${len(args)}"
+            if selective:
+                clause += f" AND likelihood(hour >= ${len(args)}, 0.01)"
+            else:
+                clause += f" AND hour >= ${len(args)}"
         if self.until is not None:
             args.append(self.until)
             clause += f" AND hour < ${len(args)}"

@@ -49,6 +49,7 @@ from sqlalchemy import Column, MetaData, Table, inspect, select, tuple_
 from sqlalchemy.engine import Dialect
 
 from botdb import errors
+from botdb.analytics._schema import sqlite_objects
 from botdb.models.base import is_builtin
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ STATE_TABLE = "botdb_transfer_state"
 # cache's short-lived invalidation log on SQLite.
 _NEVER_COPIED = frozenset(
     {STATE_TABLE, "alembic_version", "botdb_alembic_version", "botdb_meta", "botdb_invalidations"}
+    # The stats' summaries: the target's own triggers (SQLite) or views (PostgreSQL) make them.
+    | set(sqlite_objects()["table"])
 )
 _MODULUS = 1 << 256
 
