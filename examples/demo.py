@@ -2,9 +2,11 @@
 
 Creates ``demo-data/bot.db`` (anew each run) and shows: the packaged migrations, the raw SQL
 API with asyncpg-style ``$1`` placeholders and PostgreSQL-isms, transactions with retries,
-repositories over the chat models, the cached services a bot calls on every event, typed
-errors, then the operations (info, backup with retention, optimize), the health check and the
-statistics. The same code runs on PostgreSQL: pass a URL as the first argument.
+repositories over the chat models, the cached services a bot calls on every event, a chat
+export imported, live events recorded, search, activity statistics and the HTML report
+(``demo-data/report.html``), typed errors, then the operations (info, backup with retention,
+optimize), the health check and the statistics. The same code runs on PostgreSQL: pass a URL
+as the first argument.
 """
 
 from __future__ import annotations
@@ -20,9 +22,22 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import botdb
+from botdb.recorder import (
+    CommandInvoked,
+    Event,
+    MemberJoined,
+    MessageCreated,
+    MessageEdited,
+    ReactionAdded,
+)
 
 console = Console()
 GUILD = 1_150_000_000_000_000_001  # a Discord snowflake: 64-bit ids everywhere
+#: The bundled export (see examples/data/README.md): a generated guild's channel history.
+SAMPLE = Path(__file__).parent / "data" / "sample-discord.json"
+SAMPLE_GUILD, SAMPLE_CHANNEL = 811000000000000001, 811000000000000010
+SAMPLE_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+SAMPLE_END = dt.datetime(2024, 1, 22, tzinfo=dt.UTC)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS wallets (
@@ -59,6 +74,70 @@ async def transfer(conn: botdb.Connection, guild: int, src: int, dst: int, amoun
         amount,
         guild,
         dst,
+    )
+
+
+async def chat_history(db: botdb.Database) -> None:
+    """Imported history, live events, search, statistics and the report, on the same rows."""
+    step("Chat history: a DiscordChatExporter export imported in one transaction")
+    imported = await db.import_discord(SAMPLE)
+    console.print(
+        f"{SAMPLE.name}: {imported.messages:,} messages, {imported.users} members,"
+        f" {imported.reaction_counts} reaction counts, {imported.attachments} attachments"
+    )
+    await db.import_discord(SAMPLE)
+    total = await db.fetchval("SELECT count(*) FROM messages WHERE guild_id = $1", SAMPLE_GUILD)
+    console.print(f"imported again: still {total:,} messages (idempotent)")
+
+    step("Live events through the recorder: batched, any order, durable at flush()")
+    at = SAMPLE_END + dt.timedelta(minutes=5)
+    new_id = 1_196_000_000_000_000_001
+    events: list[Event] = [
+        # The edit and a reaction arrive before the message they are about.
+        MessageEdited(new_id, SAMPLE_GUILD, SAMPLE_CHANNEL, edited_at=at, content="fixed typo"),
+        ReactionAdded(new_id, SAMPLE_GUILD, SAMPLE_CHANNEL, 7, "\N{FIRE}", at=at),
+        MessageCreated(
+            new_id, SAMPLE_GUILD, SAMPLE_CHANNEL, 7, created_at=at, content="fixed tpyo"
+        ),
+        MemberJoined(SAMPLE_GUILD, 8, at=at),
+        CommandInvoked(7, "rank", at, guild_id=SAMPLE_GUILD, duration_ms=12, success=True),
+    ]
+    await db.recorder.record_many(events)
+    await db.recorder.flush()
+    row = await db.fetchrow(
+        "SELECT content, partial FROM messages WHERE id = $1 AND guild_id = $2",
+        new_id,
+        SAMPLE_GUILD,
+    )
+    console.print(
+        f"the message reads {row['content']!r} (the later edit wins, partial={row['partial'] == 1})"
+    )
+    stats = db.recorder.stats()
+    console.print({k: stats[k] for k in ("written", "batches", "retries", "spilled")})
+
+    step("Full-text search (FTS5 here, tsvector + GIN on PostgreSQL), ranked and paged")
+    page = await db.messages.search("screenshot", guild_id=SAMPLE_GUILD, limit=3)
+    for hit in page.items:
+        console.print(f"  {hit.rank:6.2f}  {hit.message.content[:60]!r}")
+
+    step("Activity statistics (trigger-kept summaries here, materialized views on PostgreSQL)")
+    await db.stats.refresh()
+    since, until = SAMPLE_START, SAMPLE_END + dt.timedelta(days=1)
+    table = Table("member", "messages", title="top members")
+    for member in await db.stats.top_members(SAMPLE_GUILD, since=since, until=until, limit=5):
+        table.add_row(member.name or str(member.user_id), str(member.messages))
+    console.print(table)
+    busiest = max(
+        await db.stats.daily(SAMPLE_GUILD, since=since, until=until), key=lambda d: d.messages
+    )
+    console.print(f"busiest day: {busiest.day} with {busiest.messages} messages")
+
+    step("The report: one self-contained HTML page")
+    report = await db.write_report(
+        Path("demo-data/report.html"), SAMPLE_GUILD, since=since, until=until
+    )
+    console.print(
+        f"written to [bold]{report.path}[/] ({report.size / 2**20:.1f} MB, works offline)"
     )
 
 
@@ -189,6 +268,8 @@ async def main(url: str) -> None:
         first = await db.cases.create(GUILD, 7, 1, "warn", reason="spam")
         second = await db.cases.create(GUILD, 7, 1, "timeout", reason="more spam")
         console.print(f"moderation cases numbered {first.case_number}, {second.case_number}")
+
+        await chat_history(db)
 
         step("Typed errors")
         for query in ("SELECT * FROM no_such_table", "SELEC 1"):

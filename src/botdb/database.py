@@ -35,6 +35,7 @@ from botdb.engine.core import HOOK, EngineCore
 if TYPE_CHECKING:
     from botdb import models
     from botdb.analytics import Stats
+    from botdb.analytics.report import ReportFile
     from botdb.importers import ChatImportReport, ImportReport
     from botdb.ops import BackupResult, RestoreResult
     from botdb.recorder import Recorder
@@ -568,6 +569,14 @@ class Database(QueryAPI):
         from botdb.importers import import_discord
 
         return await import_discord(self, *paths, **options)
+
+    async def write_report(self, path: str | Path, guild_id: int, **options: Any) -> ReportFile:
+        """Write a guild's activity report, one self-contained HTML page; see
+        :func:`botdb.analytics.report.write_report` for the options (``since``, ``until``,
+        ``days``, ``tz``, ``limit``, ``refresh``). Needs the ``report`` extra (plotly)."""
+        from botdb.analytics.report import write_report
+
+        return await write_report(self, path, guild_id, **options)
 
     async def import_telegram(self, path: str | Path, **options: Any) -> ChatImportReport:
         """Import a Telegram Desktop JSON export in one transaction; see

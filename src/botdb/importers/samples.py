@@ -318,7 +318,7 @@ def write_telegram_export(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m botdb.importers.samples discord|telegram FILE [--messages N] [--seed S]``."""
+    """``python -m botdb.importers.samples discord|telegram FILE [options]`` (see ``--help``)."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -330,9 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-day", type=int, default=400, help="messages per day")
     args = parser.parse_args(argv)
     write = write_discord_export if args.format == "discord" else write_telegram_export
-    write(args.file, messages=args.messages, users=args.users, seed=args.seed)
+    write(args.file, messages=args.messages, users=args.users, seed=args.seed, per_day=args.per_day)
 
 
 if __name__ == "__main__":

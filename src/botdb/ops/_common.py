@@ -215,13 +215,19 @@ def create_private(path: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place.
+    """Write ``data`` to ``path`` (0600) through a temporary file renamed into place."""
+    write_replacing(path, data, mode=0o600)
+
+
+def write_replacing(path: Path, data: bytes, *, mode: int) -> None:
+    """Write ``data`` to ``path`` (with ``mode``) through a temporary file renamed into place:
+    readers see the old file or the new one, never a part.
 
     The temporary file has a random name and is created exclusively (``O_EXCL|O_NOFOLLOW``):
     a file or symlink planted under that name makes this fail instead of being written through.
     """
     temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-    fd = os.open(temp, _CREATE_NEW, 0o600)
+    fd = os.open(temp, _CREATE_NEW, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

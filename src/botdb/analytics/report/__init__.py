@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from botdb.analytics.report._data import (
 )
 from botdb.analytics.report._page import load_plotly, render_report
 from botdb.analytics.stats import DailyStats, TopChannel, TopEmoji, TopMember
+from botdb.ops._common import write_replacing
 
 __all__ = [
     "ReportData",
@@ -269,24 +269,10 @@ def _check_writable(path: Path) -> None:
         raise errors.ConfigurationError(f"cannot write the report to {path}: permission denied")
 
 
-#: A new file of our own: never an existing file, never through a symlink planted in its place.
-_CREATE_NEW = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a new temporary file beside ``path``, then rename it over ``path``."""
-    temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
     try:
-        fd = os.open(temp, _CREATE_NEW, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        write_replacing(path, data, mode=0o644)
     except OSError as exc:
         raise errors.ConfigurationError(
             f"cannot write the report to {path}: {exc.strerror or exc}"
