@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
@@ -44,6 +44,9 @@ class DriverConnection(abc.ABC):
     behind (``SET``, temporary tables, ``LISTEN``, advisory locks…) is marked ``dirty`` and is
     reset before the next caller gets it.
     """
+
+    #: ``"postgresql"`` or ``"sqlite"``.
+    backend: ClassVar[str]
 
     __slots__ = (
         "born",

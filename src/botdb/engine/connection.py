@@ -218,6 +218,11 @@ class Connection(QueryAPI):
         return self._driver.in_transaction
 
     @property
+    def backend(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._driver.backend
+
+    @property
     def driver_connection(self) -> Any:
         """The asyncpg ``Connection`` or ``sqlite3.Connection`` underneath, for what botdb
         does not wrap. Do not close it or keep it past the block; whatever you change on it is

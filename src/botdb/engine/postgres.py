@@ -87,6 +87,7 @@ async def wrap_postgres(proxied: PoolProxiedConnection) -> DriverConnection:
 class PostgresConnection(DriverConnection):
     """A leased asyncpg connection."""
 
+    backend = "postgresql"
     __slots__ = ("driver",)
 
     def __init__(self, proxied: PoolProxiedConnection) -> None:

@@ -186,6 +186,7 @@ def reset_sqlite(raw: sqlite3.Connection, pragmas: Sequence[str]) -> None:
 class SQLiteConnection(DriverConnection):
     """A leased sqlite3 connection: reads inline under a time budget, the rest in threads."""
 
+    backend = "sqlite"
     __slots__ = ("_abort", "_busy_ms", "_deadline", "_executor", "_pending", "_pragmas", "raw")
 
     def __init__(

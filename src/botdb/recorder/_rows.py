@@ -49,12 +49,7 @@ class WriteCounts(dict[str, int]):
 
 def is_postgres(conn: Connection) -> bool:
     """Whether ``conn`` is a PostgreSQL connection."""
-    # The Connection does not name its backend; its driver connection's class does. Reading
-    # the attribute (not ``driver_connection``) keeps the connection from being marked as
-    # handed out raw, which would cost a full reset when it goes back to the pool.
-    from botdb.engine.postgres import PostgresConnection
-
-    return isinstance(conn._driver, PostgresConnection)
+    return conn.backend == "postgresql"
 
 
 _PG_TYPES = {
