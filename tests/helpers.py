@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -130,3 +132,13 @@ async def start_redis_server(binary: str, port: int) -> asyncio.subprocess.Proce
     finally:
         await client.aclose()
     return proc
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes (to show an import left its input untouched)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def row_counts(db: botdb.Database, tables: Iterable[str]) -> dict[str, int]:
+    """``{table: count(*)}`` for each of ``tables``."""
+    return {t: int(await db.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}

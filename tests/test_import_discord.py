@@ -4,7 +4,6 @@ backends (idempotent, one transaction), and every bad input a typed error that c
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import subprocess
@@ -37,7 +36,7 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, file_digest, row_counts
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 V2 = EXPORTS / "discord_v2_channel.json"
@@ -61,10 +60,6 @@ def of(items: list[Any], kind: type) -> list[Any]:
 
 def messages(items: list[Any]) -> dict[int, MessageCreated]:
     return {m.id: m for m in of(items, MessageCreated)}
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- export -> events -------------------------------------------------------------------------
@@ -291,10 +286,6 @@ TABLES = (
 )
 
 
-async def table_counts(db: botdb.Database) -> dict[str, int]:
-    return {table: int(await db.fetchval(f"SELECT count(*) FROM {table}")) for table in TABLES}
-
-
 async def test_import_writes_every_row_and_a_second_run_changes_nothing(
     db: botdb.Database,
 ) -> None:
@@ -307,7 +298,7 @@ async def test_import_writes_every_row_and_a_second_run_changes_nothing(
     )
     assert (report.threads, report.joins, report.commands, report.attachments) == (1, 1, 1, 3)
     assert report.verified == 12
-    counts = await table_counts(db)
+    counts = await row_counts(db, TABLES)
     assert counts == {
         "guilds": 2,
         "channels": 4,
@@ -322,7 +313,7 @@ async def test_import_writes_every_row_and_a_second_run_changes_nothing(
         "command_history": 1,
     }
     again = await db.import_discord(*ALL)
-    assert await table_counts(db) == counts
+    assert await row_counts(db, TABLES) == counts
     assert again.messages == report.messages
     assert again.reactions == report.reactions
     row = await db.fetchrow(
@@ -350,14 +341,14 @@ async def test_a_bad_file_among_good_ones_writes_nothing_and_is_left_untouched(
     bad = tmp_path / "thread.json"
     data = THREAD.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
-    before = digest(bad)
+    before = file_digest(bad)
     good = tmp_path / "channel.json"
     shutil.copyfile(CHANNEL, good)
     with pytest.raises(errors.DataError, match=r"thread\.json: .*message #"):
         await import_discord(db, good, bad, batch_size=3)
-    assert digest(bad) == before
-    assert digest(good) == digest(CHANNEL)
-    assert all(count == 0 for count in (await table_counts(db)).values())
+    assert file_digest(bad) == before
+    assert file_digest(good) == file_digest(CHANNEL)
+    assert all(count == 0 for count in (await row_counts(db, TABLES)).values())
 
 
 async def test_verification_finds_a_message_missing_from_the_table(db: botdb.Database) -> None:
@@ -517,7 +508,7 @@ async def test_a_generated_export_is_reproducible_and_imports_whole(
 ) -> None:
     first = write_discord_export(tmp_path / "a.json", messages=600, users=12, seed=5)
     main(["discord", str(tmp_path / "b.json"), "--messages", "600", "--users", "12", "--seed", "5"])
-    assert digest(first) == digest(tmp_path / "b.json")
+    assert file_digest(first) == file_digest(tmp_path / "b.json")
     report = await import_discord(db, first, batch_size=500)
     assert report.messages == report.verified == 600
     assert report.reactions > 0

@@ -3,7 +3,6 @@ service messages and reactions; written on both backends, idempotent; bad input 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -36,7 +35,7 @@ from botdb.recorder._events import (
     ThreadInfo,
     UserInfo,
 )
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, file_digest, row_counts
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 FORUM = EXPORTS / "telegram_forum_supergroup.json"
@@ -58,10 +57,6 @@ def of(items: list[Any], kind: type) -> list[Any]:
 
 def messages(items: list[Any]) -> dict[tuple[int, int], MessageCreated]:
     return {(m.guild_id, m.id): m for m in of(items, MessageCreated)}
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- ids --------------------------------------------------------------------------------------
@@ -290,15 +285,11 @@ TABLES = (
 )
 
 
-async def table_counts(db: botdb.Database) -> dict[str, int]:
-    return {table: int(await db.fetchval(f"SELECT count(*) FROM {table}")) for table in TABLES}
-
-
 async def test_a_forum_export_lands_with_bot_api_ids_and_a_second_run_changes_nothing(
     db: botdb.Database,
 ) -> None:
     report = await import_telegram(db, FORUM, batch_size=5)
-    counts = await table_counts(db)
+    counts = await row_counts(db, TABLES)
     assert counts == {
         "guilds": 1,
         "channels": 1,
@@ -319,7 +310,7 @@ async def test_a_forum_export_lands_with_bot_api_ids_and_a_second_run_changes_no
     )
     assert report.verified == 15
     again = await db.import_telegram(FORUM)
-    assert await table_counts(db) == counts
+    assert await row_counts(db, TABLES) == counts
     assert again.to_dict() | {"seconds": 0} == report.to_dict() | {"seconds": 0}
     row = await db.fetchrow(
         "SELECT channel_id, thread_id, reply_to_id, author_id FROM messages "
@@ -364,11 +355,11 @@ async def test_a_truncated_export_writes_nothing_and_is_left_untouched(
     shutil.copyfile(FORUM, path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.9)])
-    before = digest(path)
+    before = file_digest(path)
     with pytest.raises(errors.DataError, match=r"result\.json: .*message #"):
         await import_telegram(db, path, batch_size=2)
-    assert digest(path) == before
-    assert all(count == 0 for count in (await table_counts(db)).values())
+    assert file_digest(path) == before
+    assert all(count == 0 for count in (await row_counts(db, TABLES)).values())
 
 
 async def test_a_database_never_initialised_is_refused(make_db: MakeDB) -> None:

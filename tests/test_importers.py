@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from botdb.importers import (
 from botdb.importers._formats import RemindersFormat
 from botdb.importers._stream import JSONStreamError, ObjectReader
 from botdb.importers.json_store import ImportReport, _validate
+from tests.helpers import file_digest, row_counts
 
 TABLES = (
     "guilds",
@@ -91,14 +91,6 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-async def counts(db: botdb.Database) -> dict[str, int]:
-    return {t: await db.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
-
-
 class TestReminders:
     async def test_import_backs_up_migrates_and_verifies(
         self, db: botdb.Database, tmp_path: Path
@@ -106,7 +98,7 @@ class TestReminders:
         path = write(
             tmp_path / "watched_matches.json", {str(i): reminder(i) for i in (1001, 1002, 1003)}
         )
-        before = digest(path)
+        before = file_digest(path)
         report = await import_json(db, path)
         assert report.format == "reminders"
         assert report.verified
@@ -114,9 +106,9 @@ class TestReminders:
         assert report.tables["tracked_events"].inserted == 3
         assert report.tables["event_reactions"].inserted == 6
         assert report.tables["guilds"].inserted == 1
-        assert digest(path) == before
+        assert file_digest(path) == before
         backup = Path(str(report.backup))
-        assert digest(backup) == before
+        assert file_digest(backup) == before
         assert mode(backup) == 0o600
         row = await db.fetchrow(
             "SELECT * FROM tracked_events WHERE message_id = $1 AND guild_id = $2", 1002, 42
@@ -145,7 +137,7 @@ class TestReminders:
         assert third.tables["tracked_events"].updated == 1
         assert third.tables["tracked_events"].unchanged == 1
         assert third.tables["event_reactions"].inserted == 1
-        assert (await counts(db))["tracked_events"] == 2
+        assert (await row_counts(db, TABLES))["tracked_events"] == 2
         assert len(list((tmp_path / "bk").iterdir())) == 2
 
     async def test_dry_run_reports_counts_and_writes_nothing(
@@ -157,7 +149,7 @@ class TestReminders:
         assert report.tables["tracked_events"].inserted == 10
         assert report.backup is None
         assert files(tmp_path) == ["r.json"]
-        assert set((await counts(db)).values()) == {0}
+        assert set((await row_counts(db, TABLES)).values()) == {0}
 
 
 class TestMembers:
@@ -246,10 +238,10 @@ expires_at = { from = "expires", default = "2030-01-01T00:00:00" }
         spec_path = tmp_path / "spec.json"
         spec_path.write_text(json.dumps(spec))
         path = write(tmp_path / "x.json", {"a": {"b": 1}})
-        before = digest(path)
+        before = file_digest(path)
         with pytest.raises(errors.ConfigurationError, match=message):
             await import_json(db, path, spec=spec_path)
-        assert digest(path) == before
+        assert file_digest(path) == before
         assert files(tmp_path) == ["spec.json", "x.json"]
 
 
@@ -276,7 +268,7 @@ async def test_a_bad_file_is_a_typed_error_and_changes_nothing(
         await import_json(db, path)
     assert path.read_bytes() == content
     assert files(tmp_path) == ["store.json"]
-    assert set((await counts(db)).values()) == {0}
+    assert set((await row_counts(db, TABLES)).values()) == {0}
 
 
 async def test_one_bad_record_among_thousands_is_named_and_nothing_is_imported(
@@ -286,16 +278,16 @@ async def test_one_bad_record_among_thousands_is_named_and_nothing_is_imported(
     data["1777"]["interval_minutes"] = -5
     data["2500"] = reminder(2500, guild_id=0)
     path = write(tmp_path / "big.json", data)
-    before = digest(path)
+    before = file_digest(path)
     with pytest.raises(ImportValidationError) as caught:
         await import_json(db, path, format="reminders")
     keys = {p.key: p.reason for p in caught.value.problems}
     assert set(keys) == {"1777", "2500"}
     assert "interval_minutes" in keys["1777"]
     assert "guild_id is 0" in keys["2500"]
-    assert digest(path) == before
+    assert file_digest(path) == before
     assert files(tmp_path) == ["big.json"]
-    assert set((await counts(db)).values()) == {0}
+    assert set((await row_counts(db, TABLES)).values()) == {0}
 
 
 async def test_unknown_format_and_missing_file_are_configuration_errors(
@@ -329,7 +321,7 @@ async def test_a_database_error_in_a_late_batch_rolls_back_every_batch(
         )
     with pytest.raises(errors.BotDBError):
         await import_json(db, path, batch_size=7)
-    assert set((await counts(db)).values()) == {0}
+    assert set((await row_counts(db, TABLES)).values()) == {0}
 
 
 def test_detection_reads_only_the_first_records(tmp_path: Path) -> None:
@@ -475,10 +467,10 @@ async def test_an_unchanged_file_imports_and_is_left_byte_identical(
     db: botdb.Database, tmp_path: Path
 ) -> None:
     path = write(tmp_path / "r.json", {"1": reminder(1)})
-    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    before = file_digest(path)
     report = await import_json(db, path, format="reminders")
     assert report.verified
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert file_digest(path) == before
     assert await _events(db) == 1
 
 
