@@ -1,0 +1,237 @@
+"""``attach``/``detach``: ``bot.db`` opened in ``setup_hook`` and closed when the bot closes.
+
+discord.py's maintainers tell bot authors to create their pool once, in ``setup_hook``, not in
+``on_ready`` (which runs again after every reconnect; discord.py #9512). ``attach`` is meant
+for ``setup_hook`` (``await bot.load_extension("botdb.ext.discord")`` calls it); called again
+for the same bot it returns the Database already attached rather than opening a second pool.
+
+Closing: ``attach`` wraps the bot's ``close`` (on the instance, so a subclass's own ``close``
+still runs). ``commands.Bot.close`` unloads the extensions and removes the cogs first and
+then closes the gateway connection; only after that, with no event left to arrive, are the
+event handlers still running awaited (up to ``drain_timeout`` seconds), and then the Database
+is closed, which flushes the recorder. So an event dispatched before ``close()`` is in the
+database when ``close()`` returns, and every cog's ``cog_unload`` can still use ``bot.db``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from discord.ext import commands
+
+from botdb import errors
+from botdb.database import Database, connect
+from botdb.ext.discord._listeners import RecorderCog
+
+__all__ = ["attach", "detach"]
+
+log = logging.getLogger("botdb.ext.discord")
+
+_STATE = "_botdb_discord_state"
+#: discord.py names the task of each event handler it schedules ``discord.py: on_<event>``.
+_HANDLER_TASK = "discord.py: on_"
+
+
+@dataclass(eq=False)
+class _Attachment:
+    db: Database
+    close_db: bool
+    drain_timeout: float
+    original_close: Callable[[], Awaitable[None]]
+    recorder: RecorderCog | None = None
+    closing: bool = False
+    shutdown: asyncio.Task[None] | None = None
+
+
+def _state(bot: commands.Bot) -> _Attachment | None:
+    state: _Attachment | None = bot.__dict__.get(_STATE)
+    return state
+
+
+async def attach(
+    bot: commands.Bot,
+    db: Database | None = None,
+    *,
+    url: str | None = None,
+    record: bool | Iterable[str] = False,
+    close: bool = True,
+    drain_timeout: float = 5.0,
+    **options: Any,
+) -> Database:
+    """Connect a Database and make it ``bot.db``; call it in ``setup_hook``.
+
+    Args:
+        bot: the ``commands.Bot`` (or ``AutoShardedBot``).
+        db: a Database to use (connected here if it is not); default: a new one built by
+            :func:`botdb.connect` from ``url`` and ``options``, or from botdb's settings in
+            the environment (``BOTDB_DATABASE_URL``, ``DATABASE_URL``…) when both are omitted.
+        url: the database URL (not together with ``db``).
+        record: record chat events into ``db.recorder``: True for all of
+            :data:`~botdb.ext.discord.RECORDED_EVENTS`, or a set of event names.
+        close: close the Database (flushing the recorder) when the bot closes or the
+            extension is unloaded.
+        drain_timeout: seconds ``bot.close()`` waits for running event handlers before it
+            closes the Database.
+        **options: :class:`~botdb.config.Settings` fields for a new Database.
+
+    Returns:
+        The Database, also ``bot.db``. Calling ``attach`` again for the same bot returns the
+        same Database (adding the recorder when ``record`` asks for it) and opens nothing.
+
+    Raises:
+        ConfigurationError: ``db`` and ``url``/``options`` together, another object already
+            at ``bot.db``, a different Database than the one attached, an unknown event
+            name, a negative ``drain_timeout``, or the URL/settings are invalid.
+        BotDBError: the database cannot be reached (nothing is attached then).
+    """
+    if not drain_timeout >= 0:
+        raise errors.ConfigurationError("drain_timeout must be >= 0 seconds")
+    state = _state(bot)
+    if state is not None:
+        if db is not None and db is not state.db:
+            raise errors.ConfigurationError("a different Database is already attached to the bot")
+        if record:
+            await _start_recording(bot, state, record)
+        return state.db
+    if db is not None and (url is not None or options):
+        raise errors.ConfigurationError("pass either db or url/options to attach(), not both")
+    existing = getattr(bot, "db", None)
+    if existing is not None:
+        if db is None and isinstance(existing, Database):
+            db = existing  # the bot author built it themselves: adopt it
+        elif existing is not db:
+            raise errors.ConfigurationError(
+                f"bot.db is already set (to {type(existing).__name__}); remove it or pass it "
+                "as attach(bot, db=bot.db)"
+            )
+    if bot.is_ready():
+        log.warning(
+            "botdb.ext.discord.attach() called after the bot is ready: attach in setup_hook, "
+            "not in on_ready (which runs again on every reconnect)"
+        )
+    if db is None:
+        db = connect(url, **options)
+    RecorderCog(bot, record)  # an unknown event name fails before anything is opened
+    await db.connect()
+    state = _Attachment(
+        db=db,
+        close_db=close,
+        drain_timeout=drain_timeout,
+        original_close=bot.close,
+    )
+    bot.__dict__[_STATE] = state
+    bot.db = db  # type: ignore[attr-defined]  # the attribute bot authors expect
+    # Instance attribute: Client.run and `async with bot` call bot.close(), and find it here.
+    bot.close = _closer(bot, state)  # type: ignore[method-assign]
+    try:
+        if record:
+            await _start_recording(bot, state, record)
+    except BaseException:
+        await detach(bot)
+        raise
+    return db
+
+
+async def _start_recording(
+    bot: commands.Bot, state: _Attachment, record: bool | Iterable[str]
+) -> None:
+    cog = RecorderCog(bot, record)
+    if state.recorder is not None:
+        if cog.events <= state.recorder.events:
+            return
+        await bot.remove_cog(state.recorder.qualified_name)
+    await bot.add_cog(cog, override=True)
+    state.recorder = cog
+
+
+def _closer(bot: commands.Bot, state: _Attachment) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def close() -> None:
+        state.closing = True
+        try:
+            await state.original_close()
+        finally:
+            if state.shutdown is None:
+                state.shutdown = asyncio.create_task(_shutdown(bot, state), name="botdb-close")
+            await asyncio.shield(state.shutdown)
+
+    close.__doc__ = "Close the bot, then wait for its event handlers and close ``bot.db``."
+    return close
+
+
+async def _shutdown(bot: commands.Bot, state: _Attachment) -> None:
+    try:
+        await _drain(state.drain_timeout)
+    finally:
+        _forget(bot, state)
+        if state.close_db:
+            await state.db.close()
+
+
+async def _drain(timeout: float) -> None:
+    """Wait (up to ``timeout`` seconds) for the event handlers discord.py is running, and
+    for those they dispatch in turn (a command's completion event)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    current = asyncio.current_task()
+    while True:
+        pending = {
+            task
+            for task in asyncio.all_tasks()
+            if task is not current and not task.done() and task.get_name().startswith(_HANDLER_TASK)
+        }
+        remaining = deadline - loop.time()
+        if not pending:
+            return
+        if remaining <= 0:
+            log.warning(
+                "closing the database while %d event handler(s) still run: %s",
+                len(pending),
+                ", ".join(sorted(task.get_name() for task in pending)),
+            )
+            return
+        await asyncio.wait(pending, timeout=remaining)
+
+
+def _forget(bot: commands.Bot, state: _Attachment) -> None:
+    if bot.__dict__.get(_STATE) is state:
+        del bot.__dict__[_STATE]
+    if bot.__dict__.get("close") is not None:
+        del bot.__dict__["close"]  # the class's close again
+    if bot.__dict__.get("db") is state.db:
+        del bot.__dict__["db"]
+
+
+async def detach(bot: commands.Bot, *, close: bool | None = None) -> None:
+    """Undo :func:`attach`: remove the recorder's cog, restore ``bot.close``, drop
+    ``bot.db`` and close the Database (unless ``close`` is False, or ``attach`` was told
+    ``close=False``). Nothing happens for a bot without an attached Database."""
+    state = _state(bot)
+    if state is None:
+        return
+    if state.recorder is not None and bot.get_cog(state.recorder.qualified_name) is state.recorder:
+        await bot.remove_cog(state.recorder.qualified_name)
+    _forget(bot, state)
+    if state.close_db if close is None else close:
+        await state.db.close()
+
+
+def is_closing(bot: commands.Bot) -> bool:
+    """Whether the bot's ``close()`` is running (an extension's teardown then leaves the
+    Database to it)."""
+    state = _state(bot)
+    return state is not None and state.closing
+
+
+async def stop_recording(bot: commands.Bot) -> None:
+    """Remove the recorder's cog that :func:`attach` added (events already recorded are
+    still written); ``bot.db`` stays."""
+    state = _state(bot)
+    if state is None or state.recorder is None:
+        return
+    cog, state.recorder = state.recorder, None
+    if bot.get_cog(cog.qualified_name) is cog:
+        await bot.remove_cog(cog.qualified_name)
