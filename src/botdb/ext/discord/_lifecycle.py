@@ -208,7 +208,8 @@ def _forget(bot: commands.Bot, state: _Attachment) -> None:
 async def detach(bot: commands.Bot, *, close: bool | None = None) -> None:
     """Undo :func:`attach`: remove the recorder's cog, restore ``bot.close``, drop
     ``bot.db`` and close the Database (unless ``close`` is False, or ``attach`` was told
-    ``close=False``). Nothing happens for a bot without an attached Database."""
+    ``close=False``) once the event handlers already running have finished (up to
+    ``drain_timeout``). Nothing happens for a bot without an attached Database."""
     state = _state(bot)
     if state is None:
         return
@@ -216,6 +217,8 @@ async def detach(bot: commands.Bot, *, close: bool | None = None) -> None:
         await bot.remove_cog(state.recorder.qualified_name)
     _forget(bot, state)
     if state.close_db if close is None else close:
+        # Handlers already dispatched (a message being recorded) finish first.
+        await _drain(state.drain_timeout)
         await state.db.close()
 
 

@@ -1,0 +1,780 @@
+"""botdb.ext.discord: a real discord.py ``commands.Bot``, fed gateway payloads offline
+(``tests/discord_gateway.py``), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from discord.ext import commands
+
+import botdb
+import botdb.ext.discord as ext
+from botdb import errors
+from botdb.recorder import (
+    ChannelInfo,
+    GuildInfo,
+    MentionInfo,
+    ReactionAdded,
+    ThreadInfo,
+    UserInfo,
+)
+from tests.discord_gateway import (
+    BOT_ID,
+    OWNER_ID,
+    Gateway,
+    at,
+    channel,
+    guild,
+    member,
+    message,
+    reaction,
+    role,
+    snowflake,
+    thread,
+    user,
+)
+from tests.helpers import MakeDB
+
+GUILD = 100_000_000_000_000_001
+GUILD2 = 100_000_000_000_000_002
+GENERAL = 200_000_000_000_000_001
+CATEGORY = 200_000_000_000_000_009
+OTHER_GENERAL = 200_000_000_000_000_002
+THREAD = 200_000_000_000_000_050
+DM = 200_000_000_000_000_077
+ANN = user(OWNER_ID, "ann")
+BOB_ID = 300_000_000_000_000_002
+BOB = user(BOB_ID, "bob")
+CAROL_ID = 300_000_000_000_000_003
+MODS = 400_000_000_000_000_001
+
+
+def guild_payload() -> dict[str, Any]:
+    return guild(
+        GUILD,
+        "Botdb Lounge",
+        channels=[
+            channel(CATEGORY, "Text", kind=4),
+            channel(GENERAL, "general", parent_id=CATEGORY),
+        ],
+        threads=[thread(THREAD, "a thread", GUILD, GENERAL)],
+        members=[member(OWNER_ID, "ann"), member(BOB_ID, "bob", nick="Bobby")],
+        roles=[role(MODS, "mods")],
+    )
+
+
+_BOTS: list[commands.Bot] = []
+
+
+def make_bot(prefix: Any = "!") -> commands.Bot:
+    intents = discord.Intents.default()
+    intents.message_content = True
+    intents.members = True
+    bot = commands.Bot(command_prefix=prefix, intents=intents, chunk_guilds_at_startup=False)
+    _BOTS.append(bot)
+    return bot
+
+
+@pytest.fixture(autouse=True)
+async def _close_bots() -> AsyncIterator[None]:
+    """Every bot a test built is closed (its HTTP session, its Database) even if it failed."""
+    yield
+    while _BOTS:
+        await _BOTS.pop().close()
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> str:
+    """A recorder spool of the test's own (the default for PostgreSQL is in the cwd)."""
+    return str(tmp_path / "recorder.spool")
+
+
+@pytest.fixture
+async def schema(make_db: MakeDB, spool: str) -> botdb.Database:
+    """The test's database with the built-in tables; read the bot's writes through it."""
+    return await make_db(create_tables=True, recorder_spool_path=spool + ".reader")
+
+
+async def started(bot: commands.Bot) -> Gateway:
+    gateway = Gateway(bot)
+    await gateway.login()
+    return gateway
+
+
+# -- import hygiene ---------------------------------------------------------------------------
+
+
+def test_import_botdb_and_botdb_ext_do_not_import_discord() -> None:
+    code = "import sys, botdb, botdb.ext\nprint('discord' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_discord_py_the_extension_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['discord'] = None  # as if discord.py were not installed\n"
+        "import botdb\n"
+        "try:\n"
+        "    import botdb.ext.discord\n"
+        "except botdb.MissingDependencyError as exc:\n"
+        "    print(type(exc).__name__, isinstance(exc, ImportError), exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("MissingDependencyError True")
+    assert "pip install 'botdb[discord]'" in out.stdout
+
+
+# -- the whole path: gateway payloads -> recorder -> rows, after bot.close() ------------------
+
+
+async def test_gateway_events_are_all_in_the_database_after_bot_close(
+    schema: botdb.Database, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_extension (URL from the environment) + the recorder extension; every fed event
+    is stored once bot.close() returns, the command's completion included."""
+    monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
+    monkeypatch.setenv("BOTDB_RECORDER_FLUSH_INTERVAL", "60")  # only close() writes them
+
+    bot = make_bot()
+
+    @bot.command()
+    async def echo(ctx: commands.Context[Any], word: str, times: int = 1) -> None:
+        await ctx.send(word * times)
+
+    async def setup_hook() -> None:
+        await bot.load_extension("botdb.ext.discord")
+        await bot.load_extension("botdb.ext.discord.recorder")
+
+    bot.setup_hook = setup_hook  # type: ignore[method-assign]
+    gw = await started(bot)
+    db: botdb.Database = bot.db  # type: ignore[attr-defined]
+    assert isinstance(db, botdb.Database)
+    assert str(db.settings.recorder_spool_path) == spool
+
+    first, edited, deleted, uncached = (snowflake(1000 * n) for n in (1, 2, 3, 4))
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed(
+        "MESSAGE_CREATE",
+        message(first, GENERAL, ANN, "hello <@300000000000000002>", guild_id=GUILD, mentions=[BOB]),
+    )
+    gw.feed("MESSAGE_CREATE", message(edited, GENERAL, BOB, "typo", guild_id=GUILD))
+    gw.feed(
+        "MESSAGE_UPDATE", message(edited, GENERAL, BOB, "fixed", guild_id=GUILD, edited_ms=2500)
+    )
+    gw.feed("MESSAGE_CREATE", message(deleted, THREAD, ANN, "in a thread", guild_id=GUILD))
+    gw.feed(
+        "MESSAGE_DELETE", {"id": str(deleted), "channel_id": str(THREAD), "guild_id": str(GUILD)}
+    )
+    # A reaction to a message this process never saw (older than the cache): raw event only.
+    gw.feed("MESSAGE_REACTION_ADD", reaction(uncached, GENERAL, BOB_ID, "👍", guild_id=GUILD))
+    gw.feed("GUILD_MEMBER_ADD", member(CAROL_ID, "carol", joined_ms=5000, guild_id=GUILD))
+    gw.feed("GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": BOB})
+    gw.feed(
+        "MESSAGE_DELETE_BULK",
+        {"ids": [str(first)], "channel_id": str(GENERAL), "guild_id": str(GUILD)},
+    )
+    command = snowflake(6000)
+    ctx = await gw.invoke(message(command, GENERAL, ANN, "!echo ab 2", guild_id=GUILD))
+    assert ctx.command is not None
+    assert ctx.command.name == "echo"
+    assert gw.sent == [(GENERAL, "abab")]
+
+    await bot.close()
+    assert not hasattr(bot, "db")
+    assert db.recorder is not None
+    assert not db._core.is_open
+
+    rows = {
+        r["id"]: r
+        for r in await schema.fetch(
+            "SELECT id, channel_id, thread_id, author_id, content, edited_at, deleted, partial "
+            "FROM messages WHERE guild_id = $1",
+            GUILD,
+        )
+    }
+    assert set(rows) == {first, edited, deleted, uncached, command}
+    assert rows[first]["deleted"]
+    assert rows[first]["content"] == "hello <@300000000000000002>"
+    assert rows[edited]["content"] == "fixed"
+    assert rows[edited]["edited_at"] is not None
+    assert (rows[deleted]["channel_id"], rows[deleted]["thread_id"]) == (GENERAL, THREAD)
+    assert rows[deleted]["deleted"]
+    assert rows[uncached]["partial"]
+    assert rows[uncached]["author_id"] is None
+    assert rows[command]["content"] == "!echo ab 2"
+    assert (
+        await schema.fetchval(
+            "SELECT count(*) FROM mentions WHERE message_id = $1 AND target_type = 'user' "
+            "AND target_id = $2",
+            first,
+            BOB_ID,
+        )
+        == 1
+    )
+    reactions = await schema.fetch(
+        "SELECT user_id, emoji_name, removed_at FROM reactions WHERE message_id = $1", uncached
+    )
+    assert [(r["user_id"], r["emoji_name"], r["removed_at"]) for r in reactions] == [
+        (BOB_ID, "👍", None)
+    ]
+    members = {
+        r["user_id"]: r
+        for r in await schema.fetch(
+            "SELECT user_id, is_active, nick FROM members WHERE guild_id = $1", GUILD
+        )
+    }
+    assert members[CAROL_ID]["is_active"]
+    assert not members[BOB_ID]["is_active"]
+    logs = await schema.fetch(
+        "SELECT user_id, event FROM join_leave_logs WHERE guild_id = $1 ORDER BY user_id", GUILD
+    )
+    assert [(r["user_id"], r["event"]) for r in logs] == [(BOB_ID, "leave"), (CAROL_ID, "join")]
+    history = await schema.fetchrow(
+        "SELECT user_id, command, guild_id, channel_id, args, success FROM command_history"
+    )
+    assert history is not None
+    assert (history["user_id"], history["command"], history["guild_id"]) == (
+        OWNER_ID,
+        "echo",
+        GUILD,
+    )
+    args = history["args"]
+    if isinstance(args, str | bytes):
+        import orjson
+
+        args = orjson.loads(args)
+    assert args == {"word": "ab", "times": 2}
+    assert history["success"] == 1  # a bool on PostgreSQL, 1 on SQLite (raw API)
+    names = {r["id"]: r["name"] for r in await schema.fetch("SELECT id, name FROM channels")}
+    assert names[GENERAL] == "general"
+    assert names[CATEGORY] == "Text"
+    assert await schema.fetchval("SELECT name FROM threads WHERE id = $1", THREAD) == "a thread"
+    assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD) == "Botdb Lounge"
+    users = {r["id"]: r for r in await schema.fetch("SELECT id, username, display_name FROM users")}
+    assert users[OWNER_ID]["username"] == "ann"
+    assert users[CAROL_ID]["display_name"] == "Carol"
+
+
+async def test_attach_in_setup_hook_records_the_chosen_events_only(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    bot = make_bot()
+
+    async def setup_hook() -> None:
+        await ext.attach(bot, url=db_url, record={"on_message"}, recorder_spool_path=spool)
+
+    bot.setup_hook = setup_hook  # type: ignore[method-assign]
+    gw = await started(bot)
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "kept", guild_id=GUILD))
+    gw.feed("MESSAGE_REACTION_ADD", reaction(snowflake(1), GENERAL, BOB_ID, "x", guild_id=GUILD))
+    await bot.close()
+    assert await schema.fetchval("SELECT content FROM messages") == "kept"
+    assert await schema.fetchval("SELECT count(*) FROM reactions") == 0
+    # The guild's name comes from guild_join/guild_available, not recorded here.
+    assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD) is None
+
+
+async def test_unloading_the_extension_flushes_and_closes_the_database(
+    schema: botdb.Database, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
+    monkeypatch.setenv("BOTDB_RECORDER_FLUSH_INTERVAL", "60")
+    bot = make_bot()
+    gw = Gateway(bot)
+    await gw.login()
+    await bot.load_extension("botdb.ext.discord")
+    await bot.load_extension("botdb.ext.discord.recorder")
+    db: botdb.Database = bot.db  # type: ignore[attr-defined]
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "before", guild_id=GUILD))
+    await gw.settle()  # the listener has run
+    await bot.unload_extension("botdb.ext.discord.recorder")
+    assert bot.get_cog("botdb recorder") is None
+    assert bot.db is db
+    gw.feed("MESSAGE_CREATE", message(snowflake(2), GENERAL, ANN, "not recorded", guild_id=GUILD))
+    await bot.unload_extension("botdb.ext.discord")
+    assert not hasattr(bot, "db")
+    assert not db._core.is_open
+    assert [r["content"] for r in await schema.fetch("SELECT content FROM messages")] == ["before"]
+    await bot.close()  # the class's own close again: nothing of botdb's left to run
+
+
+async def test_buffered_events_are_written_by_unload_without_a_flush(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    """The teardown path closes the Database, which flushes what the recorder buffers."""
+    bot = make_bot()
+    gw = await started(bot)
+    db = await ext.attach(
+        bot, url=db_url, record=True, recorder_spool_path=spool, recorder_flush_interval=60
+    )
+    gw.feed("GUILD_CREATE", guild_payload())
+    await db.recorder.record(GuildInfo(GUILD2, name="recorded directly"))
+    await ext.detach(bot)
+    assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD2) == (
+        "recorded directly"
+    )
+    await bot.close()
+
+
+# -- attach: one pool, typed errors -----------------------------------------------------------
+
+
+async def test_attach_twice_returns_the_same_database_and_opens_no_second_pool(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    bot = make_bot()
+    await started(bot)
+    db = await ext.attach(bot, url=db_url, recorder_spool_path=spool)
+    assert await ext.attach(bot) is db
+    assert await ext.attach(bot, db) is db
+    with pytest.raises(errors.ConfigurationError, match="different Database"):
+        await ext.attach(bot, schema)
+    # record= on a second call adds the recorder to the Database already attached.
+    assert await ext.attach(bot, record=True) is db
+    assert isinstance(bot.get_cog("botdb recorder"), ext.RecorderCog)
+    await bot.close()
+    assert not db._core.is_open
+
+
+async def test_attach_refuses_bad_arguments_and_attaches_nothing(db_url: str, spool: str) -> None:
+    bot = make_bot()
+    await started(bot)
+    with pytest.raises(errors.ConfigurationError, match="unknown event"):
+        await ext.attach(bot, url=db_url, record={"on_typing"})
+    assert not hasattr(bot, "db")
+    with pytest.raises(errors.ConfigurationError, match="drain_timeout"):
+        await ext.attach(bot, url=db_url, drain_timeout=-1)
+    with pytest.raises(errors.ConfigurationError):
+        await ext.attach(bot, url="mysql://nowhere/db")
+    assert not hasattr(bot, "db")
+    own = botdb.connect(db_url, recorder_spool_path=spool)
+    with pytest.raises(errors.ConfigurationError, match="either db or url"):
+        await ext.attach(bot, own, url=db_url)
+    bot.db = "something else"  # type: ignore[attr-defined]
+    with pytest.raises(errors.ConfigurationError, match=r"bot\.db is already set"):
+        await ext.attach(bot, url=db_url)
+    del bot.db  # type: ignore[attr-defined]
+    assert "close" not in bot.__dict__  # no wrapper left behind by a failed attach
+    await bot.close()
+
+
+async def test_attach_adopts_a_database_the_author_built(db_url: str, spool: str) -> None:
+    bot = make_bot()
+    await started(bot)
+    db = botdb.connect(db_url, recorder_spool_path=spool)
+    bot.db = db  # type: ignore[attr-defined]
+    assert await ext.attach(bot) is db
+    assert await db.fetchval("SELECT 1") == 1  # connected by attach
+    await bot.close()
+    assert not db._core.is_open
+
+
+async def test_attach_with_close_false_leaves_the_database_open(db_url: str, spool: str) -> None:
+    bot = make_bot()
+    await started(bot)
+    async with botdb.connect(db_url, recorder_spool_path=spool) as db:
+        await ext.attach(bot, db, close=False)
+        await bot.close()
+        assert await db.fetchval("SELECT 2") == 2
+
+
+# -- the cog pattern and the prefix resolver --------------------------------------------------
+
+
+class Settings(ext.BotDBCog):
+    """A cog of the kind seed 002 writes, on BotDBCog."""
+
+    @commands.command()
+    async def setprefix(self, ctx: commands.Context[Any], new: str) -> None:
+        assert ctx.guild is not None
+        settings = await self.config.set(ctx.guild.id, prefix=new)
+        await ctx.send(f"prefix {settings.prefix}")
+
+    @commands.command()
+    async def whoami(self, ctx: commands.Context[Any]) -> None:
+        row = await self.upsert_member(ctx.author)  # type: ignore[arg-type]
+        record = await self.users.get(ctx.author.id)
+        await ctx.send(f"{record.username} nick={row.nick} in {row.guild_id}")
+
+
+@pytest.fixture
+async def cog_bot(
+    schema: botdb.Database, db_url: str, spool: str
+) -> AsyncIterator[tuple[commands.Bot, Gateway]]:
+    bot = make_bot(ext.prefix_from_config(default="!", mention=True))
+
+    async def setup_hook() -> None:
+        await ext.attach(bot, url=db_url, recorder_spool_path=spool)
+        await bot.add_cog(Settings(bot))
+
+    bot.setup_hook = setup_hook  # type: ignore[method-assign]
+    gw = await started(bot)
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed(
+        "GUILD_CREATE",
+        guild(
+            GUILD2,
+            "Other",
+            channels=[channel(OTHER_GENERAL, "general")],
+            members=[member(OWNER_ID, "ann")],
+        ),
+    )
+    yield bot, gw
+    await bot.close()
+
+
+async def test_cog_commands_read_and_write_through_self_db(
+    cog_bot: tuple[commands.Bot, Gateway], schema: botdb.Database
+) -> None:
+    _, gw = cog_bot
+    await gw.invoke(message(snowflake(1), GENERAL, BOB, "!whoami", guild_id=GUILD, nick="Bobby"))
+    assert gw.sent[-1] == (GENERAL, f"bob nick=Bobby in {GUILD}")
+    row = await schema.fetchrow(
+        "SELECT nick, is_active FROM members WHERE guild_id = $1 AND user_id = $2", GUILD, BOB_ID
+    )
+    assert row is not None
+    assert (row["nick"], row["is_active"]) == ("Bobby", True)
+    assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD) == "Botdb Lounge"
+
+
+async def test_prefix_is_read_per_guild_from_the_config(
+    cog_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = cog_bot
+    await gw.invoke(message(snowflake(1), GENERAL, ANN, "!setprefix ?", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "prefix ?")
+    # Guild 1 now answers to "?" only; guild 2 keeps the default; a mention always works.
+    await gw.invoke(message(snowflake(2), GENERAL, ANN, "?setprefix $", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "prefix $")
+    await gw.invoke(message(snowflake(3), OTHER_GENERAL, ANN, "!setprefix %", guild_id=GUILD2))
+    assert gw.sent[-1] == (OTHER_GENERAL, "prefix %")
+    await gw.invoke(message(snowflake(4), GENERAL, ANN, f"<@{BOT_ID}> setprefix ~", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "prefix ~")
+    guild_msg = bot._connection._get_message(snowflake(4))
+    assert guild_msg is not None
+    assert await bot.get_prefix(guild_msg) == [f"<@{BOT_ID}> ", f"<@!{BOT_ID}> ", "~"]
+    gw.feed("MESSAGE_CREATE", message(snowflake(5), DM, ANN, "hi"))
+    dm_msg = bot._connection._get_message(snowflake(5))
+    assert dm_msg is not None
+    assert dm_msg.guild is None
+    assert (await bot.get_prefix(dm_msg))[-1] == "!"
+
+
+async def test_prefix_from_a_settings_key_with_several_prefixes(
+    cog_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = cog_bot
+    db: botdb.Database = bot.db  # type: ignore[attr-defined]
+    resolve = ext.prefix_from_config(default=("!", "."), key="prefixes")
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "x", guild_id=GUILD))
+    msg = bot._connection._get_message(snowflake(1))
+    assert msg is not None
+    assert await resolve(bot, msg) == ["!", "."]
+    await db.config.set(GUILD, settings={"prefixes": ["$", "", 7, "&"]})
+    assert await resolve(bot, msg) == ["$", "&"]  # unusable entries are skipped
+    await db.config.set(GUILD, settings={"prefixes": "?"})
+    assert await resolve(bot, msg) == ["?"]
+    await db.config.set(GUILD, settings={"prefixes": []})
+    assert await resolve(bot, msg) == ["!", "."]
+
+
+def test_prefix_from_config_refuses_bad_defaults() -> None:
+    for bad in ("", [], ["!", ""], "x" * 33):
+        with pytest.raises(errors.ConfigurationError):
+            ext.prefix_from_config(default=bad)  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigurationError):
+        ext.prefix_from_config(key="")
+
+
+async def test_cog_without_a_database_and_bad_objects_raise_typed_errors(
+    cog_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, _ = cog_bot
+    bare = make_bot()
+    with pytest.raises(errors.ConfigurationError, match=r"bot\.db is not set"):
+        _ = ext.BotDBCog(bare).db
+    with pytest.raises(errors.ConfigurationError, match=r"bot\.db is not set"):
+        ext.database_of(bare)
+    cog = bot.get_cog("Settings")
+    assert isinstance(cog, ext.BotDBCog)
+    user_obj = bot.get_user(OWNER_ID)
+    assert user_obj is not None
+    with pytest.raises(errors.ArgumentError, match=r"discord\.Member"):
+        await cog.upsert_member(user_obj)  # type: ignore[arg-type]
+    with pytest.raises(errors.ArgumentError):
+        await cog.upsert_user("ann")  # type: ignore[arg-type]
+    with pytest.raises(errors.ArgumentError):
+        await cog.upsert_guild(GUILD)  # type: ignore[arg-type]
+    record = await cog.upsert_user(user_obj)
+    assert (record.username, record.display_name, record.platform) == ("ann", "Ann", "discord")
+
+
+# -- conversions ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def offline_bot() -> AsyncIterator[tuple[commands.Bot, Gateway]]:
+    """A logged-in bot without any database: conversions need only discord.py objects."""
+    bot = make_bot()
+    gw = await started(bot)
+    gw.feed("GUILD_CREATE", guild_payload())
+    yield bot, gw
+    await bot.close()
+
+
+def _message(bot: commands.Bot, gw: Gateway, payload: dict[str, Any]) -> discord.Message:
+    gw.feed("MESSAGE_CREATE", payload)
+    found = bot._connection._get_message(int(payload["id"]))
+    assert found is not None
+    return found
+
+
+async def test_message_created_carries_what_the_importer_stores(
+    offline_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = offline_bot
+    reply_to = snowflake(1)
+    mid = snowflake(2)
+    msg = _message(
+        bot,
+        gw,
+        message(
+            mid,
+            GENERAL,
+            ANN,
+            f"<@{BOB_ID}> <@&{MODS}> <#{GENERAL}> @here look",
+            guild_id=GUILD,
+            type=19,
+            pinned=True,
+            mentions=[BOB],
+            mention_roles=[str(MODS)],
+            mention_everyone=True,
+            message_reference={"message_id": str(reply_to), "channel_id": str(GENERAL)},
+            attachments=[
+                {
+                    "id": "55",
+                    "filename": "a.png",
+                    "size": 10,
+                    "url": "https://cdn/a.png",
+                    "proxy_url": "https://p/a.png",
+                    "width": 2,
+                    "height": 3,
+                    "content_type": "image/png",
+                }
+            ],
+            embeds=[{"title": "t", "type": "rich"}],
+        ),
+    )
+    event = ext.message_created(msg)
+    assert (event.id, event.guild_id, event.channel_id) == (mid, GUILD, GENERAL)
+    assert event.thread_id is None
+    assert (event.author_id, event.kind, event.reply_to_id, event.pinned) == (
+        OWNER_ID,
+        "reply",
+        reply_to,
+        True,
+    )
+    assert event.created_at == discord.utils.snowflake_time(mid)
+    assert event.jump_url == f"https://discord.com/channels/{GUILD}/{GENERAL}/{mid}"
+    assert set(event.mentions) == {
+        MentionInfo("user", BOB_ID),
+        MentionInfo("role", MODS),
+        MentionInfo("channel", GENERAL),
+        MentionInfo("here", GUILD),
+    }
+    (attachment,) = event.attachments
+    assert (attachment.external_id, attachment.filename, attachment.size) == ("55", "a.png", 10)
+    assert (attachment.width, attachment.height, attachment.content_type) == (2, 3, "image/png")
+    assert event.extra is not None
+    assert event.extra["embeds"][0]["title"] == "t"
+
+
+async def test_thread_and_dm_messages_are_placed_as_the_importer_places_them(
+    offline_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = offline_bot
+    in_thread = ext.message_created(
+        _message(bot, gw, message(snowflake(1), THREAD, ANN, "t", guild_id=GUILD))
+    )
+    assert (in_thread.guild_id, in_thread.channel_id, in_thread.thread_id) == (
+        GUILD,
+        GENERAL,
+        THREAD,
+    )
+    dm = _message(bot, gw, message(snowflake(2), DM, ANN, "psst"))
+    event = ext.message_created(dm)
+    assert (event.guild_id, event.channel_id, event.thread_id) == (DM, DM, None)
+    assert event.jump_url is not None
+    assert "/@me/" in event.jump_url
+    assert ext.guild_info(dm.channel) == GuildInfo(DM, "discord", None, "private")  # type: ignore[arg-type]
+
+
+async def test_entity_conversions(offline_bot: tuple[commands.Bot, Gateway]) -> None:
+    bot, _ = offline_bot
+    g = bot.get_guild(GUILD)
+    assert g is not None
+    assert ext.guild_info(g) == GuildInfo(GUILD, "discord", "Botdb Lounge")
+    general = g.get_channel(GENERAL)
+    category = g.get_channel(CATEGORY)
+    assert general is not None
+    assert category is not None
+    assert ext.channel_info(general) == ChannelInfo(GENERAL, GUILD, "general", "text", CATEGORY)
+    assert ext.channel_info(category) == ChannelInfo(CATEGORY, GUILD, "Text", "category", None)
+    t = g.get_thread(THREAD)
+    assert t is not None
+    assert ext.channel_info(t) == ThreadInfo(THREAD, GUILD, GENERAL, "a thread")
+    bob = g.get_member(BOB_ID)
+    assert bob is not None
+    assert ext.user_info(bob) == UserInfo(BOB_ID, "discord", "bob", "Bob", is_bot=False)
+    joined = ext.member_joined(bob)
+    assert (joined.guild_id, joined.user_id, joined.nick, joined.at) == (
+        GUILD,
+        BOB_ID,
+        "Bobby",
+        at(0),
+    )
+    updated = ext.member_updated(bob)
+    assert (updated.nick, updated.role_ids) == ("Bobby", ())
+    left = ext.member_left(bob)
+    assert (left.guild_id, left.user_id) == (GUILD, BOB_ID)
+
+
+async def test_raw_event_conversions_without_the_message_cache(
+    offline_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = offline_bot
+    seen: dict[str, Any] = {}
+    names = (
+        "raw_reaction_add",
+        "raw_reaction_remove",
+        "raw_reaction_clear",
+        "raw_reaction_clear_emoji",
+        "raw_message_delete",
+        "raw_bulk_message_delete",
+        "raw_message_edit",
+    )
+    futures = {name: asyncio.ensure_future(bot.wait_for(name)) for name in names}
+    mid = snowflake(9)
+    before = dt.datetime.now(dt.UTC)
+    gw.feed("MESSAGE_REACTION_ADD", reaction(mid, THREAD, BOB_ID, "🎉", guild_id=GUILD))
+    gw.feed("MESSAGE_REACTION_REMOVE", reaction(mid, THREAD, BOB_ID, "🎉", guild_id=GUILD))
+    gw.feed(
+        "MESSAGE_REACTION_REMOVE_ALL",
+        {"message_id": str(mid), "channel_id": str(GENERAL), "guild_id": str(GUILD)},
+    )
+    gw.feed(
+        "MESSAGE_REACTION_REMOVE_EMOJI",
+        {
+            "message_id": str(mid),
+            "channel_id": str(GENERAL),
+            "guild_id": str(GUILD),
+            "emoji": {"id": "77", "name": None},
+        },
+    )
+    gw.feed("MESSAGE_DELETE", {"id": str(mid), "channel_id": str(DM)})
+    gw.feed(
+        "MESSAGE_DELETE_BULK",
+        {"ids": [str(mid), str(mid + 1)], "channel_id": str(GENERAL), "guild_id": str(GUILD)},
+    )
+    gw.feed("MESSAGE_UPDATE", message(mid, GENERAL, ANN, "now", guild_id=GUILD, edited_ms=9))
+    for name, future in futures.items():
+        seen[name] = await asyncio.wait_for(future, 30)
+    added = ext.reaction_added(seen["raw_reaction_add"], client=bot)
+    assert isinstance(added, ReactionAdded)
+    # A cached thread resolves to its parent channel (where the message row lives).
+    assert (added.message_id, added.guild_id, added.channel_id, added.user_id) == (
+        mid,
+        GUILD,
+        GENERAL,
+        BOB_ID,
+    )
+    assert added.emoji_name == "🎉"
+    assert added.emoji_id is None
+    assert added.at >= before
+    assert ext.reaction_added(seen["raw_reaction_add"]).channel_id == THREAD  # no client
+    removed = ext.reaction_removed(seen["raw_reaction_remove"], client=bot)
+    assert (removed.user_id, removed.emoji_name) == (BOB_ID, "🎉")
+    cleared = ext.reactions_cleared(seen["raw_reaction_clear"])
+    assert cleared.emoji_name is None
+    one_emoji = ext.reactions_cleared(seen["raw_reaction_clear_emoji"])
+    assert (one_emoji.emoji_name, one_emoji.emoji_id) == ("77", 77)
+    deleted = ext.message_deleted(seen["raw_message_delete"])
+    assert (deleted.id, deleted.guild_id, deleted.channel_id) == (mid, DM, DM)  # a DM
+    bulk = ext.messages_bulk_deleted(seen["raw_bulk_message_delete"])
+    assert bulk.ids == (mid, mid + 1)
+    edit = ext.message_edited(seen["raw_message_edit"])
+    assert edit is not None
+    assert (edit.content, edit.edited_at) == ("now", at(9))
+
+
+async def test_an_update_without_edit_time_is_not_an_edit(
+    offline_bot: tuple[commands.Bot, Gateway],
+) -> None:
+    bot, gw = offline_bot
+    msg = _message(bot, gw, message(snowflake(1), GENERAL, ANN, "link", guild_id=GUILD))
+    assert ext.message_edited(msg) is None
+
+
+def test_recorder_cog_refuses_unknown_events() -> None:
+    bot = make_bot()
+    with pytest.raises(errors.ConfigurationError, match="unknown event"):
+        ext.RecorderCog(bot, {"typing"})
+    cog = ext.RecorderCog(bot, "on_message")
+    assert cog.events == {"message"}
+    assert [name for name, _ in cog.get_listeners()] == ["on_message"]
+    assert ext.RecorderCog(bot).events == ext.RECORDED_EVENTS
+
+
+# -- the example bot --------------------------------------------------------------------------
+
+
+def _example() -> Callable[..., commands.Bot]:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "discord_bot.py"
+    spec = importlib.util.spec_from_file_location("discord_bot_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    factory: Callable[..., commands.Bot] = module.ExampleBot
+    return factory
+
+
+async def test_example_bot_runs_offline(
+    make_db: MakeDB, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
+    bot = _example()(chunk_guilds_at_startup=False)
+    _BOTS.append(bot)
+    gw = await started(bot)  # setup_hook: extension, migrations, recorder, cog
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, BOB, "hi all", guild_id=GUILD))
+    await gw.invoke(message(snowflake(2), GENERAL, ANN, "!prefix set ?", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "Prefix set to '?'.")
+    await gw.invoke(message(snowflake(3), GENERAL, ANN, "?stats", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "3 messages in Botdb Lounge, 2 of them yours.")
+    with pytest.raises(commands.MissingPermissions):
+        await gw.invoke(message(snowflake(4), GENERAL, BOB, "?prefix set !", guild_id=GUILD))
+    await gw.invoke(message(snowflake(5), GENERAL, ANN, "?prefix", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "My prefix here is '?'.")
+    await bot.close()
+    reader = await make_db(recorder_spool_path=spool + ".reader")
+    assert await reader.fetchval("SELECT count(*) FROM messages WHERE guild_id = $1", GUILD) == 5
+    assert await reader.fetchval("SELECT count(*) FROM command_history") == 3
+    prefix = await reader.fetchval("SELECT prefix FROM guild_configs WHERE guild_id = $1", GUILD)
+    assert prefix == "?"
