@@ -219,6 +219,15 @@ class Gateway:
         self.sent: list[tuple[int, str]] = []
         self._ids = itertools.count(1)
         bot.http.request = self.request  # type: ignore[method-assign]
+        #: Set when discord.py closes its HTTP session, the last step of ``Client.close``.
+        self.http_closed = asyncio.Event()
+        close_http = bot.http.close
+
+        async def close() -> None:
+            await close_http()
+            self.http_closed.set()
+
+        bot.http.close = close  # type: ignore[method-assign]
 
     async def request(self, route: discord.http.Route, **kwargs: Any) -> Any:
         if route.method == "GET" and route.path == "/users/@me":

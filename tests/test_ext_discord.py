@@ -180,6 +180,13 @@ async def test_gateway_events_are_all_in_the_database_after_bot_close(
     gw.feed("GUILD_MEMBER_ADD", member(CAROL_ID, "carol", joined_ms=5000, guild_id=GUILD))
     gw.feed("GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": BOB})
     gw.feed(
+        "GUILD_MEMBER_UPDATE", member(OWNER_ID, "ann", nick="Annie", roles=(MODS,), guild_id=GUILD)
+    )
+    # The gateway hands over one payload at a time; let the handlers see this state before
+    # the next payload (Ann's message below, whose member data has no nick) changes the
+    # cached member they are given.
+    await gw.settle()
+    gw.feed(
         "MESSAGE_DELETE_BULK",
         {"ids": [str(first)], "channel_id": str(GENERAL), "guild_id": str(GUILD)},
     )
@@ -191,7 +198,6 @@ async def test_gateway_events_are_all_in_the_database_after_bot_close(
 
     await bot.close()
     assert not hasattr(bot, "db")
-    assert db.recorder is not None
     assert not db._core.is_open
 
     rows = {
@@ -235,6 +241,13 @@ async def test_gateway_events_are_all_in_the_database_after_bot_close(
     }
     assert members[CAROL_ID]["is_active"]
     assert not members[BOB_ID]["is_active"]
+    assert members[OWNER_ID]["nick"] == "Annie"
+    assert (
+        await schema.fetchval(
+            "SELECT role_id FROM member_roles WHERE guild_id = $1 AND user_id = $2", GUILD, OWNER_ID
+        )
+        == MODS
+    )
     logs = await schema.fetch(
         "SELECT user_id, event FROM join_leave_logs WHERE guild_id = $1 ORDER BY user_id", GUILD
     )
@@ -327,6 +340,100 @@ async def test_buffered_events_are_written_by_unload_without_a_flush(
         "recorded directly"
     )
     await bot.close()
+
+
+# -- closing: handlers finish first, cogs unload with the database still open ------------------
+
+
+async def test_close_waits_for_running_handlers_before_closing_the_database(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    bot = make_bot()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @bot.listen("on_message")
+    async def slow_writer(msg: discord.Message) -> None:
+        entered.set()
+        await release.wait()  # still running when close() begins
+        await bot.db.execute(  # type: ignore[attr-defined]
+            "INSERT INTO notes_for_test (body) VALUES ($1)", msg.content
+        )
+
+    await schema.execute("CREATE TABLE notes_for_test (body TEXT)")
+    gw = await started(bot)
+    db = await ext.attach(bot, url=db_url, recorder_spool_path=spool)
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "late", guild_id=GUILD))
+    await asyncio.wait_for(entered.wait(), 30)
+    closing = asyncio.ensure_future(bot.close())
+    # discord.py's own close is over (its HTTP session closed last); close() now waits for
+    # the handler, so the database is still open, and the handler's write below succeeds.
+    await asyncio.wait_for(gw.http_closed.wait(), 30)
+    assert not closing.done()
+    assert db._core.is_open
+    release.set()
+    await asyncio.wait_for(closing, 30)
+    assert not db._core.is_open
+    assert await schema.fetchval("SELECT body FROM notes_for_test") == "late"
+
+
+async def test_a_handler_outliving_drain_timeout_gets_a_typed_error(
+    db_url: str, spool: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = make_bot()
+    entered, release = asyncio.Event(), asyncio.Event()
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    @bot.listen("on_message")
+    async def stuck(msg: discord.Message) -> None:
+        db = bot.db  # type: ignore[attr-defined]
+        entered.set()
+        await release.wait()
+        try:
+            await db.fetchval("SELECT 1")
+        except Exception as exc:  # what a handler sees once the database is closed
+            outcome.set_result(exc)
+        else:
+            outcome.set_result(None)
+
+    gw = await started(bot)
+    db = await ext.attach(bot, url=db_url, recorder_spool_path=spool, drain_timeout=0)
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), DM, ANN, "x"))
+    await asyncio.wait_for(entered.wait(), 30)
+    with caplog.at_level("WARNING", logger="botdb.ext.discord"):
+        await bot.close()
+    assert not db._core.is_open
+    assert "still run" in caplog.text
+    release.set()
+    error = await asyncio.wait_for(outcome, 30)
+    assert isinstance(error, errors.BotDBError)
+
+
+async def test_cogs_can_use_the_database_while_the_bot_closes(
+    schema: botdb.Database, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """commands.Bot.close() unloads extensions (botdb's first) and then removes cogs: a
+    cog's cog_unload still finds bot.db open."""
+    monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
+    saved: list[int] = []
+
+    class Saver(ext.BotDBCog):
+        async def cog_unload(self) -> None:
+            await self.config.set(GUILD, prefix="?")
+            saved.append(GUILD)
+
+    bot = make_bot()
+
+    async def setup_hook() -> None:
+        await bot.load_extension("botdb.ext.discord")
+        await bot.add_cog(Saver(bot))
+
+    bot.setup_hook = setup_hook  # type: ignore[method-assign]
+    await started(bot)
+    await bot.close()
+    assert saved == [GUILD]
+    assert await schema.fetchval("SELECT prefix FROM guild_configs") == "?"
 
 
 # -- attach: one pool, typed errors -----------------------------------------------------------

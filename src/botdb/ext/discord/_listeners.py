@@ -196,8 +196,10 @@ class RecorderCog(commands.Cog, name="botdb recorder"):
 
     @commands.Cog.listener()
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
-        if before.nick != after.nick or before.roles != after.roles:
-            await self._record(convert.member_updated(after))
+        # Recorded whatever changed: ``after`` is discord.py's live cached member, which a
+        # later payload (a message's member data) may already have changed again by the time
+        # this handler runs, so comparing it with ``before`` could miss a change.
+        await self._record(convert.member_updated(after))
 
     # -- commands -----------------------------------------------------------------------------
 
