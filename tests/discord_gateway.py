@@ -306,3 +306,41 @@ class Gateway:
             raise TimeoutError(f"command of message {mid} did not finish")
         ctx: commands.Context[Any] = done.result()
         return ctx
+
+
+def slash_command(
+    iid: int,
+    name: str,
+    options: dict[str, int | str],
+    *,
+    user_member: dict[str, Any],
+    guild_id: int,
+    channel_id: int,
+) -> dict[str, Any]:
+    """An INTERACTION_CREATE of a slash command in a guild (options: integers and strings)."""
+    invoker = dict(user_member, permissions="0")
+    return {
+        "id": str(iid),
+        "application_id": str(BOT_ID),
+        "type": 2,
+        "token": "interaction-token",
+        "version": 1,
+        "guild_id": str(guild_id),
+        "channel_id": str(channel_id),
+        "channel": {"id": str(channel_id), "type": 0, "guild_id": str(guild_id)},
+        "member": invoker,
+        "data": {
+            "id": "1",
+            "name": name,
+            "type": 1,
+            "options": [
+                {"name": key, "type": 4 if isinstance(value, int) else 3, "value": value}
+                for key, value in options.items()
+            ],
+        },
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "app_permissions": "0",
+        "entitlements": [],
+        "attachment_size_limit": 8_388_608,
+    }

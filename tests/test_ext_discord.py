@@ -37,6 +37,7 @@ from tests.discord_gateway import (
     message,
     reaction,
     role,
+    slash_command,
     snowflake,
     thread,
     user,
@@ -340,6 +341,47 @@ async def test_buffered_events_are_written_by_unload_without_a_flush(
         "recorded directly"
     )
     await bot.close()
+
+
+async def test_slash_command_completions_are_recorded(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    bot = make_bot()
+    rolled: list[int] = []
+
+    @bot.tree.command(name="roll")
+    async def roll(interaction: discord.Interaction[Any], sides: int) -> None:
+        rolled.append(sides)
+
+    gw = await started(bot)
+    await ext.attach(bot, url=db_url, record={"app_command_completion"}, recorder_spool_path=spool)
+    gw.feed("GUILD_CREATE", guild_payload())
+    done = asyncio.ensure_future(bot.wait_for("app_command_completion"))
+    iid = snowflake(7000)
+    gw.feed(
+        "INTERACTION_CREATE",
+        slash_command(
+            iid,
+            "roll",
+            {"sides": 6},
+            user_member=member(OWNER_ID, "ann"),
+            guild_id=GUILD,
+            channel_id=GENERAL,
+        ),
+    )
+    await asyncio.wait_for(done, 30)
+    assert rolled == [6]
+    await bot.close()
+    row = await schema.fetchrow(
+        "SELECT user_id, command, guild_id, channel_id, started_at FROM command_history"
+    )
+    assert row is not None
+    assert (row["user_id"], row["command"], row["guild_id"], row["channel_id"]) == (
+        OWNER_ID,
+        "roll",
+        GUILD,
+        GENERAL,
+    )
 
 
 # -- closing: handlers finish first, cogs unload with the database still open ------------------
