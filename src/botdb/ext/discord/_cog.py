@@ -1,5 +1,6 @@
-"""``BotDBCog``: a cog base class with the database and its services at hand (seed 002's
-``BaseCog``), and helpers that store discord.py users, guilds and members."""
+"""``BotDBCog``: a cog base class with the database and its services at hand (the
+``BaseCog`` many bots write for themselves), and helpers that store discord.py users,
+guilds and members."""
 
 from __future__ import annotations
 
