@@ -451,6 +451,27 @@ async def test_a_handler_outliving_drain_timeout_gets_a_typed_error(
     assert isinstance(error, errors.BotDBError)
 
 
+async def test_close_does_not_wait_for_another_bots_handlers(db_url: str, spool: str) -> None:
+    """Two bots in one event loop: closing one waits for its own handlers only."""
+    mine, other = make_bot(), make_bot()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @other.listen("on_message")
+    async def blocked(msg: discord.Message) -> None:
+        entered.set()
+        await release.wait()
+
+    await started(mine)
+    other_gw = await started(other)
+    db = await ext.attach(mine, url=db_url, recorder_spool_path=spool, drain_timeout=3600)
+    other_gw.feed("MESSAGE_CREATE", message(snowflake(1), DM, ANN, "x"))
+    await asyncio.wait_for(entered.wait(), 30)
+    await asyncio.wait_for(mine.close(), 30)  # would wait an hour for the other bot's handler
+    assert not db._core.is_open
+    release.set()
+    await other.close()
+
+
 async def test_cogs_can_use_the_database_while_the_bot_closes(
     schema: botdb.Database, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -164,16 +164,28 @@ def _closer(bot: commands.Bot, state: _Attachment) -> Callable[[], Coroutine[Any
 
 async def _shutdown(bot: commands.Bot, state: _Attachment) -> None:
     try:
-        await _drain(state.drain_timeout)
+        await _drain(bot, state.drain_timeout)
     finally:
         _forget(bot, state)
         if state.close_db:
             await state.db.close()
 
 
-async def _drain(timeout: float) -> None:
-    """Wait (up to ``timeout`` seconds) for the event handlers discord.py is running, and
-    for those they dispatch in turn (a command's completion event)."""
+def _handler_of(task: asyncio.Task[Any], bot: commands.Bot) -> bool:
+    """Whether ``task`` runs one of ``bot``'s event handlers (another client's in the same
+    loop is not waited for)."""
+    if not task.get_name().startswith(_HANDLER_TASK):
+        return False
+    # The task runs Client._run_event(...): its frame's ``self`` is the client. A task not
+    # started yet has its frame too; only a finished one has none (and is not pending).
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    owner = frame.f_locals.get("self", bot) if frame is not None else bot
+    return owner is bot
+
+
+async def _drain(bot: commands.Bot, timeout: float) -> None:
+    """Wait (up to ``timeout`` seconds) for the event handlers discord.py is running for
+    ``bot``, and for those they dispatch in turn (a command's completion event)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     current = asyncio.current_task()
@@ -181,7 +193,7 @@ async def _drain(timeout: float) -> None:
         pending = {
             task
             for task in asyncio.all_tasks()
-            if task is not current and not task.done() and task.get_name().startswith(_HANDLER_TASK)
+            if task is not current and not task.done() and _handler_of(task, bot)
         }
         remaining = deadline - loop.time()
         if not pending:
@@ -218,7 +230,7 @@ async def detach(bot: commands.Bot, *, close: bool | None = None) -> None:
     _forget(bot, state)
     if state.close_db if close is None else close:
         # Handlers already dispatched (a message being recorded) finish first.
-        await _drain(state.drain_timeout)
+        await _drain(bot, state.drain_timeout)
         await state.db.close()
 
 
