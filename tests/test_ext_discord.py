@@ -14,6 +14,8 @@ from typing import Any
 import discord
 import pytest
 from discord.ext import commands
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import botdb
 import botdb.ext.discord as ext
@@ -22,10 +24,12 @@ from botdb.recorder import (
     ChannelInfo,
     GuildInfo,
     MentionInfo,
+    MessageCreated,
     ReactionAdded,
     ThreadInfo,
     UserInfo,
 )
+from botdb.recorder._validate import validate_events
 from tests.discord_gateway import (
     BOT_ID,
     OWNER_ID,
@@ -290,10 +294,11 @@ async def test_attach_in_setup_hook_records_the_chosen_events_only(
     bot.setup_hook = setup_hook  # type: ignore[method-assign]
     gw = await started(bot)
     gw.feed("GUILD_CREATE", guild_payload())
-    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "kept", guild_id=GUILD))
+    # A NUL (which PostgreSQL text refuses) does not cost the message: it is replaced.
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "kept\x00", guild_id=GUILD))
     gw.feed("MESSAGE_REACTION_ADD", reaction(snowflake(1), GENERAL, BOB_ID, "x", guild_id=GUILD))
     await bot.close()
-    assert await schema.fetchval("SELECT content FROM messages") == "kept"
+    assert await schema.fetchval("SELECT content FROM messages") == "kept\ufffd"
     assert await schema.fetchval("SELECT count(*) FROM reactions") == 0
     # The guild's name comes from guild_join/guild_available, not recorded here.
     assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD) is None
@@ -896,6 +901,84 @@ async def test_an_update_without_edit_time_is_not_an_edit(
     bot, gw = offline_bot
     msg = _message(bot, gw, message(snowflake(1), GENERAL, ANN, "link", guild_id=GUILD))
     assert ext.message_edited(msg) is None
+
+
+# Any code point, NUL and lone surrogates included (JSON escapes can carry both).
+_chars = st.characters(exclude_categories=())
+_names = st.text(_chars, min_size=1, max_size=300)
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    content=st.text(_chars, max_size=4000),
+    username=_names,
+    global_name=_names,
+    nick=st.none() | _names,
+    filename=_names,
+    content_type=st.none() | _names,
+    thread_name=_names,
+)
+@example(
+    content="a\x00b\ud800c",
+    username="\x00",
+    global_name="\udfff",
+    nick="n" * 300,
+    filename="f" * 300,
+    content_type="\x00",
+    thread_name="\x00",
+)
+def test_conversions_of_any_names_and_texts_are_accepted_by_the_recorder(
+    content: str,
+    username: str,
+    global_name: str,
+    nick: str | None,
+    filename: str,
+    content_type: str | None,
+    thread_name: str,
+) -> None:
+    """Whatever text Discord sends (names longer than the columns included), the events
+    built from it pass the recorder's checks: texts are clipped to their columns."""
+    bot = make_bot()
+    _BOTS.remove(bot)  # never logged in: nothing to close
+    state = bot._connection
+    payload = guild_payload()
+    payload["threads"] = [thread(THREAD, thread_name, GUILD, GENERAL)]
+    payload["members"] = [member(BOB_ID, username, nick=nick)]
+    g = discord.Guild(data=payload, state=state)
+    author = user(BOB_ID, username, global_name=global_name)
+    attachment = {
+        "id": "1",
+        "filename": filename,
+        "size": 1,
+        "url": "https://cdn/x",
+        "proxy_url": "https://p/x",
+        "content_type": content_type,
+    }
+    msg = discord.Message(
+        state=state,
+        channel=g.get_thread(THREAD),  # type: ignore[arg-type]
+        data=message(
+            snowflake(1), THREAD, author, content, guild_id=GUILD, attachments=[attachment]
+        ),  # type: ignore[arg-type]
+    )
+    bob = g.get_member(BOB_ID)
+    assert bob is not None
+    thread_obj = g.get_thread(THREAD)
+    assert thread_obj is not None
+    events = [
+        ext.message_created(msg),
+        ext.user_info(msg.author),
+        ext.member_joined(bob),
+        ext.member_updated(bob),
+        ext.guild_info(g),
+        ext.channel_info(thread_obj),
+    ]
+    validate_events(events)
+    created = events[0]
+    assert isinstance(created, MessageCreated)
+    assert len(created.content) == len(content)  # message text is never clipped
+    if "\x00" not in content and content.isascii():
+        assert created.content == content
 
 
 def test_recorder_cog_refuses_unknown_events() -> None:

@@ -81,11 +81,30 @@ _NAME = 255
 _COMMAND = 100
 
 
+def _text(value: str) -> str:
+    """Text a database column can hold: a NUL (which PostgreSQL text and jsonb refuse) becomes
+    U+FFFD and a lone surrogate (which UTF-8 cannot encode) ``?``; the length is kept."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def _clip(value: object, length: int = _NAME) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    return text[:length]
+    return _text(text[:length])
+
+
+def _json(value: Any) -> Any:
+    """A JSON value (embeds, stickers) with every string made storable by :func:`_text`."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(str(key)): _json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(item) for item in value]
+    return value
 
 
 def _now() -> dt.datetime:
@@ -94,7 +113,9 @@ def _now() -> dt.datetime:
 
 def _jsonable(value: Any) -> Any:
     """A command argument as a JSON value: discord objects by id, the rest as text."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Sequence):
         return [_jsonable(item) for item in value]
@@ -182,7 +203,7 @@ def _attachments(message: discord.Message) -> tuple[AttachmentInfo, ...]:
             position=position,
             external_id=str(item.id),
             filename=_clip(item.filename),
-            url=item.url,
+            url=_text(item.url),
             content_type=_clip(item.content_type),
             size=item.size,
             width=item.width,
@@ -204,9 +225,9 @@ def _mentions(message: discord.Message, guild_id: int) -> tuple[MentionInfo, ...
 def _extra(message: discord.Message) -> dict[str, Any] | None:
     extra: dict[str, Any] = {}
     if message.embeds:
-        extra["embeds"] = [embed.to_dict() for embed in message.embeds]
+        extra["embeds"] = [_json(embed.to_dict()) for embed in message.embeds]
     if message.stickers:
-        extra["stickers"] = [{"id": s.id, "name": s.name} for s in message.stickers]
+        extra["stickers"] = [{"id": s.id, "name": _clip(s.name)} for s in message.stickers]
     if message.webhook_id is not None:
         extra["webhook_id"] = message.webhook_id
     if message.application_id is not None:
@@ -230,7 +251,7 @@ def message_created(message: discord.Message) -> MessageCreated:
         channel_id=channel_id,
         author_id=message.author.id,
         created_at=message.created_at,
-        content=message.content,
+        content=_text(message.content),
         thread_id=thread_id,
         edited_at=message.edited_at,
         reply_to_id=reply_to,
@@ -261,7 +282,7 @@ def message_edited(event: discord.RawMessageUpdateEvent | discord.Message) -> Me
         guild_id=guild_id,
         channel_id=channel_id,
         edited_at=message.edited_at,
-        content=message.content,
+        content=_text(message.content),
         pinned=message.pinned,
         attachments=_attachments(message),
         mentions=_mentions(message, guild_id),
@@ -291,7 +312,8 @@ def messages_bulk_deleted(
 
 def _emoji_name(emoji: discord.PartialEmoji) -> str:
     # A custom emoji deleted from its guild comes without a name; its id still tells it apart.
-    return emoji.name or (str(emoji.id) if emoji.id is not None else "")
+    name = emoji.name or (str(emoji.id) if emoji.id is not None else "")
+    return _clip(name) or ""
 
 
 def reaction_added(
@@ -395,13 +417,13 @@ def command_invoked(ctx: commands.Context[Any], *, success: bool | None = True) 
         skip = 2 if command.cog is not None else 1  # the cog (self) and ctx
         params = list(command.clean_params)
         for param, value in zip(params, ctx.args[skip:], strict=False):
-            args[param] = _jsonable(value)
+            args[_text(param)] = _jsonable(value)
         for param, value in ctx.kwargs.items():
-            args[param] = _jsonable(value)
+            args[_text(param)] = _jsonable(value)
     guild_id, channel_id, _ = _place_channel(ctx.channel)
     return CommandInvoked(
         user_id=ctx.author.id,
-        command=name[:_COMMAND],
+        command=_clip(name, _COMMAND) or "",
         started_at=ctx.message.created_at,
         guild_id=guild_id if ctx.guild is not None else None,
         channel_id=channel_id,
@@ -418,14 +440,14 @@ def app_command_invoked(
 ) -> CommandInvoked:
     """A slash or context-menu command run (``on_app_command_completion``'s arguments) as
     :class:`~botdb.recorder.CommandInvoked`, started at the interaction's time."""
-    args = {name: _jsonable(value) for name, value in interaction.namespace}
+    args = {_text(name): _jsonable(value) for name, value in interaction.namespace}
     channel_id = interaction.channel_id
     guild_id: int | None = interaction.guild_id
     if isinstance(interaction.channel, discord.Thread):
         channel_id = interaction.channel.parent_id
     return CommandInvoked(
         user_id=interaction.user.id,
-        command=command.qualified_name[:_COMMAND],
+        command=_clip(command.qualified_name, _COMMAND) or "",
         started_at=interaction.created_at,
         guild_id=guild_id,
         channel_id=channel_id,
