@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -994,7 +994,7 @@ def test_recorder_cog_refuses_unknown_events() -> None:
 # -- the example bot --------------------------------------------------------------------------
 
 
-def _example() -> Callable[..., commands.Bot]:
+def _example_module() -> Any:
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "examples" / "discord_bot.py"
@@ -1003,8 +1003,15 @@ def _example() -> Callable[..., commands.Bot]:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    factory: Callable[..., commands.Bot] = module.ExampleBot
-    return factory
+    return module
+
+
+def test_example_bot_without_a_token_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert _example_module().main() == 2
+    assert "DISCORD_TOKEN" in capsys.readouterr().out
 
 
 async def test_example_bot_runs_offline(
@@ -1012,7 +1019,7 @@ async def test_example_bot_runs_offline(
 ) -> None:
     monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
     monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
-    bot = _example()(chunk_guilds_at_startup=False)
+    bot = _example_module().ExampleBot(chunk_guilds_at_startup=False)
     _BOTS.append(bot)
     gw = await started(bot)  # setup_hook: extension, migrations, recorder, cog
     gw.feed("GUILD_CREATE", guild_payload())
