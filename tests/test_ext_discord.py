@@ -517,9 +517,15 @@ async def test_attach_twice_returns_the_same_database_and_opens_no_second_pool(
     assert await ext.attach(bot, db) is db
     with pytest.raises(errors.ConfigurationError, match="different Database"):
         await ext.attach(bot, schema)
-    # record= on a second call adds the recorder to the Database already attached.
-    assert await ext.attach(bot, record=True) is db
-    assert isinstance(bot.get_cog("botdb recorder"), ext.RecorderCog)
+    # record= on a later call adds recording to the Database already attached; the events
+    # asked for add up (a generator is read once).
+    assert await ext.attach(bot, record=(name for name in ["message"])) is db
+    assert await ext.attach(bot, record={"on_raw_reaction_add"}) is db
+    cog = bot.get_cog("botdb recorder")
+    assert isinstance(cog, ext.RecorderCog)
+    assert cog.events == {"message", "raw_reaction_add"}
+    assert set(bot.extra_events) >= {"on_message", "on_raw_reaction_add"}
+    assert "on_member_join" not in bot.extra_events
     await bot.close()
     assert not db._core.is_open
 

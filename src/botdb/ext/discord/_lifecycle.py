@@ -25,7 +25,7 @@ from discord.ext import commands
 
 from botdb import errors
 from botdb.database import Database, connect
-from botdb.ext.discord._listeners import RecorderCog
+from botdb.ext.discord._listeners import RecorderCog, event_names
 
 __all__ = ["attach", "detach"]
 
@@ -90,12 +90,13 @@ async def attach(
     """
     if not drain_timeout >= 0:
         raise errors.ConfigurationError("drain_timeout must be >= 0 seconds")
+    events = event_names(record)  # an unknown event name fails before anything is opened
     state = _state(bot)
     if state is not None:
         if db is not None and db is not state.db:
             raise errors.ConfigurationError("a different Database is already attached to the bot")
-        if record:
-            await _start_recording(bot, state, record)
+        if events:
+            await _start_recording(bot, state, events)
         return state.db
     if db is not None and (url is not None or options):
         raise errors.ConfigurationError("pass either db or url/options to attach(), not both")
@@ -115,7 +116,6 @@ async def attach(
         )
     if db is None:
         db = connect(url, **options)
-    RecorderCog(bot, record)  # an unknown event name fails before anything is opened
     await db.connect()
     state = _Attachment(
         db=db,
@@ -128,22 +128,23 @@ async def attach(
     # Instance attribute: Client.run and `async with bot` call bot.close(), and find it here.
     bot.close = _closer(bot, state)  # type: ignore[method-assign]
     try:
-        if record:
-            await _start_recording(bot, state, record)
+        if events:
+            await _start_recording(bot, state, events)
     except BaseException:
         await detach(bot)
         raise
     return db
 
 
-async def _start_recording(
-    bot: commands.Bot, state: _Attachment, record: bool | Iterable[str]
-) -> None:
-    cog = RecorderCog(bot, record)
+async def _start_recording(bot: commands.Bot, state: _Attachment, events: frozenset[str]) -> None:
+    """Record ``events`` too (the recorder's cog is replaced by one listening to all)."""
     if state.recorder is not None:
-        if cog.events <= state.recorder.events:
+        if events <= state.recorder.events:
             return
-        await bot.remove_cog(state.recorder.qualified_name)
+        events |= state.recorder.events
+        if bot.get_cog(state.recorder.qualified_name) is state.recorder:
+            await bot.remove_cog(state.recorder.qualified_name)
+    cog = RecorderCog(bot, events)
     await bot.add_cog(cog, override=True)
     state.recorder = cog
 
