@@ -32,7 +32,7 @@ class Stats(BotDBCog):
 
     @commands.command()
     @commands.guild_only()
-    async def stats(self, ctx: commands.Context[Any]) -> None:
+    async def stats(self, ctx: commands.Context[commands.Bot]) -> None:
         """How many messages this guild and you have sent (as recorded so far)."""
         assert ctx.guild is not None  # guild_only
         # Events reach the database in batches: flush so that the answer includes the
@@ -50,15 +50,15 @@ class Stats(BotDBCog):
         await ctx.send(f"{total} messages in {ctx.guild.name}, {mine} of them yours.")
 
     @commands.group(invoke_without_command=True)
-    async def prefix(self, ctx: commands.Context[Any]) -> None:
+    async def prefix(self, ctx: commands.Context[commands.Bot]) -> None:
         """Show the prefix here."""
         prefixes = await ctx.bot.get_prefix(ctx.message)
         await ctx.send(f"My prefix here is {prefixes[-1]!r}.")
 
-    @prefix.command(name="set")
+    @prefix.command(name="set")  # type: ignore[arg-type]  # mypy cannot solve this overload
     @commands.guild_only()
     @commands.has_guild_permissions(manage_guild=True)
-    async def prefix_set(self, ctx: commands.Context[Any], new: str) -> None:
+    async def prefix_set(self, ctx: commands.Context[commands.Bot], new: str) -> None:
         """Set this guild's prefix (Manage Server)."""
         assert ctx.guild is not None  # guild_only
         try:

@@ -321,7 +321,7 @@ async def test_unloading_the_extension_flushes_and_closes_the_database(
     await gw.settle()  # the listener has run
     await bot.unload_extension("botdb.ext.discord.recorder")
     assert bot.get_cog("botdb recorder") is None
-    assert bot.db is db
+    assert bot.db is db  # type: ignore[attr-defined]
     gw.feed("MESSAGE_CREATE", message(snowflake(2), GENERAL, ANN, "not recorded", guild_id=GUILD))
     await bot.unload_extension("botdb.ext.discord")
     assert not hasattr(bot, "db")
@@ -675,7 +675,7 @@ async def test_prefix_from_a_settings_key_with_several_prefixes(
 def test_prefix_from_config_refuses_bad_defaults() -> None:
     for bad in ("", [], ["!", ""], "x" * 33):
         with pytest.raises(errors.ConfigurationError):
-            ext.prefix_from_config(default=bad)  # type: ignore[arg-type]
+            ext.prefix_from_config(default=bad)
     with pytest.raises(errors.ConfigurationError):
         ext.prefix_from_config(key="")
 
@@ -950,7 +950,7 @@ def test_conversions_of_any_names_and_texts_are_accepted_by_the_recorder(
     payload = guild_payload()
     payload["threads"] = [thread(THREAD, thread_name, GUILD, GENERAL)]
     payload["members"] = [member(BOB_ID, username, nick=nick)]
-    g = discord.Guild(data=payload, state=state)
+    g = discord.Guild(data=payload, state=state)  # type: ignore[arg-type]  # a JSON payload
     author = user(BOB_ID, username, global_name=global_name)
     attachment = {
         "id": "1",
