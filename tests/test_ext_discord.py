@@ -456,6 +456,29 @@ async def test_a_handler_outliving_drain_timeout_gets_a_typed_error(
     assert isinstance(error, errors.BotDBError)
 
 
+async def test_a_command_that_closes_the_bot_does_not_wait_for_itself(
+    schema: botdb.Database, db_url: str, spool: str
+) -> None:
+    """``!shutdown`` runs inside an event handler: close() must not wait for that handler."""
+    bot = make_bot()
+    closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    @bot.command()
+    async def shutdown(ctx: commands.Context[Any]) -> None:
+        await ctx.bot.close()
+        closed.set_result(True)
+
+    gw = await started(bot)
+    db = await ext.attach(
+        bot, url=db_url, record=True, recorder_spool_path=spool, drain_timeout=3600
+    )
+    gw.feed("GUILD_CREATE", guild_payload())
+    gw.feed("MESSAGE_CREATE", message(snowflake(1), GENERAL, ANN, "!shutdown", guild_id=GUILD))
+    assert await asyncio.wait_for(closed, 30)
+    assert not db._core.is_open
+    assert await schema.fetchval("SELECT content FROM messages") == "!shutdown"
+
+
 async def test_close_does_not_wait_for_another_bots_handlers(db_url: str, spool: str) -> None:
     """Two bots in one event loop: closing one waits for its own handlers only."""
     mine, other = make_bot(), make_bot()

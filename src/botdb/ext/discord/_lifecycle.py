@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from discord.ext import commands
@@ -45,6 +45,8 @@ class _Attachment:
     recorder: RecorderCog | None = None
     closing: bool = False
     shutdown: asyncio.Task[None] | None = None
+    #: Tasks that called ``bot.close()`` (a ``!shutdown`` command's handler): not waited for.
+    closers: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 def _state(bot: commands.Bot) -> _Attachment | None:
@@ -152,6 +154,9 @@ async def _start_recording(bot: commands.Bot, state: _Attachment, events: frozen
 def _closer(bot: commands.Bot, state: _Attachment) -> Callable[[], Coroutine[Any, Any, None]]:
     async def close() -> None:
         state.closing = True
+        caller = asyncio.current_task()
+        if caller is not None:
+            state.closers.add(caller)  # it waits for the close: never wait for it in turn
         try:
             await state.original_close()
         finally:
@@ -165,7 +170,7 @@ def _closer(bot: commands.Bot, state: _Attachment) -> Callable[[], Coroutine[Any
 
 async def _shutdown(bot: commands.Bot, state: _Attachment) -> None:
     try:
-        await _drain(bot, state.drain_timeout)
+        await _drain(bot, state.drain_timeout, state.closers)
     finally:
         _forget(bot, state)
         if state.close_db:
@@ -184,17 +189,21 @@ def _handler_of(task: asyncio.Task[Any], bot: commands.Bot) -> bool:
     return owner is bot
 
 
-async def _drain(bot: commands.Bot, timeout: float) -> None:
+async def _drain(
+    bot: commands.Bot, timeout: float, waiting: set[asyncio.Task[Any]] | None = None
+) -> None:
     """Wait (up to ``timeout`` seconds) for the event handlers discord.py is running for
-    ``bot``, and for those they dispatch in turn (a command's completion event)."""
+    ``bot``, and for those they dispatch in turn (a command's completion event); never for
+    the current task or the tasks in ``waiting`` (which wait for this one)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     current = asyncio.current_task()
     while True:
+        skip = {current, *(waiting or ())}
         pending = {
             task
             for task in asyncio.all_tasks()
-            if task is not current and not task.done() and _handler_of(task, bot)
+            if task not in skip and not task.done() and _handler_of(task, bot)
         }
         remaining = deadline - loop.time()
         if not pending:
