@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from tests.discord_gateway import (
     user,
 )
 from tests.helpers import MakeDB
+from tests.test_recorder_faults import assert_typed
 
 GUILD = 100_000_000_000_000_001
 GUILD2 = 100_000_000_000_000_002
@@ -1067,3 +1068,71 @@ async def test_example_bot_runs_offline(
     assert await reader.fetchval("SELECT count(*) FROM command_history") == 3
     prefix = await reader.fetchval("SELECT prefix FROM guild_configs WHERE guild_id = $1", GUILD)
     assert prefix == "?"
+
+
+# -- the database away when the bot closes ----------------------------------------------------
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own, which the test stops and starts."""
+    from tests.test_recorder_faults import PG_BIN, PrivateCluster  # the fault tests' cluster
+
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"no PostgreSQL 15 binaries in {PG_BIN}")
+    cluster = PrivateCluster()
+    try:
+        cluster.init()
+        cluster.ctl("start")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        cluster.remove()
+        pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
+    yield cluster
+    cluster.remove()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_events_of_a_bot_closed_while_the_database_is_away_reach_it_on_next_start(
+    private_cluster: Any, tmp_path: Path
+) -> None:
+    """bot.close() with PostgreSQL down: the recorder's buffer goes to the spool file; the
+    next bot attached to the same database and spool replays it. Every error is typed."""
+    options: dict[str, Any] = {
+        "recorder_spool_path": tmp_path / "spool",
+        "retry_initial_delay": 0.02,
+        "retry_max_delay": 0.2,
+        "pool_acquire_timeout": 2.0,
+        "cache_via_database": False,
+        "recorder_flush_interval": 60,
+    }
+    async with botdb.connect(private_cluster.url, cache_via_database=False) as setup:
+        await setup.create_tables()
+
+    bot = make_bot()
+    gw = await started(bot)
+    db = await ext.attach(bot, url=private_cluster.url, record=True, **options)
+    gw.feed("GUILD_CREATE", guild_payload())
+    ids = [snowflake(n) for n in range(1, 51)]
+    for mid in ids:
+        gw.feed("MESSAGE_CREATE", message(mid, GENERAL, ANN, f"m{mid}", guild_id=GUILD))
+    await gw.settle()
+    recorder = db.recorder
+    await asyncio.to_thread(private_cluster.ctl, "stop")
+    await bot.close()  # flushes into the spool: the database is away
+    assert not db._core.is_open
+    seen = recorder.stats()
+    assert seen["errors"], "the recorder never met the stopped server"
+    assert_typed(seen)
+    assert (tmp_path / "spool").stat().st_size > 0
+
+    await asyncio.to_thread(private_cluster.ctl, "start")
+    again = make_bot()
+    await started(again)
+    db2 = await ext.attach(again, url=private_cluster.url, **options)  # replays the spool
+    await db2.recorder.flush()
+    stored = await db2.fetchval("SELECT count(*) FROM messages WHERE guild_id = $1", GUILD)
+    assert stored == len(ids)
+    assert await db2.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD) == "Botdb Lounge"
+    assert db2.recorder.stats()["replayed"] >= len(ids)
+    await again.close()
