@@ -331,10 +331,11 @@ async def test_unloading_the_extension_flushes_and_closes_the_database(
     await bot.close()  # the class's own close again: nothing of botdb's left to run
 
 
-async def test_buffered_events_are_written_by_unload_without_a_flush(
+async def test_detach_writes_buffered_events_and_those_of_handlers_in_flight(
     schema: botdb.Database, db_url: str, spool: str
 ) -> None:
-    """The teardown path closes the Database, which flushes what the recorder buffers."""
+    """detach (the teardown path) waits for the handlers already dispatched (the guild's
+    listener has not run when detach is called) and closes the Database, which flushes."""
     bot = make_bot()
     gw = await started(bot)
     db = await ext.attach(
@@ -346,6 +347,8 @@ async def test_buffered_events_are_written_by_unload_without_a_flush(
     assert await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD2) == (
         "recorded directly"
     )
+    name = await schema.fetchval("SELECT name FROM guilds WHERE id = $1", GUILD)
+    assert name == "Botdb Lounge"
     await bot.close()
 
 
