@@ -48,7 +48,8 @@ BOT_USER = {"id": 1, "is_bot": True, "first_name": "botdb", "username": "botdb_e
 
 async def count(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/count``: one more for this user."""
-    assert context.user_data is not None and update.effective_message is not None
+    assert context.user_data is not None
+    assert update.effective_message is not None
     context.user_data["count"] = context.user_data.get("count", 0) + 1
     await update.effective_message.reply_text(f"count: {context.user_data['count']}")
 
@@ -61,14 +62,16 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
 
 
 async def got_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    assert context.user_data is not None and update.effective_message is not None
+    assert context.user_data is not None
+    assert update.effective_message is not None
     context.user_data["name"] = update.effective_message.text
     await update.effective_message.reply_text("Your favourite colour?")
     return COLOUR
 
 
 async def got_colour(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    assert context.user_data is not None and update.effective_message is not None
+    assert context.user_data is not None
+    assert update.effective_message is not None
     context.user_data["colour"] = update.effective_message.text
     name = context.user_data.get("name")
     await update.effective_message.reply_text(f"Thanks {name}, {context.user_data['colour']}.")
@@ -166,7 +169,9 @@ class OfflineRequest(BaseRequest):
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
-def text_update(update_id: int, user_id: int, text: str, *, chat_id: int | None = None) -> dict:
+def text_update(
+    update_id: int, user_id: int, text: str, *, chat_id: int | None = None
+) -> dict[str, Any]:
     """The JSON of an incoming text message (a command when it starts with ``/``)."""
     message: dict[str, Any] = {
         "message_id": update_id,
