@@ -357,6 +357,10 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
             if entry is None or entry[1] != _stored(text, blob):
                 upserts.append((key, text, blob))
         deletes = [(key, entry[0]) for key, entry in known.items() if key not in present]
+        # One order of keys in every process: two transactions writing the same keys then
+        # wait for each other instead of deadlocking.
+        upserts.sort()
+        deletes.sort()
         if not upserts and not deletes:
             return
         upsert = await self._upsert_sql()
