@@ -249,6 +249,48 @@ async def test_refresh_drops_a_key_deleted_elsewhere_unless_changed_here(
     assert await SQLPersistence(db).get_bot_data() == {"edited": 2, "kept": 1}
 
 
+async def test_refresh_sees_a_key_deleted_and_created_again_elsewhere(
+    db: botdb.Database, other: botdb.Database
+) -> None:
+    mine, theirs = SQLPersistence(db), SQLPersistence(other)
+    await mine.update_chat_data(2, {"k": "first"})
+    memory = (await mine.get_chat_data())[2]
+    await theirs.get_chat_data()
+    await theirs.update_chat_data(2, {})
+    await theirs.update_chat_data(2, {"k": "second"})
+    await mine.refresh_chat_data(2, memory)
+    assert memory == {"k": "second"}
+
+
+class WritesWhileRefreshing(SQLPersistence):
+    """Runs ``during`` right after a refresh has read the stored values (a save of this
+    process finishing while a handler's refresh reads: PTB runs both concurrently)."""
+
+    during: Any = None
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        rows = await super()._fetch(query, *args)
+        if self.during is not None and "value" in query.split("FROM")[0]:
+            during, self.during = self.during, None
+            await during()
+        return rows
+
+
+async def test_a_save_finishing_during_a_refresh_is_not_undone_by_it(
+    db: botdb.Database, other: botdb.Database
+) -> None:
+    mine, theirs = WritesWhileRefreshing(db), SQLPersistence(other)
+    await mine.update_user_data(1, {"k": 1})
+    await theirs.get_user_data()
+    await theirs.update_user_data(1, {"k": 1, "x": "new"})  # makes the refresh read values
+    memory = {"k": 2}
+    mine.during = lambda: mine.update_user_data(1, dict(memory))  # k=2 saved meanwhile
+    await mine.refresh_user_data(1, memory)
+    assert memory == {"k": 2}  # what the refresh read (k=1) is older than the save
+    await mine.refresh_user_data(1, memory)
+    assert memory == {"k": 2, "x": "new"}  # the next refresh catches up
+
+
 async def test_two_persistences_writing_different_keys_of_one_chat_keep_both(
     db: botdb.Database, other: botdb.Database
 ) -> None:

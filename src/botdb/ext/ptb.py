@@ -176,21 +176,14 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
         """The stored ``bot_data`` (empty when not stored)."""
         if not self.store_data.bot_data:
             return {}
-        self._known.pop((_BOT, ""), None)  # the Application's memory starts over
-        data: Data = {}
-        await self._refresh(_BOT, "", data)
-        return data
+        return await self._load_scope(_BOT, "")
 
     async def get_callback_data(self) -> CDCData | None:
         """The callback-data cache's keyboards and queries, or None if none is stored."""
         if not self.store_data.callback_data:
             return None
-        self._known.pop((_CALLBACK, _KEYBOARDS), None)
-        self._known.pop((_CALLBACK, _QUERIES), None)
-        keyboards: Data = {}
-        queries: Data = {}
-        await self._refresh(_CALLBACK, _KEYBOARDS, keyboards)
-        await self._refresh(_CALLBACK, _QUERIES, queries)
+        keyboards = await self._load_scope(_CALLBACK, _KEYBOARDS)
+        queries = await self._load_scope(_CALLBACK, _QUERIES)
         if not keyboards and not queries:
             return None
         entries = sorted(
@@ -308,40 +301,65 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
         return result
 
     async def _refresh(self, kind: str, scope: str, data: MutableMapping[Any, Any]) -> None:
+        """Bring into ``data`` the keys another process wrote or deleted since this process
+        last loaded or wrote them; never over a local change not saved yet.
+
+        Every write of this process records the version it made, so a stored version other
+        than the recorded one was made by someone else, later (a row created again after a
+        delete starts from the clock, above the versions it had). A write of this process
+        that finishes while the refresh reads could make what was read look older than
+        memory: the refresh then changes nothing, and the next one catches up.
+        """
         writes_before = self._writes
         versions = dict(await self._fetch(_SELECT_VERSIONS, self.namespace, kind, scope))
         known = self._known.get((kind, scope), {})
-        changed = any(version > known.get(key, (0,))[0] for key, version in versions.items())
+        changed = any(known.get(key, (None,))[0] != version for key, version in versions.items())
         gone = [key for key in known if key not in versions]
-        if changed:
-            where = _where(kind, scope)
-            rows = await self._fetch(_SELECT_SCOPE, self.namespace, kind, scope)
-            known = self._known.setdefault((kind, scope), {})
-            for key, version, value, blob in rows:
-                entry = known.get(key)
-                if entry is not None and version <= entry[0]:
+        if not changed and not gone:
+            return  # the usual case: one indexed SELECT of (key, version)
+        rows = await self._fetch(_SELECT_SCOPE, self.namespace, kind, scope) if changed else []
+        if self._writes != writes_before:
+            return
+        known = self._known.setdefault((kind, scope), {})
+        where = _where(kind, scope)
+        for key, version, value, blob in rows:
+            entry = known.get(key)
+            if entry is not None and entry[0] == version:
+                continue
+            local_key = _decode_key(key)
+            stored = _stored(value, blob)
+            if local_key in data:
+                if entry is None:
+                    # Set here and not saved yet (an unsaved change wins and is written next
+                    # time), unless it is the very value the other process wrote.
+                    if not self._dirty(data[local_key], (version, stored)):
+                        known[key] = (version, stored)
                     continue
-                local_key = _decode_key(key)
-                stored = _stored(value, blob)
-                if local_key in data:
-                    if entry is None:
-                        # Set here and not saved yet (an unsaved change wins and is written
-                        # next time), unless it is the very value the other process wrote.
-                        if not self._dirty(data[local_key], (version, stored)):
-                            known[key] = (version, stored)
-                        continue
-                    if self._dirty(data[local_key], entry):
-                        continue  # an unsaved local change: it wins, and is written next time
-                data[local_key] = self._decode(where, key, value, blob)
-                known[key] = (version, stored)
-        if gone and self._writes == writes_before:
-            for key in gone:
-                local_key = _decode_key(key)
-                entry = known.pop(key)
-                if local_key in data and self._dirty(data[local_key], entry):
-                    known[key] = (0, entry[1])  # kept: the local change recreates the row
-                else:
-                    data.pop(local_key, None)
+                if self._dirty(data[local_key], entry):
+                    continue  # an unsaved local change: it wins, and is written next time
+            data[local_key] = self._decode(where, key, value, blob)
+            known[key] = (version, stored)
+        present = {row[0] for row in rows} if changed else set(versions)
+        for key in gone:
+            if key in present:
+                continue  # created again meanwhile: handled above
+            local_key = _decode_key(key)
+            entry = known.pop(key)
+            if local_key in data and self._dirty(data[local_key], entry):
+                known[key] = (0, entry[1])  # kept: the local change creates the row again
+            else:
+                data.pop(local_key, None)
+
+    async def _load_scope(self, kind: str, scope: str) -> Data:
+        rows = await self._fetch(_SELECT_SCOPE, self.namespace, kind, scope)
+        known: dict[str, _Known] = {}
+        self._known[(kind, scope)] = known  # the Application's memory starts over
+        where = _where(kind, scope)
+        data: Data = {}
+        for key, version, value, blob in rows:
+            data[_decode_key(key)] = self._decode(where, key, value, blob)
+            known[key] = (version, _stored(value, blob))
+        return data
 
     async def _update(self, kind: str, scope: str, data: Data) -> None:
         where = _where(kind, scope)
