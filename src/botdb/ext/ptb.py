@@ -107,7 +107,7 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
 
     Values are stored as JSON when they read back equal (dicts with str keys, lists, str,
     64-bit int, finite float, bool, None); dict keys of ``user_data``/``chat_data``/
-    ``bot_data`` must be str or int.
+    ``bot_data`` must be str, int or tuples of them.
 
     Across processes (several processes running one bot on one database):
 
@@ -115,9 +115,10 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
       them (one row each, ``INSERT ... ON CONFLICT DO UPDATE``), and deletes only keys this
       process had seen and that nobody rewrote since, so two processes never lose each
       other's keys; two writes of the same key: the last one wins.
-    * ``refresh_*`` (PTB calls it before each handler) takes a stored key only when its
-      version is newer than the one this process last loaded or wrote, and never over a
-      local change not yet saved (PTB saves every ``update_interval`` seconds).
+    * ``refresh_*`` (PTB calls it before each handler) takes a stored key only when another
+      process wrote it after this one last loaded or wrote it (its version is not the one
+      recorded here), and never over a local change not yet saved (PTB saves every
+      ``update_interval`` seconds); keys deleted elsewhere go, unless changed here.
     * PTB reads conversation states once, at start, and never refreshes them: a
       :class:`~telegram.ext.ConversationHandler` must see all updates of its chats in one
       process (route each chat to one process), or states diverge.
@@ -150,8 +151,8 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
         self.namespace = namespace
         self.allow_pickle = allow_pickle
         self._known: dict[tuple[str, str], dict[str, _Known]] = {}
-        # Counts finished writes; a refresh that saw a write finish while it read does not
-        # delete anything from memory (it cannot tell a fresh write from a stale read).
+        # Counts finished writes; a refresh that saw one finish while it read changes nothing
+        # (what it read may be older than that write).
         self._writes = 0
         self._upsert = ""
 
@@ -281,8 +282,8 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
     async def flush(self) -> None:
         """Nothing is buffered here: every ``update_*`` call has written before it returned.
 
-        PTB calls :meth:`~telegram.ext.Application.update_persistence` right before this on
-        ``Application.stop``, which writes what changed since the last interval.
+        PTB calls :meth:`~telegram.ext.Application.update_persistence` right before this in
+        ``Application.shutdown``, which writes what changed since the last interval.
         """
 
     # -- the work -----------------------------------------------------------------------------
