@@ -166,6 +166,8 @@ class OfflineRequest(BaseRequest):
                 "from": BOT_USER,
                 "text": params["text"],
             }
+            if "reply_markup" in params:
+                result["reply_markup"] = params["reply_markup"]
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
 

@@ -17,8 +17,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from telegram import Update
-from telegram.ext import PersistenceInput
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import (
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    PersistenceInput,
+)
 
 import botdb
 from botdb import errors
@@ -473,6 +478,74 @@ async def test_the_offline_example_runs(db_url: str) -> None:
         "Thanks Ada, Blue.",
         "count: 3",
     ]
+
+
+async def test_arbitrary_callback_data_resolves_after_a_restart(store: str) -> None:
+    """A button's callback data (a dict, kept by PTB's callback-data cache) is saved as rows
+    and still resolves when the button is pressed after a restart."""
+    pytest.importorskip("cachetools", reason="python-telegram-bot[callback-data] not installed")
+    picked: list[Any] = []
+
+    async def menu(update: Update, context: Any) -> None:
+        keyboard = [[InlineKeyboardButton("seven", callback_data={"item": 7, "tags": ["a"]})]]
+        await update.effective_message.reply_text(
+            "pick", reply_markup=InlineKeyboardMarkup(keyboard)
+        )
+
+    async def pressed(update: Update, context: Any) -> None:
+        picked.append(update.callback_query.data)
+
+    def build(db: botdb.Database, request: Any) -> Any:
+        persistence = SQLPersistence(db)
+        app = (
+            ApplicationBuilder()
+            .token(TOKEN)
+            .request(request)
+            .get_updates_request(request)
+            .persistence(persistence)
+            .arbitrary_callback_data(True)
+            .build()
+        )
+        app.add_handler(CommandHandler("menu", menu))
+        app.add_handler(CallbackQueryHandler(pressed))
+        return app
+
+    db, request = botdb.connect(store), example.OfflineRequest()
+    async with build(db, request) as app:
+        await app.process_update(Update.de_json(example.text_update(1, 42, "/menu"), app.bot))
+    await db.close()
+    sent = request.sent[-1]
+    button = sent["reply_markup"]["inline_keyboard"][0][0]
+    async with botdb.connect(store) as check:
+        loaded = await SQLPersistence(check).get_callback_data()
+    assert loaded is not None
+    assert [list(buttons.values()) for _, _, buttons in loaded[0]] == [[{"item": 7, "tags": ["a"]}]]
+
+    db, request = botdb.connect(store), example.OfflineRequest()
+    async with build(db, request) as app:  # a new Application and Database
+        message = {
+            "message_id": 1001,
+            "date": 0,
+            "chat": {"id": 42, "type": "private"},
+            "from": example.BOT_USER,
+            "text": "pick",
+            "reply_markup": sent["reply_markup"],
+        }
+        payload = {
+            "update_id": 2,
+            "callback_query": {
+                "id": "cq1",
+                "from": {"id": 42, "is_bot": False, "first_name": "u"},
+                "chat_instance": "ci",
+                "data": button["callback_data"],
+                "message": message,
+            },
+        }
+        update = Update.de_json(payload, app.bot)
+        app.bot.insert_callback_data(update)  # what polling and webhooks do for each update
+        await app.process_update(update)
+    await db.close()
+    assert picked == [{"item": 7, "tags": ["a"]}]
 
 
 CHILD = """
