@@ -329,13 +329,16 @@ async def test_a_stale_delete_does_not_undo_a_newer_write(
     [{1, 2}, (1, 2), float("nan"), {"nested": {1: "int key"}}, 2**70],
     ids=["set", "tuple", "nan", "int-key-inside", "huge-int"],
 )
-async def test_non_json_value_raises_naming_the_key_and_writes_nothing(
+async def test_non_json_value_raises_naming_the_key_and_the_other_keys_are_saved(
     db: botdb.Database, value: Any
 ) -> None:
+    """PTB does not save a user again until an update marks it: the storable keys must not
+    wait for the bad one. The bad key's old row stays as it was."""
     p = SQLPersistence(db)
+    await p.update_user_data(8, {"bad": "old"})
     with pytest.raises(errors.DataError, match=r"user_data\[8\]\['bad'\].*allow_pickle"):
         await p.update_user_data(8, {"fine": 1, "bad": value})
-    assert await rows(db, "user", "8") == {}
+    assert await SQLPersistence(db).get_user_data() == {8: {"fine": 1, "bad": "old"}}
 
 
 async def test_allow_pickle_stores_and_reads_back_non_json_values(db: botdb.Database) -> None:
@@ -366,11 +369,13 @@ async def test_allow_pickle_stores_and_reads_back_non_json_values(db: botdb.Data
         ("k" * 300, "longer than 255"),
     ],
 )
-async def test_bad_keys_raise_and_write_nothing(db: botdb.Database, key: Any, message: str) -> None:
+async def test_bad_keys_raise_and_the_other_keys_are_saved(
+    db: botdb.Database, key: Any, message: str
+) -> None:
     p = SQLPersistence(db)
     with pytest.raises(errors.DataError, match=message):
-        await p.update_chat_data(1, {"fine": 1, key: 1})
-    assert await rows(db, "chat", "1") == {}
+        await p.update_chat_data(1, {"fine": 1, key: 1, "also bad": {2}})
+    assert set(await rows(db, "chat", "1")) == {'"fine"'}
 
 
 @pytest.mark.parametrize(
@@ -546,6 +551,27 @@ async def test_arbitrary_callback_data_resolves_after_a_restart(store: str) -> N
         await app.process_update(update)
     await db.close()
     assert picked == [{"item": 7, "tags": ["a"]}]
+
+
+async def test_a_value_that_is_not_json_reaches_the_error_handlers_the_rest_is_saved(
+    store: str,
+) -> None:
+    errors_seen: list[BaseException] = []
+
+    async def remember(update: object, context: Any) -> None:
+        errors_seen.append(context.error)
+
+    async with Bot(store) as bot:
+        bot.app.add_error_handler(remember)
+        assert await bot.send(42, "/count") == "count: 1"
+        bot.app.user_data[42]["when"] = {1, 2}  # a set: not JSON, pickling not enabled
+        await bot.app.update_persistence()
+        assert len(errors_seen) == 1
+        assert isinstance(errors_seen[0], errors.DataError)
+        assert "user_data[42]['when']" in str(errors_seen[0])
+        del bot.app.user_data[42]["when"]
+    async with botdb.connect(store) as db:
+        assert await SQLPersistence(db).get_user_data() == {42: {"count": 1}}
 
 
 CHILD = """

@@ -365,23 +365,41 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
     async def _update(self, kind: str, scope: str, data: Data) -> None:
         where = _where(kind, scope)
         known = self._known.get((kind, scope), {})
-        # Everything is encoded first: a bad key or value raises before anything is written.
+        # Each key is its own row: a key that cannot be stored is left as it was (its old
+        # row, if any, stays) and reported after the others are written, since PTB does not
+        # save this user or chat again until a new update marks it.
+        refused: list[errors.DataError] = []
         upserts: list[tuple[str, str | None, bytes | None]] = []
         present: set[str] = set()
         for local_key, value in data.items():
-            key = _encode_key(where, local_key)
-            present.add(key)
-            text, blob = self._encode(where, local_key, value)
+            try:
+                key = _encode_key(where, local_key)
+                present.add(key)
+                text, blob = self._encode(where, local_key, value)
+            except errors.DataError as exc:
+                refused.append(exc)
+                continue
             entry = known.get(key)
             if entry is None or entry[1] != _stored(text, blob):
                 upserts.append((key, text, blob))
         deletes = [(key, entry[0]) for key, entry in known.items() if key not in present]
+        if upserts or deletes:
+            await self._write(kind, scope, upserts, deletes)
+        if refused:
+            more = f" (and {len(refused) - 1} more key(s))" if len(refused) > 1 else ""
+            raise errors.DataError(f"{refused[0].message}{more}; the other keys were saved")
+
+    async def _write(
+        self,
+        kind: str,
+        scope: str,
+        upserts: list[tuple[str, str | None, bytes | None]],
+        deletes: list[tuple[str, int]],
+    ) -> None:
         # One order of keys in every process: two transactions writing the same keys then
         # wait for each other instead of deadlocking.
         upserts.sort()
         deletes.sort()
-        if not upserts and not deletes:
-            return
         upsert = await self._upsert_sql()
         namespace = self.namespace
 
