@@ -28,7 +28,7 @@ from telegram.ext import (
 import botdb
 from botdb import errors
 from botdb.ext.ptb import SQLPersistence
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ptb_bot.py"
@@ -442,6 +442,30 @@ async def test_two_counts_in_a_row_count_to_two(store: str) -> None:
         assert await bot.send(42, "/count") == "count: 1"
         assert await bot.send(42, "/count") == "count: 2"
         assert await bot.send(43, "/count") == "count: 1"
+
+
+async def test_a_running_application_saves_every_update_interval(
+    store: str, db: botdb.Database
+) -> None:
+    """Application.start runs PTB's own save loop: with a short update_interval the count
+    reaches the database while the bot runs, before any shutdown."""
+    bot_db, request = botdb.connect(store), example.OfflineRequest()
+    app = example.build_application(bot_db, TOKEN, request=request, update_interval=0.05)
+    async with app:
+        await app.start()
+        try:
+            for update_id in (1, 2):
+                payload = example.text_update(update_id, 42, "/count")
+                await app.update_queue.put(Update.de_json(payload, app.bot))
+
+            async def saved() -> bool:
+                return (await rows(db, "user", "42")).get('"count"', (None,))[0] == "2"
+
+            await wait_until(saved, what="count 2 saved by the Application's own loop")
+        finally:
+            await app.stop()
+    await bot_db.close()
+    assert [message["text"] for message in request.sent] == ["count: 1", "count: 2"]
 
 
 async def test_conversation_and_user_data_survive_a_restart(store: str) -> None:
