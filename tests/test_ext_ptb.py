@@ -17,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     ApplicationBuilder,
@@ -319,6 +321,54 @@ async def test_a_stale_delete_does_not_undo_a_newer_write(
     await b.update_user_data(3, {"k": 2})  # newer than what a knows
     await a.update_user_data(3, {})  # a removes k, on its old knowledge
     assert (await SQLPersistence(db).get_user_data())[3] == {"k": 2}
+
+
+_SCOPES = iter(range(1_000_000, 2_000_000))
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1]),
+        st.sampled_from(["set", "set", "del", "save", "refresh"]),
+        st.integers(0, 1),
+        st.integers(0, 9),
+    ),
+    min_size=8,
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_OPS)
+async def test_two_processes_interleaved_never_lose_their_own_keys(
+    db: botdb.Database, other: botdb.Database, ops: list[tuple[int, str, int, int]]
+) -> None:
+    """Any interleaving of two processes setting, deleting, saving and refreshing their own
+    keys of one chat: a refresh never takes back a process's own change, and after a last
+    save and refresh by both, the database and both memories hold exactly the latest values."""
+    chat = next(_SCOPES)
+    persistences = [SQLPersistence(db), SQLPersistence(other)]
+    memories: list[dict[Any, Any]] = [{}, {}]
+    latest: dict[str, int] = {}
+    for who, action, index, value in ops:
+        p, memory, key = persistences[who], memories[who], f"p{who}_k{index}"
+        if action == "set":
+            memory[key] = latest[key] = value
+        elif action == "del":
+            memory.pop(key, None)
+            latest.pop(key, None)
+        elif action == "save":
+            await p.update_chat_data(chat, dict(memory))
+        else:
+            await p.refresh_chat_data(chat, memory)
+        own = {k: v for k, v in latest.items() if k.startswith(f"p{who}_")}
+        assert {k: v for k, v in memory.items() if k.startswith(f"p{who}_")} == own
+    for who in (0, 1):
+        await persistences[who].update_chat_data(chat, dict(memories[who]))
+    for who in (0, 1):
+        await persistences[who].refresh_chat_data(chat, memories[who])
+        assert memories[who] == latest
+    assert (await SQLPersistence(db).get_chat_data()).get(chat, {}) == latest
 
 
 # --- values that are not JSON, keys, bad input -----------------------------------------------
