@@ -536,6 +536,27 @@ async def test_conversation_and_user_data_survive_a_restart(store: str) -> None:
         }
 
 
+async def test_application_drop_user_data_deletes_the_rows(store: str, db: botdb.Database) -> None:
+    async with Bot(store) as bot:
+        assert await bot.send(42, "/count") == "count: 1"
+        assert await bot.send(43, "/count") == "count: 1"
+        await bot.app.update_persistence()
+        assert set(await rows(db, "user", "42")) == {'"count"'}
+        bot.app.drop_user_data(42)
+        await bot.app.update_persistence()
+        assert await rows(db, "user", "42") == {}
+    assert set(await rows(db, "user", "43")) == {'"count"'}
+
+
+def test_the_example_without_a_token_says_what_to_set() -> None:
+    env = {k: v for k, v in child_env().items() if k != "BOT_TOKEN"}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 1
+    assert "set BOT_TOKEN" in out.stderr
+
+
 async def test_the_offline_example_runs(db_url: str) -> None:
     """``python examples/ptb_bot.py --offline URL`` migrates an empty database, then runs
     the scripted updates with a restart in the middle."""
