@@ -105,6 +105,11 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
             Unpickling runs code chosen by whoever can write the table: enable it only when
             nobody else can.
 
+    Attributes:
+        db: the Database; handlers reach it as ``context.application.persistence.db``.
+        namespace: as given.
+        allow_pickle: as given.
+
     Values are stored as JSON when they read back equal (dicts with str keys, lists, str,
     64-bit int, finite float, bool, None); dict keys of ``user_data``/``chat_data``/
     ``bot_data`` must be str, int or tuples of them.
