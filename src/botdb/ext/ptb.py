@@ -62,8 +62,8 @@ _SELECT_KIND = (
     f"SELECT scope, key, version, value, pickled FROM {TABLE} WHERE namespace = $1 AND kind = $2"
 )
 _DELETE_SCOPE = f"DELETE FROM {TABLE} {_WHERE_SCOPE}"
-# Only the version this process knows: a newer write by another process is not undone.
-_DELETE_KEY = f"DELETE FROM {TABLE} {_WHERE_SCOPE} AND key = $4 AND version <= $5"
+# Only the version this process knows: a later write by another process is not undone.
+_DELETE_KEY = f"DELETE FROM {TABLE} {_WHERE_SCOPE} AND key = $4 AND version = $5"
 _DELETE_ANY_VERSION = f"DELETE FROM {TABLE} {_WHERE_SCOPE} AND key = $4"
 _UPSERT = (
     f"INSERT INTO {TABLE} (namespace, kind, scope, key, value, pickled, version, updated_at)"
