@@ -428,6 +428,12 @@ async def test_bad_keys_raise_and_the_other_keys_are_saved(
     assert set(await rows(db, "chat", "1")) == {'"fine"'}
 
 
+async def test_conversation_name_longer_than_the_column_is_refused(db: botdb.Database) -> None:
+    with pytest.raises(errors.DataError, match="at most 255"):
+        await SQLPersistence(db).update_conversation("c" * 256, (1, 2), 1)
+    assert await db.fetchval("SELECT count(*) FROM ptb_persistence") == 0
+
+
 @pytest.mark.parametrize(
     "options",
     [{"namespace": ""}, {"namespace": "n" * 65}, {"update_interval": 0}, {"update_interval": "5"}],

@@ -237,7 +237,12 @@ class SQLPersistence(BasePersistence[Data, Data, Data]):
         self, name: str, key: ConversationKey, new_state: object | None
     ) -> None:
         """Store the state of one conversation (``None`` deletes it)."""
-        where = f"conversation {name!r}"
+        where = f"conversation {short(name, 40)}"
+        if len(name) > MAX_KEY_LENGTH:
+            raise errors.DataError(
+                f"{where}: a persistent ConversationHandler's name is at most "
+                f"{MAX_KEY_LENGTH} characters"
+            )
         encoded_key = _encode_key(where, key)
         if new_state is None:
             await self._execute(
