@@ -40,6 +40,7 @@ from botdb.models import (
     Mention,
     Message,
     ModerationCase,
+    PersistenceEntry,
     Reaction,
     ReactionCount,
     ReminderLog,
@@ -62,7 +63,8 @@ CATEGORY, CHANNEL, THREAD, ROLE, MESSAGE, THREAD_MESSAGE = (BIG + n for n in ran
 TG_CHAT = -1_001_234_567_890  # a Telegram supergroup: negative id
 TG_USER = 987_654_321
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-GLOBAL_TABLES = {"guilds", "users", "kv_store"}  # not chat-scoped
+# Not chat-scoped (ptb_persistence is keyed by namespace; its scope holds the chat id).
+GLOBAL_TABLES = {"guilds", "users", "kv_store", "ptb_persistence"}
 
 
 def _async_url(url: str) -> str:
@@ -103,6 +105,14 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
             User(id=USER, username="alice", display_name="Alice"),
             User(id=TG_USER, platform="telegram", first_name="Bob", language_code="en"),
             KeyValue(namespace="gallery", scope=f"guild:{GUILD}", key="channel", value=CHANNEL),
+            PersistenceEntry(
+                namespace="bot",
+                kind="chat",
+                scope=str(TG_CHAT),
+                key='"lang"',
+                value='"en"',
+                version=1,
+            ),
         ],
         [
             GuildConfig(guild_id=GUILD, prefix="!", settings={"auto_delete": True}),
@@ -460,6 +470,25 @@ BAD_ROWS = [
         None,
     ),
     BadRow("kv value", lambda: KeyValue(namespace="n", scope="global", key="k", value=None), None),
+    BadRow(
+        "persistence kind",
+        lambda: PersistenceEntry(
+            namespace="n", kind="guild", scope="", key='"k"', value="1", version=1
+        ),
+        "ck_ptb_persistence_kind_known",
+    ),
+    BadRow(
+        "persistence value and pickled both set",
+        lambda: PersistenceEntry(
+            namespace="n", kind="bot", scope="", key='"k"', value="1", pickled=b"x", version=1
+        ),
+        "ck_ptb_persistence_one_value",
+    ),
+    BadRow(
+        "persistence value missing",
+        lambda: PersistenceEntry(namespace="n", kind="bot", scope="", key='"k"', version=1),
+        "ck_ptb_persistence_one_value",
+    ),
 ]
 
 
@@ -579,7 +608,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 24
+    assert len(tables) == 25
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:

@@ -35,6 +35,7 @@ from botdb.models import (
     Mention,
     Message,
     ModerationCase,
+    PersistenceEntry,
     Reaction,
     ReactionCount,
     ReminderLog,
@@ -186,6 +187,21 @@ async def populate(url: str, *, users: int = 30) -> None:
             s.add(GuildConfig(guild_id=1, prefix="?", settings={"b": [1, 2], "a": {"z": None}}))
             s.add(KeyValue(namespace="ns", scope="global", key="k", value=[1, "two", 3.5]))
             s.add(KeyValue(namespace="ns", scope="guild:1", key="Zeta", value={"x": True}))
+            s.add(
+                PersistenceEntry(
+                    namespace="bot", kind="user", scope="5", key='"n"', value="2", version=1
+                )
+            )
+            s.add(
+                PersistenceEntry(
+                    namespace="bot",
+                    kind="bot",
+                    scope="",
+                    key='"p"',
+                    pickled=b"\x80\x05K\x01.",
+                    version=7,
+                )
+            )
             s.add(GuildCaseCounter(guild_id=1, last_case_number=1))
             s.add(
                 ModerationCase(
@@ -295,6 +311,7 @@ def test_every_builtin_table_is_populated_by_the_fixture_data() -> None:
             Mention,
             Message,
             ModerationCase,
+            PersistenceEntry,
             Reaction,
             ReactionCount,
             ReminderLog,

@@ -29,6 +29,7 @@ from botdb.models.messages import (
     ReactionCount,
 )
 from botdb.models.moderation import CASE_ACTIONS, GuildCaseCounter, ModerationCase
+from botdb.models.persistence import PERSISTENCE_KINDS, PersistenceEntry
 from botdb.models.reminders import (
     REMINDER_STATUSES,
     EventReaction,
@@ -46,6 +47,7 @@ __all__ = [
     "JSON_TYPE",
     "MENTION_TARGETS",
     "NAMING_CONVENTION",
+    "PERSISTENCE_KINDS",
     "PLATFORMS",
     "REMINDER_STATUSES",
     "SURROGATE_KEY",
@@ -66,6 +68,7 @@ __all__ = [
     "Mention",
     "Message",
     "ModerationCase",
+    "PersistenceEntry",
     "Reaction",
     "ReactionCount",
     "ReminderLog",
