@@ -42,34 +42,28 @@ from botdb.ext.aiogram import DatabaseMiddleware, SQLStorage
 from botdb.models import KeyValue
 from botdb.services.users import UserRecord
 
-router = Router(name="example")
-
 
 class Form(StatesGroup):
     name = State()
     age = State()
 
 
-@router.message(CommandStart())
 async def start(message: Message, state: FSMContext, db_user: UserRecord) -> None:
     await state.set_state(Form.name)
     await message.answer(f"Hello, {db_user.name}! What is your name?")
 
 
-@router.message(Command("cancel"))
 async def cancel(message: Message, state: FSMContext) -> None:
     await state.set_state(None)
     await message.answer("Cancelled.")
 
 
-@router.message(Form.name, F.text)
 async def got_name(message: Message, state: FSMContext) -> None:
     await state.update_data(name=message.text)
     await state.set_state(Form.age)
     await message.answer("How old are you?")
 
 
-@router.message(Form.age, F.text)
 async def got_age(message: Message, state: FSMContext, session: AsyncSession) -> None:
     text = message.text or ""
     if not text.isdigit():
@@ -90,7 +84,6 @@ async def got_age(message: Message, state: FSMContext, session: AsyncSession) ->
     await message.answer(f"Saved: {data['name']}, {data['age']}.")
 
 
-@router.message(Command("profile"))
 async def profile(message: Message, session: AsyncSession) -> None:
     assert message.from_user is not None
     row = await session.get(KeyValue, ("profiles", f"user:{message.from_user.id}", "profile"))
@@ -100,7 +93,6 @@ async def profile(message: Message, session: AsyncSession) -> None:
         await message.answer(f"Profile: {row.value['name']}, {row.value['age']}.")
 
 
-@router.message(Command("count"))
 async def count(message: Message, state: FSMContext) -> None:
     # Read, then write: safe because the event isolation runs one update of this user at a
     # time, in every process.
@@ -109,12 +101,24 @@ async def count(message: Message, state: FSMContext) -> None:
     await message.answer(f"Count: {total}")
 
 
+def build_router() -> Router:
+    """The bot's handlers (a new Router each call: a Router joins one Dispatcher only)."""
+    router = Router(name="example")
+    router.message.register(start, CommandStart())
+    router.message.register(cancel, Command("cancel"))
+    router.message.register(count, Command("count"))
+    router.message.register(profile, Command("profile"))
+    router.message.register(got_name, Form.name, F.text)
+    router.message.register(got_age, Form.age, F.text)
+    return router
+
+
 def build_dispatcher(db: botdb.Database, *, lease: float = 30.0) -> Dispatcher:
     """The bot's Dispatcher: FSM in ``db``, cross-process isolation, the middleware."""
     storage = SQLStorage(db)
     dp = Dispatcher(storage=storage, events_isolation=storage.create_isolation(lease=lease))
     dp.update.outer_middleware(DatabaseMiddleware(db))
-    dp.include_router(router)
+    dp.include_router(build_router())
     return dp
 
 

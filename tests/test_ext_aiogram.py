@@ -461,3 +461,28 @@ async def test_a_sigkilled_holder_does_not_wedge_the_key(
         await asyncio.wait_for(waiter, 60)
     finally:
         await isolation.close()
+
+
+# -- imports ------------------------------------------------------------------------------------
+
+
+def test_botdb_never_imports_aiogram_and_its_absence_names_the_extra() -> None:
+    """``import botdb`` (models and the ext package included) loads no aiogram; without
+    aiogram installed, ``botdb.ext.aiogram`` raises MissingDependencyError naming the extra."""
+    code = (
+        "import sys, botdb, botdb.ext, botdb.models\n"
+        "print('aiogram' in sys.modules)\n"
+        "sys.modules['aiogram'] = None  # as if the extra were not installed\n"
+        "try:\n"
+        "    import botdb.ext.aiogram\n"
+        "except botdb.MissingDependencyError as exc:\n"
+        "    print(isinstance(exc, ImportError), exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False",
+        "True aiogram is not installed; install it with: pip install 'botdb[aiogram]'",
+    ]
