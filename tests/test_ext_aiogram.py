@@ -28,7 +28,7 @@ import botdb
 from botdb import errors
 from botdb.ext.aiogram import SQLEventIsolation, SQLStorage
 from tests.aiogram_contract import storage_contract
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, wait_until
 
 REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
 KEY = StorageKey(bot_id=42, chat_id=-1001, user_id=7)
@@ -63,7 +63,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per test method of aiogram's ``TestStorages`` (fetched at collection)."""
     if "contract_test" not in metafunc.fixturenames:
         return
-    cache = metafunc.config.cache
+    cache = getattr(metafunc.config, "cache", None)  # None under -p no:cacheprovider
     contract, reason = storage_contract(None if cache is None else cache.mkdir("aiogram-sdist"))
     if contract is None:
         metafunc.parametrize("contract_test", [pytest.param(reason, id="unavailable")])
@@ -341,6 +341,64 @@ async def test_a_failing_handler_releases_the_lock(
         async with isolation.lock(KEY):
             pass
     assert await db.fetchval("SELECT count(*) FROM fsm_locks") == 0
+
+
+async def held_locks(db: botdb.Database) -> int:
+    """Locks held on the database: advisory locks (PostgreSQL) or lease rows (SQLite)."""
+    if db.backend == "postgresql":
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        return int(await db.fetchval(query))
+    return int(await db.fetchval("SELECT count(*) FROM fsm_locks"))
+
+
+async def no_locks(db: botdb.Database) -> bool:
+    return await held_locks(db) == 0
+
+
+async def test_a_waiter_cancelled_while_another_holder_has_the_key_leaves_no_lock(
+    storage: SQLStorage, db: botdb.Database
+) -> None:
+    """Two isolations (as two processes would have); the second's waiter is cancelled at
+    some point of its polling; afterwards no lock is left behind and the key is free."""
+    first = storage.create_isolation(lease=5.0)
+    second = storage.create_isolation(lease=5.0, retry_initial=0.001, retry_max=0.002)
+    try:
+        for round_ in range(8):
+            async with first.lock(KEY):
+                waiter = asyncio.create_task(second.lock(KEY).__aenter__())
+                for _ in range(round_):
+                    await asyncio.sleep(0)  # cancel it at a different point each round
+                waiter.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiter
+            # A connection closed or reset to free a lock does so in the background.
+            await wait_until(lambda: no_locks(db), what="every lock released")
+        async with asyncio.timeout(30), second.lock(KEY):
+            assert await held_locks(db) == 1
+    finally:
+        await first.close()
+        await second.close()
+    await wait_until(lambda: no_locks(db), what="every lock released")
+
+
+@pytest.mark.slow
+async def test_a_lease_is_renewed_while_its_handler_runs(
+    storage: SQLStorage, db: botdb.Database
+) -> None:
+    """SQLite: a handler running for several lease periods keeps the key."""
+    if db.backend != "sqlite":
+        pytest.skip("PostgreSQL's advisory locks have no lease")
+    first = storage.create_isolation(lease=1.5)
+    second = storage.create_isolation(lease=1.5)
+    try:
+        async with first.lock(KEY):
+            waiter = asyncio.create_task(second.lock(KEY).__aenter__())
+            done, _ = await asyncio.wait({waiter}, timeout=4.0)  # over 2.5 lease periods
+            assert not done, "the lease of a running handler expired"
+        await asyncio.wait_for(waiter, 30)
+    finally:
+        await second.close()
+        await first.close()
 
 
 # -- isolation across processes -----------------------------------------------------------------

@@ -29,6 +29,8 @@ from botdb.models import (
     Channel,
     CommandHistory,
     EventReaction,
+    FSMLock,
+    FSMState,
     Guild,
     GuildCaseCounter,
     GuildConfig,
@@ -62,7 +64,7 @@ CATEGORY, CHANNEL, THREAD, ROLE, MESSAGE, THREAD_MESSAGE = (BIG + n for n in ran
 TG_CHAT = -1_001_234_567_890  # a Telegram supergroup: negative id
 TG_USER = 987_654_321
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-GLOBAL_TABLES = {"guilds", "users", "kv_store"}  # not chat-scoped
+GLOBAL_TABLES = {"guilds", "users", "kv_store", "fsm_locks"}  # not chat-scoped
 
 
 def _async_url(url: str) -> str:
@@ -103,6 +105,19 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
             User(id=USER, username="alice", display_name="Alice"),
             User(id=TG_USER, platform="telegram", first_name="Bob", language_code="en"),
             KeyValue(namespace="gallery", scope=f"guild:{GUILD}", key="channel", value=CHANNEL),
+            FSMState(
+                bot_id=1,
+                guild_id=TG_CHAT,
+                user_id=TG_USER,
+                has_thread=False,
+                thread_id=0,
+                has_business_connection=False,
+                business_connection_id="",
+                destiny="default",
+                state="Form:name",
+                data={"name": "Bob"},
+            ),
+            FSMLock(lock_key="[1]", holder="host:1:ab", expires_at=NOW),
         ],
         [
             GuildConfig(guild_id=GUILD, prefix="!", settings={"auto_delete": True}),
@@ -567,7 +582,7 @@ def test_every_foreign_key_is_covered_by_an_index() -> None:
 
 
 def test_every_chat_scoped_table_has_guild_id() -> None:
-    """All built-in tables but guilds, users and kv_store carry a guild_id column."""
+    """All built-in tables but guilds, users, kv_store and fsm_locks carry a guild_id column."""
     names = {table.name for table in builtin_tables()}
     assert names >= GLOBAL_TABLES
     lacking = [
@@ -579,7 +594,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 24
+    assert len(tables) == 26
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:
@@ -593,7 +608,8 @@ def test_ids_are_bigint_and_constraints_are_named() -> None:
     for table in builtin_tables():
         for col in table.columns:
             if col.name == "id" or col.name.endswith("_id"):
-                if col.name in ("external_id", "file_id"):
+                # Platform ids that are text, not chat ids (Telegram business connections).
+                if col.name in ("external_id", "file_id", "business_connection_id"):
                     continue
                 assert (
                     col.type.compile(

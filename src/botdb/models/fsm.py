@@ -1,12 +1,13 @@
 """Finite-state-machine storage of chat frameworks (aiogram's FSM): one row per key.
 
 The key is aiogram's whole ``StorageKey``: bot, chat, user, thread, business connection and
-destiny. A thread id or business connection id may be absent (``None``), which must stay
-distinct from ``0`` / ``""``; SQL unique keys treat NULLs as distinct (and SQLite has no
-``NULLS NOT DISTINCT``), so each optional part is stored as a NOT NULL value plus a flag
-saying whether it is present: ``(has_thread_id, thread_id)`` is ``(False, 0)`` for ``None``
-and ``(True, 0)`` for ``0``. The primary key then covers every part, and one
-``INSERT ... ON CONFLICT (primary key) DO UPDATE`` upserts a row atomically on both backends.
+destiny; the chat id is stored in ``guild_id``, as in every chat-scoped table. A thread id or
+business connection id may be absent (``None``), which must stay distinct from ``0`` /
+``""``; SQL unique keys treat NULLs as distinct (and SQLite has no ``NULLS NOT DISTINCT``),
+so each optional part is stored as a NOT NULL value plus a flag saying whether it is present:
+``(has_thread, thread_id)`` is ``(False, 0)`` for ``None`` and ``(True, 0)`` for ``0``. The
+primary key then covers every part, and one ``INSERT ... ON CONFLICT (primary key) DO
+UPDATE`` upserts a row atomically on both backends.
 
 ``fsm_locks`` holds the leases by which several processes sharing one SQLite file serialise
 the events of a key (PostgreSQL uses advisory locks instead and leaves the table empty).
@@ -33,20 +34,21 @@ class FSMState(Base):
 
     __tablename__ = "fsm_states"
     __table_args__ = (
-        CheckConstraint("has_thread_id OR thread_id = 0", name="thread_id_absent"),
+        CheckConstraint("has_thread OR thread_id = 0", name="thread_id_absent"),
         CheckConstraint(
-            "has_business_connection_id OR business_connection_id = ''",
+            "has_business_connection OR business_connection_id = ''",
             name="business_connection_id_absent",
         ),
         {"info": builtin_info()},
     )
 
     bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: The chat id, named like the chat column of every chat-scoped table.
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    has_thread_id: Mapped[bool] = mapped_column(primary_key=True)
+    has_thread: Mapped[bool] = mapped_column(primary_key=True)
     thread_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    has_business_connection_id: Mapped[bool] = mapped_column(primary_key=True)
+    has_business_connection: Mapped[bool] = mapped_column(primary_key=True)
     business_connection_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     destiny: Mapped[str] = mapped_column(String(255), primary_key=True)
     state: Mapped[str | None] = mapped_column(Text, default=None)

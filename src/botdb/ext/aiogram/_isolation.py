@@ -147,7 +147,17 @@ class SQLEventIsolation(BaseEventIsolation):
 
     async def _acquire(self, name: str) -> None:
         delay = self.retry_initial
-        while not await self._try(name):
+        while True:
+            try:
+                taken = await self._try(name)
+            except BaseException:
+                # Cancelled or failed mid-statement: the lock may have been taken all the
+                # same. No other task of this process holds the key (the local lock), so
+                # releasing it unconditionally is safe, and leaves no lock behind.
+                await self._release(name)
+                raise
+            if taken:
+                break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter only
             delay = min(delay * 2, self.retry_max)
         self._held.add(name)
@@ -168,15 +178,32 @@ class SQLEventIsolation(BaseEventIsolation):
 
     async def _release(self, name: str) -> None:
         self._held.discard(name)
+        if self._postgres:
+            await self._unlock(name)
+            return
         try:
-            if self._postgres:
-                await self._on_connection("SELECT pg_advisory_unlock($1)", name)
-            else:
-                await self.db.execute(_DROP_LEASE, name, self.holder)
+            await self.db.execute(_DROP_LEASE, name, self.holder)
         except errors.BotDBError as exc:
-            # The lock is not lost for good: the session's end (PostgreSQL) or the lease's
-            # expiry (SQLite) frees it. The handler's own outcome stands.
-            _log.warning("could not release the FSM lock %s: %s", name, exc)
+            # The lease expires by itself; the handler's own outcome stands.
+            _log.warning("could not release the FSM lease %s: %s", name, exc)
+
+    async def _unlock(self, name: str) -> None:
+        """Release an advisory lock; if that fails, end the session, which frees it."""
+        for _ in range(2):  # a cancelled statement's late cancel request may hit the first try
+            try:
+                await self._on_connection("SELECT pg_advisory_unlock($1)", name)
+                return
+            except errors.BotDBError as exc:
+                failure = exc
+        _log.warning(
+            "could not release the FSM lock %s (%s): closing its connection, which frees it "
+            "and the %d other lock(s) it held",
+            name,
+            failure,
+            len(self._held),
+        )
+        async with self._conn_lock:
+            await self._drop_connection(terminate=True)
 
     async def _on_connection(self, query: str, name: str) -> object:
         """Run an advisory-lock function on the isolation's own connection (PostgreSQL)."""
@@ -192,11 +219,16 @@ class SQLEventIsolation(BaseEventIsolation):
                         "the FSM lock connection dropped; %d held lock(s) were released",
                         len(self._held),
                     )
-                await self._drop_connection()
+                await self._drop_connection(terminate=True)
                 raise
 
-    async def _drop_connection(self) -> None:
-        self._conn = None
+    async def _drop_connection(self, *, terminate: bool = False) -> None:
+        """Hand the lock connection back (its locks are reset before anyone reuses it), or
+        with ``terminate`` close it, ending the session and every lock it holds at once."""
+        conn, self._conn = self._conn, None
+        if terminate and conn is not None:
+            with contextlib.suppress(Exception):  # already closed or broken: the same result
+                conn.driver_connection.terminate()
         stack, self._conn_stack = self._conn_stack, AsyncExitStack()
         try:
             await stack.aclose()

@@ -18,11 +18,11 @@ __all__ = ["KEY_COLUMNS", "KEY_WHERE", "KeyParams", "advisory_id", "key_params",
 #: The primary-key columns of ``fsm_states``, in the order of :func:`key_params`.
 KEY_COLUMNS: Final = (
     "bot_id",
-    "chat_id",
+    "guild_id",  # the chat id, named like every chat-scoped table's column
     "user_id",
-    "has_thread_id",
+    "has_thread",
     "thread_id",
-    "has_business_connection_id",
+    "has_business_connection",
     "business_connection_id",
     "destiny",
 )

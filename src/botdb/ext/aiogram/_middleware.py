@@ -1,6 +1,6 @@
 """``DatabaseMiddleware``: the database, a per-update ORM session and the user in handlers.
 
-Seed 003's session middleware and user service in one middleware: the handler's ``data`` gets
+A per-update session middleware and the user service in one middleware: the handler's ``data`` gets
 ``db``, ``session`` (committed after the handler returns, rolled back and the error re-raised
 if it raises) and ``db_user`` (the :class:`~botdb.services.users.UserRecord` of the update's
 sender, from ``db.users.get_or_create``: served from the cache, written only when the

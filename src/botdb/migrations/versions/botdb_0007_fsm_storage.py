@@ -32,11 +32,11 @@ def upgrade() -> None:
     op.create_table(
         "fsm_states",
         sa.Column("bot_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("guild_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("user_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("has_thread_id", sa.Boolean(), nullable=False),
+        sa.Column("has_thread", sa.Boolean(), nullable=False),
         sa.Column("thread_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("has_business_connection_id", sa.Boolean(), nullable=False),
+        sa.Column("has_business_connection", sa.Boolean(), nullable=False),
         sa.Column("business_connection_id", sa.String(length=255), nullable=False),
         sa.Column("destiny", sa.String(length=255), nullable=False),
         sa.Column("state", sa.Text(), nullable=True),
@@ -51,19 +51,19 @@ def upgrade() -> None:
         sa.Column("data_expires_at", UTCDateTime(), nullable=True),
         sa.Column("updated_at", UTCDateTime(), server_default=utcnow(), nullable=False),
         sa.CheckConstraint(
-            "has_thread_id OR thread_id = 0", name=op.f("ck_fsm_states_thread_id_absent")
+            "has_thread OR thread_id = 0", name=op.f("ck_fsm_states_thread_id_absent")
         ),
         sa.CheckConstraint(
-            "has_business_connection_id OR business_connection_id = ''",
+            "has_business_connection OR business_connection_id = ''",
             name=op.f("ck_fsm_states_business_connection_id_absent"),
         ),
         sa.PrimaryKeyConstraint(
             "bot_id",
-            "chat_id",
+            "guild_id",
             "user_id",
-            "has_thread_id",
+            "has_thread",
             "thread_id",
-            "has_business_connection_id",
+            "has_business_connection",
             "business_connection_id",
             "destiny",
             name=op.f("pk_fsm_states"),
