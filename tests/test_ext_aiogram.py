@@ -351,6 +351,12 @@ async def held_locks(db: botdb.Database) -> int:
     return int(await db.fetchval("SELECT count(*) FROM fsm_locks"))
 
 
+async def take(isolation: SQLEventIsolation, key: StorageKey = KEY) -> None:
+    """Take the key's lock and release it at once."""
+    async with isolation.lock(key):
+        pass
+
+
 async def no_locks(db: botdb.Database) -> bool:
     return await held_locks(db) == 0
 
@@ -365,7 +371,7 @@ async def test_a_waiter_cancelled_while_another_holder_has_the_key_leaves_no_loc
     try:
         for round_ in range(8):
             async with first.lock(KEY):
-                waiter = asyncio.create_task(second.lock(KEY).__aenter__())
+                waiter = asyncio.create_task(take(second))
                 for _ in range(round_):
                     await asyncio.sleep(0)  # cancel it at a different point each round
                 waiter.cancel()
@@ -392,7 +398,7 @@ async def test_a_lease_is_renewed_while_its_handler_runs(
     second = storage.create_isolation(lease=1.5)
     try:
         async with first.lock(KEY):
-            waiter = asyncio.create_task(second.lock(KEY).__aenter__())
+            waiter = asyncio.create_task(take(second))
             done, _ = await asyncio.wait({waiter}, timeout=4.0)  # over 2.5 lease periods
             assert not done, "the lease of a running handler expired"
         await asyncio.wait_for(waiter, 30)
@@ -506,12 +512,7 @@ async def test_a_sigkilled_holder_does_not_wedge_the_key(
     storage = SQLStorage(db)
     isolation = storage.create_isolation(lease=1.0)
     try:
-
-        async def take() -> None:
-            async with isolation.lock(KEY):
-                pass
-
-        waiter = asyncio.create_task(take())
+        waiter = asyncio.create_task(take(isolation))
         done, _ = await asyncio.wait({waiter}, timeout=0.3)
         assert not done, "the lock was taken while its holder was alive"
         os.kill(holder.pid, signal.SIGKILL)
