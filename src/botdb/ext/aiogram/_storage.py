@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from botdb.ext.aiogram._isolation import SQLEventIsolation
 
 __all__ = ["SQLStorage"]
-
-_log = logging.getLogger("botdb.ext.aiogram")
 
 _COLUMNS = ", ".join(KEY_COLUMNS)
 _KEY_VALUES = ", ".join(f"${i}" for i in range(1, 9))
