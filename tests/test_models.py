@@ -29,6 +29,8 @@ from botdb.models import (
     Channel,
     CommandHistory,
     EventReaction,
+    FSMLock,
+    FSMState,
     Guild,
     GuildCaseCounter,
     GuildConfig,
@@ -64,7 +66,7 @@ TG_CHAT = -1_001_234_567_890  # a Telegram supergroup: negative id
 TG_USER = 987_654_321
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # Not chat-scoped (ptb_persistence is keyed by namespace; its scope holds the chat id).
-GLOBAL_TABLES = {"guilds", "users", "kv_store", "ptb_persistence"}
+GLOBAL_TABLES = {"guilds", "users", "kv_store", "fsm_locks", "ptb_persistence"}
 
 
 def _async_url(url: str) -> str:
@@ -113,6 +115,19 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
                 value='"en"',
                 version=1,
             ),
+            FSMState(
+                bot_id=1,
+                guild_id=TG_CHAT,
+                user_id=TG_USER,
+                has_thread=False,
+                thread_id=0,
+                has_business_connection=False,
+                business_connection_id="",
+                destiny="default",
+                state="Form:name",
+                data={"name": "Bob"},
+            ),
+            FSMLock(lock_key="[1]", holder="host:1:ab", expires_at=NOW),
         ],
         [
             GuildConfig(guild_id=GUILD, prefix="!", settings={"auto_delete": True}),
@@ -596,7 +611,7 @@ def test_every_foreign_key_is_covered_by_an_index() -> None:
 
 
 def test_every_chat_scoped_table_has_guild_id() -> None:
-    """All built-in tables but guilds, users and kv_store carry a guild_id column."""
+    """All built-in tables but guilds, users, kv_store and fsm_locks carry a guild_id column."""
     names = {table.name for table in builtin_tables()}
     assert names >= GLOBAL_TABLES
     lacking = [
@@ -608,7 +623,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 25
+    assert len(tables) == 27
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:
@@ -622,7 +637,8 @@ def test_ids_are_bigint_and_constraints_are_named() -> None:
     for table in builtin_tables():
         for col in table.columns:
             if col.name == "id" or col.name.endswith("_id"):
-                if col.name in ("external_id", "file_id"):
+                # Platform ids that are text, not chat ids (Telegram business connections).
+                if col.name in ("external_id", "file_id", "business_connection_id"):
                     continue
                 assert (
                     col.type.compile(

@@ -24,6 +24,8 @@ from botdb.models import (
     Channel,
     CommandHistory,
     EventReaction,
+    FSMLock,
+    FSMState,
     Guild,
     GuildCaseCounter,
     GuildConfig,
@@ -202,6 +204,29 @@ async def populate(url: str, *, users: int = 30) -> None:
                     version=7,
                 )
             )
+            fsm_key = {"bot_id": 9, "guild_id": -1, "user_id": 5, "destiny": "default"}
+            s.add(
+                FSMState(
+                    **fsm_key,
+                    has_thread=False,
+                    thread_id=0,
+                    has_business_connection=False,
+                    business_connection_id="",
+                    state="Form:name",
+                    data={"name": "Ann"},
+                )
+            )
+            s.add(
+                FSMState(
+                    **fsm_key,
+                    has_thread=True,
+                    thread_id=0,
+                    has_business_connection=True,
+                    business_connection_id="",
+                    state_expires_at=T0,
+                )
+            )
+            s.add(FSMLock(lock_key='[9,-1,5,null,null,"default"]', holder="h:1:x", expires_at=T0))
             s.add(GuildCaseCounter(guild_id=1, last_case_number=1))
             s.add(
                 ModerationCase(
@@ -300,6 +325,8 @@ def test_every_builtin_table_is_populated_by_the_fixture_data() -> None:
             Channel,
             CommandHistory,
             EventReaction,
+            FSMLock,
+            FSMState,
             Guild,
             GuildCaseCounter,
             GuildConfig,

@@ -18,6 +18,7 @@ from botdb.models.base import (
 from botdb.models.channels import Channel, Thread
 from botdb.models.community import Level, Snippet
 from botdb.models.config import GuildConfig
+from botdb.models.fsm import FSMLock, FSMState
 from botdb.models.guilds import PLATFORMS, TELEGRAM_CHAT_TYPES, Guild, Role
 from botdb.models.kv import KeyValue
 from botdb.models.messages import (
@@ -57,6 +58,8 @@ __all__ = [
     "Channel",
     "CommandHistory",
     "EventReaction",
+    "FSMLock",
+    "FSMState",
     "Guild",
     "GuildCaseCounter",
     "GuildConfig",
