@@ -33,7 +33,7 @@ from botdb.scheduler._jobs import (
     next_fire,
     parse_time,
 )
-from botdb.scheduler._sql import Statements, statements
+from botdb.scheduler._sql import CHANNEL, Statements, statements
 
 if TYPE_CHECKING:
     from botdb._protocols import SchedulerDatabase
@@ -631,6 +631,10 @@ class Scheduler:
             for r in results
             if r.state is not None and not r.release
         ]
+        # The soonest time a settled job is due again (a retry, a recurring job's next
+        # firing, a job handed back): workers sleeping past it must look again.
+        again = [r.run_at for r in results if r.state in ("scheduled", "failed") and r.run_at]
+        wake = min(again, default=now if released else None)
         async with self._db.transaction() as conn:
             if done:
                 await conn.execute(self._sql.done, done, worker_id, now)
@@ -638,6 +642,10 @@ class Scheduler:
                 await conn.execute_many(self._sql.settle, rows)
             if released:
                 await conn.execute_many(self._sql.release, released)
+            if wake is not None and self._postgres:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _wake_text(wake))
+        if wake is not None:
+            self._poke(wake)
 
     async def open_listener(self) -> Any:
         """A dedicated driver connection for the worker's wake-ups, or None (in-memory)."""
