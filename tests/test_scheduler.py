@@ -457,17 +457,17 @@ async def test_an_expired_lease_is_taken_again_and_a_stale_result_is_dropped(
     sched.add_handler("l", handler)
     job = await sched.schedule("l", delay=0)
     # A worker claims the job, then dies (its lease is already over).
-    claimed = await sched.claim("dead-worker", 10, ["l"])
+    claimed = await sched._claim("dead-worker", 10, ["l"])
     assert [j.id for j in claimed] == [job.id]
     assert claimed[0].state == "running"
-    assert await sched.claim("other", 10, ["l"]) == []  # held while the lease lasts
+    assert await sched._claim("other", 10, ["l"]) == []  # held while the lease lasts
     await db.execute("UPDATE scheduled_jobs SET locked_until = $1", now() - timedelta(seconds=1))
     assert await sched.run_until_idle() == 1
     assert handler.jobs[0].attempt == 2  # the dead worker's try counted
     # The dead worker's late result changes nothing: the job is done by the new owner.
     from botdb.scheduler._scheduler import Settle
 
-    await sched.settle("dead-worker", [Settle(job.id, "failed", now(), 2, "late")])
+    await sched._settle("dead-worker", [Settle(job.id, "failed", now(), 2, "late")])
     final = await sched.get(job.id)
     assert final is not None
     assert (final.state, final.last_error) == ("done", None)
@@ -477,7 +477,7 @@ async def test_reschedule_refuses_a_running_job(db: botdb.Database) -> None:
     sched = db.scheduler
     sched.register_kind("r")
     job = await sched.schedule("r", delay=0)
-    await sched.claim("w", 1, ["r"])
+    await sched._claim("w", 1, ["r"])
     with pytest.raises(botdb.SchedulingError, match="running"):
         await sched.reschedule(job.id, delay=10)
 

@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -172,7 +172,7 @@ class Scheduler:
         every: timedelta | float | None = None,
         cron: str | None = None,
         tz: str | ZoneInfo | None = None,
-        payload: Any = None,
+        payload: Mapping[str, Any] | None = None,
         key: str | None = None,
         guild_id: int | None = None,
         user_id: int | None = None,
@@ -496,10 +496,10 @@ class Scheduler:
                 return await self._execute(job)
 
         while True:
-            kinds = self.handled_kinds()
+            kinds = self._handled_kinds()
             if not kinds:
                 return total
-            jobs = await self.claim(worker_id, self.batch, kinds)
+            jobs = await self._claim(worker_id, self.batch, kinds)
             if not jobs:
                 return total
             renew = asyncio.create_task(self._renew_forever(worker_id))
@@ -508,19 +508,19 @@ class Scheduler:
             finally:
                 renew.cancel()
                 await asyncio.gather(renew, return_exceptions=True)
-            await self.settle(worker_id, results)
+            await self._settle(worker_id, results)
             total += len(jobs)
 
     # -- the pieces the worker runs -----------------------------------------------------------
 
-    def handled_kinds(self) -> list[str]:
+    def _handled_kinds(self) -> list[str]:
         return sorted(self._handlers)
 
     def _poke(self, run_at: datetime | None) -> None:
         if self._worker is not None:
             self._worker.poke(None if run_at is None else run_at.timestamp())
 
-    async def claim(self, worker_id: str, limit: int, kinds: list[str]) -> list[Job]:
+    async def _claim(self, worker_id: str, limit: int, kinds: list[str]) -> list[Job]:
         """Claim up to ``limit`` due jobs (or jobs whose lease ran out) for ``worker_id``."""
         now = utcnow()
         records = await self._db.fetch(
@@ -530,12 +530,12 @@ class Scheduler:
         jobs.sort(key=lambda job: (job.run_at, job.id))
         return jobs
 
-    async def next_due(self, kinds: list[str]) -> datetime | None:
+    async def _next_due(self, kinds: list[str]) -> datetime | None:
         """The earliest due time (or lease end) of a job of ``kinds``; None when none waits."""
         value = await self._db.fetchval(self._sql.next_due, kinds)
         return None if value is None else parse_time(value)
 
-    async def renew(self, worker_id: str) -> None:
+    async def _renew(self, worker_id: str) -> None:
         now = utcnow()
         await self._db.execute(self._sql.renew, now + timedelta(seconds=self.lease), worker_id, now)
 
@@ -543,7 +543,7 @@ class Scheduler:
         while True:
             await asyncio.sleep(self.lease / 3.0)
             try:
-                await self.renew(worker_id)
+                await self._renew(worker_id)
             except Exception as exc:  # the next renewal tries again; the lease may run out
                 log.warning("renewing job leases of %s failed: %s", worker_id, exc)
 
@@ -617,7 +617,7 @@ class Scheduler:
         )
         return Settle(job.id, "dead", job.run_at, job.attempts, error, finished_at=now)
 
-    async def settle(self, worker_id: str, results: Sequence[Settle]) -> None:
+    async def _settle(self, worker_id: str, results: Sequence[Settle]) -> None:
         """Write how claimed jobs ended, in one transaction: one statement for the one-shot
         jobs done, one row each for the rest. Jobs whose lease another worker took over
         (``locked_by`` changed) or that were cancelled meanwhile are left alone."""
@@ -647,7 +647,7 @@ class Scheduler:
         if wake is not None:
             self._poke(wake)
 
-    async def open_listener(self) -> Any:
+    async def _open_listener(self) -> Any:
         """A dedicated driver connection for the worker's wake-ups, or None (in-memory)."""
         if self._open_connection is None or self._in_memory:
             return None

@@ -124,12 +124,12 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            kinds = sched.handled_kinds()
+            kinds = sched._handled_kinds()
             try:
-                due = await sched.next_due(kinds) if kinds else None
+                due = await sched._next_due(kinds) if kinds else None
                 now = utcnow()
                 if due is not None and due <= now:
-                    jobs = await sched.claim(self.id, min(free, sched.batch), kinds)
+                    jobs = await sched._claim(self.id, min(free, sched.batch), kinds)
                     for job in jobs:
                         self._run(job)
                     failures = 0
@@ -203,7 +203,7 @@ class Worker:
     async def _settle_now(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         try:
-            await self._sched.settle(self.id, outcomes)
+            await self._sched._settle(self.id, outcomes)
         except BaseException:
             self._outcomes[:0] = outcomes  # kept for the next try
             raise
@@ -214,7 +214,7 @@ class Worker:
             if not self._active and not self._outcomes:
                 continue  # nothing held: no query
             try:
-                await self._sched.renew(self.id)
+                await self._sched._renew(self.id)
             except Exception as exc:
                 log.warning("renewing job leases failed: %s", exc)
 
@@ -224,7 +224,7 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                conn = await self._sched.open_listener()
+                conn = await self._sched._open_listener()
             except Exception as exc:
                 log.warning("scheduler wake-up connection failed: %s; retry in %.1fs", exc, delay)
                 self._listening.set()  # do not hold start() up; the loop still runs
