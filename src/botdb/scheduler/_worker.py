@@ -54,7 +54,9 @@ class Worker:
         self._sched = scheduler
         self.id = new_worker_id()
         self.concurrency = concurrency
-        self._active: dict[int, asyncio.Task[None]] = {}
+        # The running handlers' tasks (a job claimed again by this same worker after its
+        # lease ran out is a second task, counted apart).
+        self._active: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._settle_wanted = asyncio.Event()
@@ -91,7 +93,7 @@ class Worker:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        active = list(self._active.values())
+        active = list(self._active)
         if active:
             pending = set(active)
             if timeout > 0:
@@ -164,7 +166,7 @@ class Worker:
 
     def _run(self, job: Job) -> None:
         task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
-        self._active[job.id] = task
+        self._active.add(task)
 
     async def _handle(self, job: Job) -> None:
         try:
@@ -172,13 +174,15 @@ class Worker:
         except asyncio.CancelledError:
             # Stopping: hand the job back unfinished, it runs again (here or elsewhere).
             outcome = Settle(job.id, None, release=True)
-        except BaseException as exc:  # a handler's SystemExit etc.: keep the job, re-raise
-            self._finish(job.id, Settle(job.id, None, release=True))
-            raise exc
-        self._finish(job.id, outcome)
+        except BaseException:  # a handler's SystemExit etc.: hand the job back, re-raise
+            self._finish(Settle(job.id, None, release=True))
+            raise
+        self._finish(outcome)
 
-    def _finish(self, job_id: int, outcome: Settle) -> None:
-        self._active.pop(job_id, None)
+    def _finish(self, outcome: Settle) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.discard(task)
         self._outcomes.append(outcome)
         self._settle_wanted.set()
         self._slot_free.set()
