@@ -64,6 +64,8 @@ class Worker:
         # Epoch seconds of the planned wake-up while sleeping; +inf while working (any poke
         # then makes the loop look again before it sleeps).
         self._planned = math.inf
+        #: True while the loop waits for a due time or a wake-up (making no query).
+        self.sleeping = False
         self._outcomes: list[Settle] = []
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,6 +156,7 @@ class Worker:
         """Wait ``seconds`` (None: until woken), or less when poked with a due time before
         ``planned`` (epoch seconds; +inf: any poke)."""
         self._planned = planned
+        self.sleeping = True
         try:
             if seconds is None:
                 await self._wake.wait()
@@ -162,6 +165,7 @@ class Worker:
         except TimeoutError:
             pass
         finally:
+            self.sleeping = False
             self._planned = math.inf
 
     def _run(self, job: Job) -> None:
