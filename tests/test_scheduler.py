@@ -473,6 +473,55 @@ async def test_an_expired_lease_is_taken_again_and_a_stale_result_is_dropped(
     assert (final.state, final.last_error) == ("done", None)
 
 
+async def test_a_long_handler_keeps_its_lease_renewed(make_db: MakeDB) -> None:
+    """With a 0.6 s lease, a handler running past it keeps the job: the worker renews the
+    lease every 0.2 s, so another worker finds nothing to take."""
+    db = await make_db(create_tables=True, scheduler_lease=0.6)
+    sched = db.scheduler
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def long(job: Job) -> None:
+        started.set()
+        await release.wait()
+
+    sched.add_handler("long", long)
+    job = await sched.schedule("long", delay=0)
+    await sched.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    held = await sched.get(job.id)
+    assert held is not None
+    assert held.state == "running"
+    assert held.locked_by is not None
+    assert held.locked_until is not None
+    first_end = held.locked_until
+    await wait_until(lambda: now() > first_end + timedelta(seconds=0.1), what="the first lease")
+    renewed = await sched.get(job.id)
+    assert renewed is not None
+    assert renewed.locked_until is not None
+    assert renewed.locked_until > first_end
+    assert renewed.locked_by == held.locked_by
+    assert await sched._claim("rival", 10, ["long"]) == []
+    release.set()
+    await sched.stop()
+    done = await sched.get(job.id)
+    assert done is not None
+    assert (done.state, done.attempts, done.locked_by) == ("done", 1, None)
+
+
+async def test_a_handler_that_is_not_async_fails_the_job_with_a_clear_error(
+    db: botdb.Database,
+) -> None:
+    sched = db.scheduler
+    sched.add_handler("sync", lambda job: None)  # type: ignore[arg-type,return-value]
+    job = await sched.schedule("sync", delay=0, max_attempts=1)
+    await sched.run_until_idle()
+    dead = await sched.get(job.id)
+    assert dead is not None
+    assert dead.state == "dead"
+    assert dead.last_error is not None
+    assert "async def" in dead.last_error
+
+
 async def test_reschedule_refuses_a_running_job(db: botdb.Database) -> None:
     sched = db.scheduler
     sched.register_kind("r")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from botdb.scheduler._jobs import (
     ScheduleRequest,
     backoff,
     check_aware,
+    check_delay,
     check_kind,
     check_request,
     describe_error,
@@ -345,11 +347,7 @@ class Scheduler:
         if (at is None) == (delay is None):
             raise SchedulingError("reschedule takes at= or delay=, one of them")
         now = utcnow()
-        when = (
-            check_aware(at, "at")
-            if at is not None
-            else check_request(ScheduleRequest(kind="x", delay=delay), now).run_at
-        )
+        when = check_aware(at, "at") if at is not None else now + check_delay(delay, "delay")
         by_key = isinstance(job, str)
         target: int | str = _check_key(job) if by_key else _check_job_id(job)
         query = self._sql.reschedule_key if by_key else self._sql.reschedule_id
@@ -419,8 +417,7 @@ class Scheduler:
         if isinstance(older_than, datetime):
             cutoff = check_aware(older_than, "older_than")
         else:
-            age = check_request(ScheduleRequest(kind="x", delay=older_than), now).run_at - now
-            cutoff = now - age
+            cutoff = now - check_delay(older_than, "older_than")
         status = await self._db.execute(self._sql.purge, cutoff)
         return int(status.rsplit(" ", 1)[-1]) if status else 0
 
@@ -569,7 +566,13 @@ class Scheduler:
         try:
             if handler is None:
                 raise SchedulingError(f"no handler for job kind {job.kind!r}")
-            await handler(job)
+            result = handler(job)
+            if not inspect.isawaitable(result):
+                raise SchedulingError(
+                    f"the handler of {job.kind!r} returned {type(result).__name__}, not an "
+                    "awaitable: make it an async def"
+                )
+            await result
         except Exception as exc:
             return self._failed(job, exc, every)
         self._counts["succeeded"] += 1
