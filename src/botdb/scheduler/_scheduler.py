@@ -517,20 +517,35 @@ class Scheduler:
         if self._worker is not None:
             self._worker.poke(None if run_at is None else run_at.timestamp())
 
-    async def _claim(self, worker_id: str, limit: int, kinds: list[str]) -> list[Job]:
-        """Claim up to ``limit`` due jobs (or jobs whose lease ran out) for ``worker_id``."""
+    async def _claim(
+        self, worker_id: str, limit: int, kinds: list[str], *, expired: bool | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs for ``worker_id``: jobs whose lease ran out
+        (``expired=True``), waiting jobs now due (``False``), or both, expired first
+        (``None``)."""
         now = utcnow()
-        records = await self._db.fetch(
-            self._sql.claim, worker_id, now + timedelta(seconds=self.lease), now, limit, kinds
-        )
-        jobs = [job_from_row(record) for record in records]
+        jobs: list[Job] = []
+        queries = {None: (True, False), True: (True,), False: (False,)}[expired]
+        for lease_ended in queries:
+            if len(jobs) >= limit:
+                break
+            records = await self._db.fetch(
+                self._sql.claim_expired if lease_ended else self._sql.claim,
+                worker_id, now + timedelta(seconds=self.lease), now, limit - len(jobs), kinds,
+            )  # fmt: skip
+            jobs.extend(job_from_row(record) for record in records)
         jobs.sort(key=lambda job: (job.run_at, job.id))
         return jobs
 
-    async def _next_due(self, kinds: list[str]) -> datetime | None:
-        """The earliest due time (or lease end) of a job of ``kinds``; None when none waits."""
-        value = await self._db.fetchval(self._sql.next_due, kinds)
-        return None if value is None else parse_time(value)
+    async def _next_due(self, kinds: list[str]) -> tuple[datetime | None, datetime | None]:
+        """For jobs of ``kinds``: the earliest due time of a waiting job and the earliest
+        lease end of a running one (each None when there is none)."""
+        row = await self._db.fetchrow(self._sql.next_due, kinds)
+        waiting, lease = row["waiting"], row["lease"]
+        return (
+            None if waiting is None else parse_time(waiting),
+            None if lease is None else parse_time(lease),
+        )
 
     async def _renew(self, worker_id: str) -> None:
         now = utcnow()

@@ -130,16 +130,22 @@ class Worker:
                 continue
             kinds = sched._handled_kinds()
             try:
-                due = await sched._next_due(kinds) if kinds else None
+                waiting, lease = await sched._next_due(kinds) if kinds else (None, None)
                 now = utcnow()
-                if due is not None and due <= now:
-                    jobs = await sched._claim(self.id, min(free, sched.batch), kinds)
+                expired = lease is not None and lease < now
+                ready = waiting is not None and waiting <= now
+                if expired or ready:
+                    jobs = await sched._claim(
+                        self.id, min(free, sched.batch), kinds, expired=None if
+                        expired and ready else expired,
+                    )  # fmt: skip
                     for job in jobs:
                         self._run(job)
                     failures = 0
                     if not jobs:  # others claimed them; their transactions end in a moment
                         await self._sleep(_CONTENDED)
                     continue
+                due = min((t for t in (waiting, lease) if t is not None), default=None)
             except Exception as exc:
                 failures += 1
                 wait = min(_RECONNECT_MAX, 0.5 * 2 ** min(failures, 6))
