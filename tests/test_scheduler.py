@@ -14,6 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import botdb
 from botdb.scheduler import Job, Scheduler, ScheduleRequest
@@ -363,6 +365,44 @@ async def test_cron_in_a_time_zone_keeps_wall_clock_time_across_dst() -> None:
     assert first_after(3600.0, None, None, due, due + timedelta(hours=5, minutes=1)) == (
         due + timedelta(hours=6)
     )
+
+
+_ZONES = ("UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata")
+
+
+@given(
+    every=st.floats(min_value=0.001, max_value=86_400 * 30),
+    gap=st.floats(min_value=-86_400, max_value=86_400 * 365),
+)
+def test_first_after_an_interval_is_the_next_grid_point_after_now(every: float, gap: float) -> None:
+    due = datetime(2026, 1, 1, tzinfo=UTC)
+    now_ = due + timedelta(seconds=gap)
+    step = timedelta(seconds=every)
+    later = first_after(every, None, None, due, now_)
+    assert later > now_
+    assert (later - due) % step == timedelta(0)  # on the schedule's grid
+    assert later == due or later - step <= now_  # the first grid point after now
+
+
+@given(
+    minute=st.integers(0, 59),
+    hour=st.integers(0, 23),
+    zone=st.sampled_from(_ZONES),
+    offset_hours=st.integers(0, 24 * 366),
+)
+def test_next_cron_firing_is_later_and_at_the_wall_clock_time(
+    minute: int, hour: int, zone: str, offset_hours: int
+) -> None:
+    """Daily ``minute hour``: the next firing is strictly later, at most a day and an hour
+    later, and at that wall-clock time unless the time does not exist that day (DST gap)."""
+    after = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=offset_hours, minutes=7)
+    fired = next_fire(None, f"{minute} {hour} * * *", zone, after)
+    assert after < fired <= after + timedelta(days=1, hours=1)
+    local = fired.astimezone(ZoneInfo(zone))
+    wall = local.replace(tzinfo=None)
+    if (local.hour, local.minute) != (hour, minute):  # only in a spring-forward gap
+        skipped = wall.replace(hour=hour, minute=minute)
+        assert skipped.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC) == fired
 
 
 async def test_cron_job_is_stored_with_its_zone_and_reruns(db: botdb.Database) -> None:
