@@ -59,6 +59,13 @@ class Recorder:
         return [job.key for job in self.jobs]
 
 
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 async def count(db: botdb.Database) -> int:
     return int(await db.fetchval("SELECT count(*) FROM scheduled_jobs"))
 
@@ -191,45 +198,58 @@ async def test_purge_deletes_finished_jobs_and_frees_their_keys(db: botdb.Databa
 # -- bad input: typed errors, nothing written -------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "words"),
-    [
-        ({"kind": "unknown", "delay": 1}, botdb.UnknownJobKindError, "register_kind"),
-        ({"kind": "k", "at": datetime(2030, 1, 1)}, botdb.SchedulingError, "naive"),
-        ({"kind": "k", "cron": "61 * * * *"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k", "cron": "not a cron"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k", "cron": "0 9 30 2 *"}, botdb.SchedulingError, "never fires"),
-        ({"kind": "k", "cron": "0 9 * * *", "tz": "Mars/Olympus"}, botdb.SchedulingError, "tz"),
-        ({"kind": "k", "delay": 1, "tz": "UTC"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k"}, botdb.SchedulingError, "at="),
-        ({"kind": "k", "delay": 1, "at": datetime.now(UTC)}, botdb.SchedulingError, "not both"),
-        ({"kind": "k", "every": 5, "cron": "* * * * *"}, botdb.SchedulingError, "not both"),
-        ({"kind": "k", "delay": -1}, botdb.SchedulingError, "zero"),
-        ({"kind": "k", "every": 0}, botdb.SchedulingError, "zero"),
-        ({"kind": "k", "delay": float("nan")}, botdb.SchedulingError, "finite"),
-        ({"kind": "k", "delay": "soon"}, botdb.SchedulingError, "timedelta"),
-        ({"kind": "k", "delay": 1, "misfire": "never"}, botdb.SchedulingError, "misfire"),
-        ({"kind": "k", "delay": 1, "max_attempts": 0}, botdb.SchedulingError, "max_attempts"),
-        ({"kind": "k", "delay": 1, "key": ""}, botdb.SchedulingError, "key"),
-        ({"kind": "k", "delay": 1, "guild_id": 2**64}, botdb.SchedulingError, "guild_id"),
-        ({"kind": "k", "delay": 1, "payload": [1]}, botdb.SchedulingError, "mapping"),
-        ({"kind": "k", "delay": 1, "payload": {"x": float("inf")}}, botdb.DataError, "Infinity"),
-        ({"kind": "k", "delay": 1, "payload": {"d": datetime.now(UTC)}}, botdb.DataError, "JSON"),
-        ({"kind": "", "delay": 1}, botdb.SchedulingError, "kind"),
-    ],
-)
-async def test_bad_input_raises_a_typed_error_and_writes_nothing(
-    db: botdb.Database, kwargs: dict[str, Any], error: type[Exception], words: str
-) -> None:
+#: (schedule() arguments, the error, words of its message)
+BAD_INPUT: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"kind": "unknown", "delay": 1}, botdb.UnknownJobKindError, "register_kind"),
+    ({"kind": "k", "at": datetime(2030, 1, 1)}, botdb.SchedulingError, "naive"),
+    ({"kind": "k", "cron": "61 * * * *"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "cron": "not a cron"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "cron": "0 9 30 2 *"}, botdb.SchedulingError, "never fires"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "Mars/Olympus"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "delay": 1, "tz": "UTC"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k"}, botdb.SchedulingError, "at="),
+    ({"kind": "k", "delay": 1, "at": datetime.now(UTC)}, botdb.SchedulingError, "not both"),
+    ({"kind": "k", "every": 5, "cron": "* * * * *"}, botdb.SchedulingError, "not both"),
+    ({"kind": "k", "delay": -1}, botdb.SchedulingError, "zero"),
+    ({"kind": "k", "every": 0}, botdb.SchedulingError, "zero"),
+    ({"kind": "k", "delay": float("nan")}, botdb.SchedulingError, "finite"),
+    ({"kind": "k", "delay": "soon"}, botdb.SchedulingError, "timedelta"),
+    ({"kind": "k", "delay": 1, "misfire": "never"}, botdb.SchedulingError, "misfire"),
+    ({"kind": "k", "delay": 1, "max_attempts": 0}, botdb.SchedulingError, "max_attempts"),
+    ({"kind": "k", "delay": 1, "key": ""}, botdb.SchedulingError, "key"),
+    ({"kind": "k", "delay": 1, "guild_id": 2**64}, botdb.SchedulingError, "guild_id"),
+    ({"kind": "k", "delay": 1, "payload": [1]}, botdb.SchedulingError, "mapping"),
+    ({"kind": "k", "delay": 1, "payload": {"x": float("inf")}}, botdb.DataError, "Infinity"),
+    ({"kind": "k", "delay": 1, "payload": {"d": datetime.now(UTC)}}, botdb.DataError, "JSON"),
+    ({"kind": "", "delay": 1}, botdb.SchedulingError, "kind"),
+    # what a chat user could put into a reminder command
+    ({"kind": "k", "delay": 1, "key": "\ud800"}, botdb.DataError, "surrogate"),
+    ({"kind": "k", "delay": 1, "key": "k" * 256}, botdb.SchedulingError, "key"),
+    ({"kind": "k\ud800", "delay": 1}, botdb.SchedulingError, "kind"),
+    ({"kind": "k", "delay": 1, "payload": {"t": "\ud800"}}, botdb.DataError, "surrogate"),
+    ({"kind": "k", "delay": 1, "payload": {"n": 2**64}}, botdb.DataError, "64-bit"),
+    ({"kind": "k", "delay": 1, "payload": {"d": _deep(10_000)}}, botdb.DataError, "deep"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "../../etc/passwd"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "\x00"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "cron": "\ud800 * * * *"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "delay": 10**30}, botdb.SchedulingError, "range"),
+    ({"kind": "k", "at": "tomorrow"}, botdb.SchedulingError, "datetime"),
+]
+
+
+async def test_bad_input_raises_a_typed_error_and_writes_nothing(db: botdb.Database) -> None:
+    """Each case of BAD_INPUT, through schedule() and inside a schedule_many() batch (whose
+    valid first request is not written either)."""
     db.scheduler.register_kind("k")
-    kwargs = dict(kwargs)
-    kind = kwargs.pop("kind")
-    with pytest.raises(error, match=words):
-        await db.scheduler.schedule(kind, **kwargs)
-    with pytest.raises(error, match=words):
-        await db.scheduler.schedule_many(
-            [ScheduleRequest(kind="k", delay=1), ScheduleRequest(kind=kind, **kwargs)]
-        )
+    for case, error, words in BAD_INPUT:
+        kwargs = dict(case)
+        kind = kwargs.pop("kind")
+        with pytest.raises(error, match=words):
+            await db.scheduler.schedule(kind, **kwargs)
+        with pytest.raises(error, match=words):
+            await db.scheduler.schedule_many(
+                [ScheduleRequest(kind="k", delay=1), ScheduleRequest(kind=kind, **kwargs)]
+            )
     assert await count(db) == 0
 
 
