@@ -700,6 +700,14 @@ async def test_db_close_stops_the_worker(make_db: MakeDB) -> None:
     assert not db.scheduler.running
 
 
+async def test_start_without_the_table_raises_at_once(make_db: MakeDB) -> None:
+    db = await make_db()  # no tables: db.migrate() was forgotten
+    db.scheduler.add_handler("x", Recorder())
+    with pytest.raises(botdb.UndefinedTableError):
+        await db.scheduler.start()
+    assert not db.scheduler.running
+
+
 def test_scheduler_is_one_per_database() -> None:
     db = botdb.Database(botdb.Settings.from_env(url="sqlite:///:memory:"))
     assert db.scheduler is db.scheduler

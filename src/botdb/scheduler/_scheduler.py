@@ -452,6 +452,10 @@ class Scheduler:
         While nothing is due the worker makes no query: it sleeps until the next due time and
         is woken early by a sooner job (PostgreSQL ``LISTEN``; on SQLite at once for jobs
         scheduled in this process, within ``scheduler_poll_interval`` for other processes).
+
+        Raises:
+            UndefinedTableError: the ``scheduled_jobs`` table is missing: run ``db.migrate()``.
+            SchedulingError: ``concurrency`` is not a positive int.
         """
         if self._worker is not None:
             return
@@ -460,6 +464,9 @@ class Scheduler:
         slots = self.concurrency if concurrency is None else concurrency
         if type(slots) is not int or slots < 1:
             raise SchedulingError(f"concurrency={slots!r} must be a positive int")
+        # Fails now, not in the background, when the table is missing (no db.migrate() yet)
+        # or the database is not reachable.
+        await self._next_due(self._handled_kinds())
         worker = Worker(self, concurrency=slots)
         self._worker = worker
         try:
