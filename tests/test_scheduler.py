@@ -633,6 +633,21 @@ async def test_worker_hears_jobs_scheduled_by_another_process(
     await asyncio.wait_for(fired.wait(), timeout=10)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_behind_pgbouncer_the_worker_polls_instead_of_listening(
+    make_db: MakeDB, pg_url: str
+) -> None:
+    db = await make_db(url=pg_url, create_tables=True, pgbouncer=True, scheduler_poll_interval=0.05)
+    other = await make_db(url=pg_url)
+    other.scheduler.register_kind("p")
+    fired = asyncio.Event()
+    db.scheduler.add_handler("p", lambda job: _set(fired))
+    await db.scheduler.start()
+    await other.scheduler.schedule("p", delay=0)  # no NOTIFY reaches a poller: it looks
+    await asyncio.wait_for(fired.wait(), timeout=10)
+    assert db.scheduler.polls
+
+
 async def test_stop_hands_a_running_job_back(db: botdb.Database) -> None:
     sched = db.scheduler
     started = asyncio.Event()

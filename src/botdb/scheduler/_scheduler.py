@@ -111,6 +111,8 @@ class Scheduler:
         self.retry_max_delay = settings.scheduler_retry_max_delay
         self._sql: Statements = statements(db.backend)
         self._postgres = db.backend == "postgresql"
+        # Behind pgbouncer in transaction mode LISTEN is not reliable: workers poll instead.
+        self.polls = self._postgres and settings.pgbouncer
         self._handlers: dict[str, Handler] = {}
         self._kinds: set[str] = set()
         self._worker: Worker | None = None
@@ -673,8 +675,9 @@ class Scheduler:
             self._poke(wake)
 
     async def _open_listener(self) -> Any:
-        """A dedicated driver connection for the worker's wake-ups, or None (in-memory)."""
-        if self._open_connection is None or self._in_memory:
+        """A dedicated driver connection for the worker's wake-ups, or None (in-memory
+        SQLite, or polling behind pgbouncer)."""
+        if self._open_connection is None or self._in_memory or self.polls:
             return None
         return await self._open_connection()
 
