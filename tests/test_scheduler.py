@@ -90,6 +90,7 @@ async def test_schedule_returns_the_stored_job_and_key_makes_it_idempotent(
     assert (job.state, job.attempts, job.max_attempts, job.recurring) == ("scheduled", 0, 5, False)
     again = await sched.schedule("reminder", delay=5, payload={"other": True}, key="r:1")
     assert again == job  # the existing job: nothing new, nothing changed
+    assert len({job, again}) == 1  # hashable (its payload is left out of the hash)
     assert await count(db) == 1
     assert await sched.get(job.id) == job
     assert await sched.get("r:1") == job
