@@ -29,14 +29,11 @@ import contextlib
 import logging
 import math
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from botdb.scheduler._jobs import Job
-from botdb.scheduler._scheduler import Settle, new_worker_id, utcnow
+from botdb.scheduler._runner import Runner, Settle, new_worker_id, utcnow
 from botdb.scheduler._sql import CHANNEL
-
-if TYPE_CHECKING:
-    from botdb.scheduler._scheduler import Scheduler
 
 __all__ = ["Worker"]
 
@@ -52,8 +49,8 @@ _RECONNECT_MAX: Final = 30.0
 class Worker:
     """One worker loop in this process (see the module docstring)."""
 
-    def __init__(self, scheduler: Scheduler, *, concurrency: int) -> None:
-        self._sched = scheduler
+    def __init__(self, runner: Runner, *, concurrency: int) -> None:
+        self._runner = runner
         self.id = new_worker_id()
         self.concurrency = concurrency
         # The running handlers' tasks (a job claimed again by this same worker after its
@@ -121,7 +118,7 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        sched = self._sched
+        runner = self._runner
         failures = 0
         while not self._stopping:
             self._wake.clear()  # a poke from here on makes the sleep below return at once
@@ -130,15 +127,15 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            kinds = sched._handled_kinds()
+            kinds = runner.handled_kinds()
             try:
-                waiting, lease = await sched._next_due(kinds) if kinds else (None, None)
+                waiting, lease = await runner.next_due(kinds) if kinds else (None, None)
                 now = utcnow()
                 expired = lease is not None and lease < now
                 ready = waiting is not None and waiting <= now
                 if expired or ready:
-                    jobs = await sched._claim(
-                        self.id, min(free, sched.batch), kinds, expired=None if
+                    jobs = await runner.claim(
+                        self.id, min(free, runner.batch), kinds, expired=None if
                         expired and ready else expired,
                     )  # fmt: skip
                     for job in jobs:
@@ -182,7 +179,7 @@ class Worker:
 
     async def _handle(self, job: Job) -> None:
         try:
-            outcome = await self._sched._execute(job)
+            outcome = await self._runner.execute(job)
         except asyncio.CancelledError:
             # Stopping: hand the job back unfinished, it runs again (here or elsewhere).
             outcome = Settle(job.id, None, release=True)
@@ -219,18 +216,18 @@ class Worker:
     async def _settle_now(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         try:
-            await self._sched._settle(self.id, outcomes)
+            await self._runner.settle(self.id, outcomes)
         except BaseException:
             self._outcomes[:0] = outcomes  # kept for the next try
             raise
 
     async def _renewer(self) -> None:
         while True:
-            await asyncio.sleep(self._sched.lease / 3.0)
+            await asyncio.sleep(self._runner.lease / 3.0)
             if not self._active and not self._outcomes:
                 continue  # nothing held: no query
             try:
-                await self._sched._renew(self.id)
+                await self._runner.renew(self.id)
             except Exception as exc:
                 log.warning("renewing job leases failed: %s", exc)
 
@@ -240,7 +237,7 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                conn = await self._sched._open_listener()
+                conn = await self._runner.open_listener()
             except Exception as exc:
                 log.warning("scheduler wake-up connection failed: %s; retry in %.1fs", exc, delay)
                 self._listening.set()  # do not hold start() up; the loop still runs
@@ -249,9 +246,9 @@ class Worker:
                 continue
             if conn is None:
                 self._listening.set()
-                if self._sched.polls:  # pgbouncer: look every poll interval instead
+                if self._runner.polls:  # pgbouncer: look every poll interval instead
                     while True:
-                        await asyncio.sleep(self._sched.poll_interval)
+                        await asyncio.sleep(self._runner.poll_interval)
                         self.poke(None)
                 return  # in-memory SQLite: in-process pokes only
             try:
@@ -295,7 +292,7 @@ class Worker:
         conn.execute("PRAGMA busy_timeout = 0")
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         self._listening.set()
-        interval = self._sched.poll_interval
+        interval = self._runner.poll_interval
         while True:
             await asyncio.sleep(interval)
             now = conn.execute("PRAGMA data_version").fetchone()[0]
