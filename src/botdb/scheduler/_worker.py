@@ -120,6 +120,9 @@ class Worker:
     async def _loop(self) -> None:
         runner = self._runner
         failures = 0
+        # After sleeping until a due time: claim at once (skipping the look that would only
+        # confirm it): True for a lease end, False for a waiting job's due time.
+        reached: bool | None = None
         while not self._stopping:
             self._wake.clear()  # a poke from here on makes the sleep below return at once
             free = self.concurrency - len(self._active)
@@ -129,37 +132,46 @@ class Worker:
                 continue
             kinds = runner.handled_kinds()
             try:
+                if reached is not None and kinds:
+                    jobs = await runner.claim(
+                        self.id, min(free, runner.batch), kinds, expired=reached
+                    )
+                    reached = None
+                    if jobs:
+                        self._start_all(jobs)
+                        continue
                 waiting, lease = await runner.next_due(kinds) if kinds else (None, None)
                 now = utcnow()
                 expired = lease is not None and lease < now
                 ready = waiting is not None and waiting <= now
                 if expired or ready:
-                    jobs = await runner.claim(
-                        self.id, min(free, runner.batch), kinds, expired=None if
-                        expired and ready else expired,
-                    )  # fmt: skip
-                    for job in jobs:
-                        self._run(job)
+                    mode = None if expired and ready else expired
+                    jobs = await runner.claim(self.id, min(free, runner.batch), kinds, expired=mode)
+                    self._start_all(jobs)
                     failures = 0
                     if not jobs:  # others claimed them; their transactions end in a moment
                         await self._sleep(_CONTENDED)
                     continue
-                due = min((t for t in (waiting, lease) if t is not None), default=None)
             except Exception as exc:
+                reached = None
                 failures += 1
                 wait = min(_RECONNECT_MAX, 0.5 * 2 ** min(failures, 6))
                 log.warning("scheduler worker: %s; looking again in %.1fs", exc, wait)
                 await self._sleep(wait)
                 continue
             failures = 0
-            if due is None:
+            if waiting is None and lease is None:
                 await self._sleep(None)
-            else:
-                await self._sleep((due - now).total_seconds(), planned=due.timestamp())
+                continue
+            on_lease = waiting is None or (lease is not None and lease < waiting)
+            due = lease if on_lease else waiting
+            assert due is not None
+            if await self._sleep((due - now).total_seconds(), planned=due.timestamp()):
+                reached = on_lease
 
-    async def _sleep(self, seconds: float | None, *, planned: float = math.inf) -> None:
+    async def _sleep(self, seconds: float | None, *, planned: float = math.inf) -> bool:
         """Wait ``seconds`` (None: until woken), or less when poked with a due time before
-        ``planned`` (epoch seconds; +inf: any poke)."""
+        ``planned`` (epoch seconds; +inf: any poke). True when the time ran out."""
         self._planned = planned
         self.sleeping = True
         try:
@@ -168,14 +180,16 @@ class Worker:
             else:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
         except TimeoutError:
-            pass
+            return True
         finally:
             self.sleeping = False
             self._planned = math.inf
+        return False
 
-    def _run(self, job: Job) -> None:
-        task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
-        self._active.add(task)
+    def _start_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
+            self._active.add(task)
 
     async def _handle(self, job: Job) -> None:
         try:
