@@ -535,9 +535,9 @@ async def test_an_expired_lease_is_taken_again_and_a_stale_result_is_dropped(
 
 
 async def test_a_long_handler_keeps_its_lease_renewed(make_db: MakeDB) -> None:
-    """With a 0.6 s lease, a handler running past it keeps the job: the worker renews the
-    lease every 0.2 s, so another worker finds nothing to take."""
-    db = await make_db(create_tables=True, scheduler_lease=0.6)
+    """With a 1.5 s lease, a handler running past it keeps the job: the worker renews the
+    lease every 0.5 s, so another worker finds nothing to take."""
+    db = await make_db(create_tables=True, scheduler_lease=1.5)
     sched = db.scheduler
     started, release = asyncio.Event(), asyncio.Event()
 
