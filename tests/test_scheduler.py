@@ -447,7 +447,12 @@ async def _downtime(db: botdb.Database, misfire: str, *, every: bool) -> tuple[R
     sched = db.scheduler
     handler = Recorder()
     sched.add_handler("r", handler)
-    start = now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    # Interval: off the hour, so that no firing falls due while the test runs. Cron: on the
+    # hour (a test started within milliseconds of a full hour would see one firing more).
+    current = now()
+    start = current - timedelta(hours=3, minutes=30)
+    if not every:
+        start = current.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     if every:
         job = await sched.schedule("r", at=start, every=3600, misfire=misfire)  # type: ignore[arg-type]
     else:
