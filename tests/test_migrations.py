@@ -40,6 +40,7 @@ REVISIONS = [
     "botdb_0003",
     "botdb_0004",
     "botdb_0005",
+    "botdb_0006",
     "botdb_0007",
     "botdb_0008",
 ]
@@ -375,7 +376,13 @@ async def test_downgrade_past_base_raises_and_changes_nothing(db: botdb.Database
     with pytest.raises(MigrationError):
         await migrator.downgrade("-2")
     assert await migrator.current() == ["botdb_0001"]
-    later = {"reaction_counts", "fsm_states", "fsm_locks", "ptb_persistence"}  # made by later revisions
+    later = {  # made by later revisions
+        "reaction_counts",
+        "scheduled_jobs",
+        "fsm_states",
+        "fsm_locks",
+        "ptb_persistence",
+    }
     assert await table_names(db) == BUILTIN - later | {VERSION_TABLE}
 
 

@@ -47,6 +47,7 @@ from botdb.models import (
     ReactionCount,
     ReminderLog,
     Role,
+    ScheduledJob,
     Snippet,
     Thread,
     TrackedEvent,
@@ -128,6 +129,15 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
                 data={"name": "Bob"},
             ),
             FSMLock(lock_key="[1]", holder="host:1:ab", expires_at=NOW),
+            ScheduledJob(
+                kind="reminder",
+                key="r:1",
+                payload={"text": "hi"},
+                guild_id=GUILD,
+                run_at=NOW,
+                created_at=NOW,
+                updated_at=NOW,
+            ),
         ],
         [
             GuildConfig(guild_id=GUILD, prefix="!", settings={"auto_delete": True}),
@@ -623,7 +633,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 27
+    assert len(tables) == 28
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:

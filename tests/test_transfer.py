@@ -42,6 +42,7 @@ from botdb.models import (
     ReactionCount,
     ReminderLog,
     Role,
+    ScheduledJob,
     Snippet,
     Thread,
     TrackedEvent,
@@ -227,6 +228,19 @@ async def populate(url: str, *, users: int = 30) -> None:
                 )
             )
             s.add(FSMLock(lock_key='[9,-1,5,null,null,"default"]', holder="h:1:x", expires_at=T0))
+            s.add(
+                ScheduledJob(
+                    kind="reminder",
+                    key="r:1",
+                    payload={"text": "hi", "n": [1, 2]},
+                    guild_id=1,
+                    user_id=5,
+                    run_at=T0,
+                    every_seconds=3600.0,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
             s.add(GuildCaseCounter(guild_id=1, last_case_number=1))
             s.add(
                 ModerationCase(
@@ -343,6 +357,7 @@ def test_every_builtin_table_is_populated_by_the_fixture_data() -> None:
             ReactionCount,
             ReminderLog,
             Role,
+            ScheduledJob,
             Snippet,
             Thread,
             TrackedEvent,

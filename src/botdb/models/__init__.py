@@ -38,6 +38,7 @@ from botdb.models.reminders import (
     TrackedEvent,
     UserReminder,
 )
+from botdb.models.scheduler import JOB_MISFIRE_POLICIES, JOB_STATES, ScheduledJob
 from botdb.models.snowflake import DISCORD_EPOCH_MS, snowflake_time, time_snowflake
 from botdb.models.types import JSON_TYPE, SURROGATE_KEY, UTCDateTime, utcnow
 from botdb.models.users import Member, MemberRole, User
@@ -45,6 +46,8 @@ from botdb.models.users import Member, MemberRole, User
 __all__ = [
     "CASE_ACTIONS",
     "DISCORD_EPOCH_MS",
+    "JOB_MISFIRE_POLICIES",
+    "JOB_STATES",
     "JSON_TYPE",
     "MENTION_TARGETS",
     "NAMING_CONVENTION",
@@ -76,6 +79,7 @@ __all__ = [
     "ReactionCount",
     "ReminderLog",
     "Role",
+    "ScheduledJob",
     "Snippet",
     "SoftDeleteMixin",
     "Thread",

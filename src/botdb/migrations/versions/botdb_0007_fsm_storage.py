@@ -22,7 +22,7 @@ from botdb.models.types import UTCDateTime, utcnow
 
 # revision identifiers, used by Alembic.
 revision: str = "botdb_0007"
-down_revision: str | Sequence[str] | None = "botdb_0005"
+down_revision: str | Sequence[str] | None = "botdb_0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
