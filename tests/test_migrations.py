@@ -34,7 +34,7 @@ BUILTIN = {table.name for table in builtin_tables()}
 #: models, so left out of the table lists and compared by the schema snapshot instead.
 SUMMARY_TABLES = set(sqlite_objects()["table"])
 #: botdb's own revisions, oldest first.
-REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003", "botdb_0004", "botdb_0005"]
+REVISIONS = ["botdb_0001", "botdb_0002", "botdb_0003", "botdb_0004", "botdb_0005", "botdb_0010"]
 HEADS = REVISIONS[-1:]
 
 FAILING_REVISION = '''
