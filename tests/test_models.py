@@ -44,6 +44,7 @@ from botdb.models import (
     ReactionCount,
     ReminderLog,
     Role,
+    ScheduledJob,
     Snippet,
     Thread,
     TrackedEvent,
@@ -103,6 +104,15 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
             User(id=USER, username="alice", display_name="Alice"),
             User(id=TG_USER, platform="telegram", first_name="Bob", language_code="en"),
             KeyValue(namespace="gallery", scope=f"guild:{GUILD}", key="channel", value=CHANNEL),
+            ScheduledJob(
+                kind="reminder",
+                key="r:1",
+                payload={"text": "hi"},
+                guild_id=GUILD,
+                run_at=NOW,
+                created_at=NOW,
+                updated_at=NOW,
+            ),
         ],
         [
             GuildConfig(guild_id=GUILD, prefix="!", settings={"auto_delete": True}),
@@ -579,7 +589,7 @@ def test_every_chat_scoped_table_has_guild_id() -> None:
 def test_builtin_tables_are_marked_and_in_dependency_order() -> None:
     """builtin_tables() lists only marked tables, each after every table it references."""
     tables = builtin_tables()
-    assert len(tables) == 24
+    assert len(tables) == 25
     assert all(is_builtin(t) for t in tables)
     seen: set[str] = set()
     for table in tables:

@@ -12,7 +12,8 @@ structurally (mypy checks it wherever the front door hands itself down, and
 * :class:`ServiceDatabase`: ``botdb.services``;
 * :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer);
 * :class:`RecorderDatabase`: ``botdb.recorder``;
-* :class:`AnalyticsDatabase`: ``botdb.analytics`` (the stats).
+* :class:`AnalyticsDatabase`: ``botdb.analytics`` (the stats);
+* :class:`SchedulerDatabase`: ``botdb.scheduler``.
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
 importing this module never imports the front door.
@@ -41,6 +42,7 @@ __all__ = [
     "RawSQLDatabase",
     "RecorderDatabase",
     "RepositoryDatabase",
+    "SchedulerDatabase",
     "ServiceDatabase",
 ]
 
@@ -154,3 +156,12 @@ class RecorderDatabase(ConfiguredDatabase, Protocol):
 
 class AnalyticsDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):
     """What the stats (``botdb.analytics``) read with: the backend and the raw SQL API."""
+
+
+class SchedulerDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):
+    """What ``db.scheduler`` runs on: the raw SQL API, and a transaction for a batch of
+    settled jobs (or for the caller's ``within=``)."""
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Connection]: ...

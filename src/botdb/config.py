@@ -234,6 +234,15 @@ class Settings(BaseSettings):
             working directory). Each process needs its own.
         recorder_platform: ``"discord"`` or ``"telegram"``: the platform of the guild and
             user rows the recorder creates bare.
+        scheduler_lease: seconds a ``db.scheduler`` worker holds a claimed job before another
+            worker may take it again (renewed every third of it while the handler runs).
+        scheduler_poll_interval: SQLite file: seconds between two checks (``PRAGMA
+            data_version``, not a query) for jobs scheduled by other processes; their wake
+            latency. PostgreSQL is woken by ``NOTIFY`` instead.
+        scheduler_batch: most jobs a worker claims in one statement.
+        scheduler_concurrency: most handlers a worker runs at once (``start()``'s default).
+        scheduler_retry_delay: seconds before the first retry of a failed job (then doubling).
+        scheduler_retry_max_delay: longest wait between two tries of a failed job.
     """
 
     model_config = SettingsConfigDict(
@@ -282,6 +291,13 @@ class Settings(BaseSettings):
     recorder_spool_path: Path | None = None
     recorder_platform: Literal["discord", "telegram"] = "discord"
     cursor_secret: str | None = Field(default=None, repr=False)
+    # scheduler
+    scheduler_lease: float = Field(default=60.0, gt=0)
+    scheduler_poll_interval: float = Field(default=1.0, gt=0)
+    scheduler_batch: int = Field(default=100, ge=1)
+    scheduler_concurrency: int = Field(default=10, ge=1)
+    scheduler_retry_delay: float = Field(default=5.0, ge=0)
+    scheduler_retry_max_delay: float = Field(default=3600.0, ge=0)
 
     _url: DatabaseURL = PrivateAttr()
 

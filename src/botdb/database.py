@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from botdb.ops import BackupResult, RestoreResult
     from botdb.recorder import Recorder
     from botdb.repository import MessageRepository, Repository
+    from botdb.scheduler import Scheduler
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
     from botdb.services.reminders import ReminderService
 
@@ -78,6 +79,7 @@ class Database(QueryAPI):
         self._scoped: dict[str, ScopedConfig] = {}
         self._stats: Stats | None = None
         self._recorder: Recorder | None = None
+        self._scheduler: Scheduler | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -117,6 +119,8 @@ class Database(QueryAPI):
         twice."""
         if self._stats is not None:
             await self._stats.stop_refresher()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         recorder, self._recorder = self._recorder, None
         try:
             if recorder is not None:
@@ -359,6 +363,19 @@ class Database(QueryAPI):
 
             self._recorder = Recorder(self, self._recorder_options())
         return self._recorder
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Durable jobs (:class:`~botdb.scheduler.Scheduler`): schedule one-shot and
+        recurring jobs, register handlers per kind, run them with ``await
+        db.scheduler.start()``. Stopped by :meth:`close`."""
+        if self._scheduler is None:
+            from botdb.scheduler import Scheduler
+
+            self._scheduler = Scheduler(
+                self, self._core.dedicated_connection, in_memory=self.settings.url.is_memory
+            )
+        return self._scheduler
 
     def _recorder_options(self) -> Any:
         from botdb.recorder import RecorderOptions, default_spool_path

@@ -37,6 +37,8 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
     │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
     ├── SpoolError                    the recorder's spool file cannot be written or read
+    ├── SchedulingError               a job asked of db.scheduler is invalid; nothing written
+    │   └── UnknownJobKindError       no handler or register_kind() for the job's kind
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
 """
@@ -68,6 +70,7 @@ __all__ = [
     "QueryTimeoutError",
     "RestoreRefusedError",
     "SQLSyntaxError",
+    "SchedulingError",
     "SerializationError",
     "SpoolError",
     "TargetNotEmptyError",
@@ -75,6 +78,7 @@ __all__ = [
     "UndefinedColumnError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnknownJobKindError",
     "UnsupportedSQLError",
     "VerificationError",
 ]
@@ -262,6 +266,16 @@ class RestoreRefusedError(BackupError, TargetNotEmptyError):
 class SpoolError(BotDBError):
     """The recorder's spool file could not be written or read (a full disk, permissions);
     the events stay in memory."""
+
+
+class SchedulingError(BotDBError, ValueError):
+    """A job given to ``db.scheduler`` is invalid (a naive datetime, an invalid cron expression
+    or time zone, conflicting or missing times) or cannot be changed as asked; nothing was
+    written."""
+
+
+class UnknownJobKindError(SchedulingError):
+    """The job's ``kind`` has no handler and was not declared with ``register_kind()``."""
 
 
 class InterfaceError(BotDBError):

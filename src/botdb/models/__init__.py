@@ -36,6 +36,7 @@ from botdb.models.reminders import (
     TrackedEvent,
     UserReminder,
 )
+from botdb.models.scheduler import JOB_MISFIRE_POLICIES, JOB_STATES, ScheduledJob
 from botdb.models.snowflake import DISCORD_EPOCH_MS, snowflake_time, time_snowflake
 from botdb.models.types import JSON_TYPE, SURROGATE_KEY, UTCDateTime, utcnow
 from botdb.models.users import Member, MemberRole, User
@@ -43,6 +44,8 @@ from botdb.models.users import Member, MemberRole, User
 __all__ = [
     "CASE_ACTIONS",
     "DISCORD_EPOCH_MS",
+    "JOB_MISFIRE_POLICIES",
+    "JOB_STATES",
     "JSON_TYPE",
     "MENTION_TARGETS",
     "NAMING_CONVENTION",
@@ -70,6 +73,7 @@ __all__ = [
     "ReactionCount",
     "ReminderLog",
     "Role",
+    "ScheduledJob",
     "Snippet",
     "SoftDeleteMixin",
     "Thread",

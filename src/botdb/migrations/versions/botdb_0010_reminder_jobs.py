@@ -7,7 +7,7 @@ that recurs by calendar ("every Monday 9:00 Europe/Paris"). Nullable columns onl
 upgrade is an ``ALTER TABLE ... ADD COLUMN`` on both backends and rewrites no row.
 
 Revision ID: botdb_0010
-Revises: botdb_0005
+Revises: botdb_0006
 Create Date: 2026-11-30
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "botdb_0010"
-down_revision: str | Sequence[str] | None = "botdb_0005"
+down_revision: str | Sequence[str] | None = "botdb_0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
