@@ -25,6 +25,7 @@ from botdb.services.reminders import (
     EventReminder,
     ReminderService,
 )
+from tests.helpers import MakeDB, wait_until
 
 G = 1_150_000_000_000_000_001
 CH = 1_150_000_000_000_000_002
@@ -69,6 +70,17 @@ async def fire(db: botdb.Database, job_id: int | None) -> None:
     await db.scheduler.run_until_idle()
 
 
+async def retry_until(db: botdb.Database, done: Any) -> None:
+    """Run due jobs until ``done()``: the retry is due after the scheduler's own backoff
+    (10 ms here), so this is the scheduler's policy at work, not a rescheduled job."""
+
+    async def ran() -> bool:
+        await db.scheduler.run_until_idle()
+        return bool(done())
+
+    await wait_until(ran, what="the retry")
+
+
 async def counts(db: botdb.Database) -> dict[str, int]:
     tables = ("tracked_events", "event_reactions", "reminder_logs", "user_reminders")
     found = {t: await db.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
@@ -102,7 +114,9 @@ async def test_track_writes_the_event_and_its_recurring_job(db: botdb.Database) 
     assert (await db.reminders.get_event_by_message(G, MSG)).id == event.id  # type: ignore[union-attr]
     assert [e.id for e in await db.reminders.events_of(G)] == [event.id]
     # The repositories are still reachable.
-    assert (await db.tracked_events.get(event.id)) is not None  # type: ignore[attr-defined]
+    assert (await db.tracked_events.get_by_id(event.id)) is not None
+    assert await db.reminders.events.count() == 1
+    assert await db.reminders.repo.count() == 0
 
 
 async def test_tracking_the_same_message_twice_is_refused_and_writes_nothing(
@@ -279,31 +293,45 @@ async def test_a_run_reminds_the_pending_users_and_is_logged_sent(db: botdb.Data
     assert again.state == "scheduled"
 
 
-async def test_a_failed_run_is_logged_with_its_error_and_retried(db: botdb.Database) -> None:
+@pytest.fixture
+async def quick_retry_db(make_db: MakeDB) -> botdb.Database:
+    """Failed jobs are retried after 10 ms (the first backoff step), then 20 ms..."""
+    return await make_db(create_tables=True, scheduler_retry_delay=0.01)
+
+
+async def test_a_failed_run_is_logged_with_its_error_and_retried(
+    quick_retry_db: botdb.Database,
+) -> None:
+    db = quick_retry_db
     await add_member(db, ALICE)
     calls: list[int] = []
+    seen_by_retry: list[Any] = []
 
     @db.reminders.on_event_reminder
     async def nag(due: EventReminder) -> None:
         calls.append(due.attempt)
         if len(calls) == 1:
             raise Boom("Discord said 503")
+        # The retry sees its own log row pending, the first run's failed with its error, and
+        # the job's error.
+        seen_by_retry.extend([await db.reminders.logs(due.event), due.job.last_error])
 
     event = await track(db)
     await fire(db, event.job_id)
-    [failed] = await db.reminders.logs(event)
+    await retry_until(db, lambda: len(calls) == 2)  # the scheduler's backoff, not a reschedule
+    assert calls == [1, 2]
+    (running, failed), job_error = seen_by_retry
+    assert (running["status"], running["sent_at"]) == ("pending", None)  # this very run
     assert (failed["status"], failed["sent_at"], failed["users_notified"]) == ("failed", None, 0)
     assert failed["error_message"] == "Boom: Discord said 503"
-    job = await db.scheduler.get(event.job_id)  # type: ignore[arg-type]
-    assert job is not None
-    assert job.state == "scheduled"
-    assert job.attempts == 1
-    assert "Discord said 503" in (job.last_error or "")
-    await fire(db, event.job_id)  # the retry, per the scheduler's policy
+    assert "Discord said 503" in (job_error or "")
     logs = await db.reminders.logs(event)
     assert [log["status"] for log in logs] == ["sent", "failed"]
-    assert len(calls) == 2
-    assert calls[1] > calls[0]
+    assert logs[0]["users_notified"] == 1
+    assert logs[1]["error_message"] == "Boom: Discord said 503"
+    job = await db.scheduler.get(event.job_id)  # type: ignore[arg-type]
+    assert job is not None
+    assert (job.state, job.attempts) == ("scheduled", 0)  # the next firing, one interval on
 
 
 async def test_paused_events_and_events_with_nobody_pending_send_nothing(
@@ -394,7 +422,7 @@ async def test_remind_after_a_delay_in_a_guild(db: botdb.Database) -> None:
     )
     assert reminder.guild_id == G
     assert before + dt.timedelta(minutes=5) <= reminder.due_at
-    by_seconds = await db.reminders.remind(BOB, "vote", delay=90, channel_id=CH, guild_id=G)
+    by_seconds = await db.reminders.remind(BOB, "vote", delay=600, channel_id=CH, guild_id=G)
     assert by_seconds.due_at > reminder.due_at
     assert [r.id for r in await db.reminders.list_for(BOB, guild_id=G)] == [
         reminder.id,
@@ -440,26 +468,60 @@ async def test_a_cancelled_reminder_whose_job_still_fires_sends_nothing(
     assert received == []
 
 
-async def test_a_failing_reminder_keeps_its_error_and_is_retried(db: botdb.Database) -> None:
+async def test_a_failing_reminder_keeps_its_error_and_is_retried(
+    quick_retry_db: botdb.Database,
+) -> None:
+    db = quick_retry_db
     attempts: list[int] = []
+    seen_by_retry: list[UserReminder | None] = []
 
     @db.reminders.on_reminder
     async def send(due: DueReminder) -> None:
         attempts.append(due.attempt)
         if len(attempts) == 1:
             raise Boom("chat not found")
+        seen_by_retry.append(await db.reminders.get(due.reminder.id))
 
     reminder = await db.reminders.remind(ALICE, "x", delay=60, channel_id=CH)
     await fire(db, reminder.job_id)
-    failed = await db.reminders.get(reminder.id)
+    await retry_until(db, lambda: len(attempts) == 2)
+    assert attempts == [1, 2]
+    [failed] = seen_by_retry
     assert failed is not None
     assert (failed.attempts, failed.last_error, failed.sent_at) == (1, "Boom: chat not found", None)
-    await fire(db, reminder.job_id)
     sent = await db.reminders.get(reminder.id)
     assert sent is not None
     assert sent.sent_at is not None
-    assert sent.last_error is None
-    assert len(attempts) == 2
+    assert (sent.attempts, sent.last_error) == (2, None)
+
+
+async def test_a_reminder_that_always_fails_ends_dead_with_its_error(
+    quick_retry_db: botdb.Database,
+) -> None:
+    db = quick_retry_db
+    attempts: list[int] = []
+
+    @db.reminders.on_reminder
+    async def send(due: DueReminder) -> None:
+        attempts.append(due.attempt)
+        raise Boom(f"try {due.attempt}")
+
+    reminder = await db.reminders.remind(ALICE, "x", delay=60, channel_id=CH)
+    await fire(db, reminder.job_id)
+
+    async def dead() -> bool:
+        await db.scheduler.run_until_idle()
+        job = await db.scheduler.get(reminder.job_id)  # type: ignore[arg-type]
+        return job is not None and job.state == "dead"
+
+    await wait_until(dead, what="the job to be dead")
+    assert attempts == [1, 2, 3, 4, 5]  # max_attempts
+    job = await db.scheduler.get(reminder.job_id)  # type: ignore[arg-type]
+    assert job is not None
+    assert job.last_error == "Boom: try 5"
+    row = await db.reminders.get(reminder.id)
+    assert row is not None
+    assert (row.attempts, row.last_error, row.sent_at) == (5, "Boom: try 5", None)
 
 
 async def test_recurring_every_interval_moves_due_at_forward(db: botdb.Database) -> None:

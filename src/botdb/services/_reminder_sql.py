@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from botdb import errors
 from botdb._json_values import dumps
 from botdb.models import TrackedEvent, UserReminder
+from botdb.scheduler._jobs import first_after, next_fire
 from botdb.services._common import (
     check_datetime,
     check_guild_id,
@@ -29,6 +30,7 @@ from botdb.services._common import (
 
 if TYPE_CHECKING:
     from botdb._protocols import ConfiguredDatabase
+    from botdb.scheduler import Job
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -44,6 +46,7 @@ __all__ = [
     "event_from_row",
     "event_id_of",
     "next_cron_time",
+    "next_run",
     "pending_users_sql",
     "positive_delta",
     "reminder_from_row",
@@ -157,12 +160,18 @@ def check_cron(value: object) -> str:
 
 def next_cron_time(expression: str, zone: ZoneInfo, after: dt.datetime) -> dt.datetime:
     """The first time strictly after ``after`` that ``expression`` names, read as wall-clock
-    time in ``zone`` (so "0 9 * * MON" stays 9:00 local across a DST change), in UTC."""
-    from croniter import croniter
+    time in ``zone`` (so "0 9 * * MON" stays 9:00 local across a DST change), in UTC: the
+    scheduler's own computation, so ``due_at`` and the job's ``run_at`` agree."""
+    return next_fire(None, expression, zone.key, after)
 
-    start = after.astimezone(zone)
-    nxt = croniter(expression, start).get_next(dt.datetime)
-    return nxt.astimezone(dt.UTC)
+
+def next_run(job: Job, now: dt.datetime) -> dt.datetime:
+    """When a recurring job fires next after its run at ``job.run_at`` finished at ``now``:
+    the next firing, or the first one after ``now`` when that one was missed (the scheduler's
+    ``misfire="once"``, which the reminders use)."""
+    every = None if job.every is None else job.every.total_seconds()
+    upcoming = next_fire(every, job.cron, job.tz, job.run_at)
+    return upcoming if upcoming > now else first_after(every, job.cron, job.tz, job.run_at, now)
 
 
 def check_candidates(value: object) -> list[int]:

@@ -1,7 +1,7 @@
 """Reminders as a service on the scheduler (``db.reminders``): tracked events and the
 reminders users ask for. The bot's code only sends the message.
 
-**Tracked events** (a reminder bot's core, seed 001): a message whose members should react
+**Tracked events** (the core of a reminder bot): a message whose members should react
 with one of the ``required_reactions``; every ``interval`` the ones who have not reacted yet
 are reminded. :meth:`ReminderService.track` writes the ``tracked_events`` row and schedules
 its recurring job (kind ``"event_reminder"``) in one transaction; :meth:`~ReminderService.pause`
@@ -41,7 +41,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, overload
 
 from botdb import errors
 from botdb.models import TrackedEvent, UserReminder
@@ -49,12 +49,10 @@ from botdb.services import _reminder_sql as sql
 from botdb.services._common import check_guild_id, check_id, check_int, utc_column
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
-    from botdb.config import Settings
+    from botdb._protocols import RemindersDatabase
     from botdb.engine.connection import Connection
     from botdb.repository import Repository
-    from botdb.scheduler import Job, Scheduler
+    from botdb.scheduler import Job
 
 __all__ = [
     "EVENT_KIND",
@@ -65,49 +63,11 @@ __all__ = [
     "ReminderService",
 ]
 
-T = TypeVar("T")
 
 #: The scheduler kind of a user's reminder.
 REMINDER_KIND: Final = "reminder"
 #: The scheduler kind of a tracked event's reminder.
 EVENT_KIND: Final = "event_reminder"
-
-
-class RemindersDatabase(Protocol):
-    """What the reminders service runs on: the raw API, transactions, the scheduler."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def backend(self) -> str: ...
-
-    @property
-    def scheduler(self) -> Scheduler: ...
-
-    def transaction(
-        self, *, isolation: str | None = None, readonly: bool = False
-    ) -> AbstractAsyncContextManager[Connection]: ...
-
-    async def run_in_transaction(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        *args: Any,
-        isolation: str | None = None,
-        **kwargs: Any,
-    ) -> T: ...
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
-
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
-
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
-
-    async def fetchval(
-        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
-    ) -> Any: ...
-
-    def repo(self, model: type[Any]) -> Repository[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +136,8 @@ class ReminderService:
     def __init__(self, db: RemindersDatabase) -> None:
         self.db = db
         self._candidates: CandidatesFn | None = None
+        # A process that only schedules reminders (a worker elsewhere sends them) may.
+        db.scheduler.register_kind(REMINDER_KIND, EVENT_KIND)
 
     @property
     def repo(self) -> Repository[UserReminder]:
@@ -733,20 +695,9 @@ class ReminderService:
             "UPDATE user_reminders SET due_at = $2, attempts = 0, last_error = NULL,"
             " updated_at = $3 WHERE id = $1",
             rid,
-            self._next_due(reminder, now),
+            sql.next_run(job, now),
             now,
         )
-
-    @staticmethod
-    def _next_due(reminder: UserReminder, now: dt.datetime) -> dt.datetime:
-        """The next time a recurring reminder is due after a run at ``now``."""
-        if reminder.cron is not None:
-            return sql.next_cron_time(reminder.cron, sql.check_tz(reminder.tz or "UTC"), now)
-        step = dt.timedelta(seconds=reminder.recurrence_seconds or 1)
-        due = reminder.due_at
-        if due > now:
-            return due + step
-        return due + step * ((now - due) // step + 1)
 
     async def _run_event(self, func: EventHandler, job: Job) -> None:
         eid = job.payload.get("event_id")
