@@ -9,6 +9,8 @@ asserts.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -644,3 +646,26 @@ async def test_a_scheduler_error_rolls_the_rows_back(
     assert await counts(db) == EMPTY
     assert await db.fetchval("SELECT count(*) FROM users") == 0
     assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+
+
+# -- the example ---------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "reminders.py"
+
+
+async def test_the_example_runs_a_tracked_event_and_a_reminder(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/reminders.py end to end with a running worker (its delay is 1.5 s)."""
+    spec = importlib.util.spec_from_file_location("botdb_example_reminders", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    await module.main(db_url)
+    out = capsys.readouterr().out
+    assert "not reacted yet: [101, 103]" in out
+    assert "Saturday match: please react, <@101> <@103>" in out
+    assert "<@101> the match starts in an hour" in out
+    assert "log: sent to 2 users" in out
+    assert "after cancel: []" in out
