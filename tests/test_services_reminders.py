@@ -8,6 +8,7 @@ asserts.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib.util
 from pathlib import Path
@@ -27,7 +28,7 @@ from botdb.services.reminders import (
     EventReminder,
     ReminderService,
 )
-from tests.helpers import MakeDB, wait_until
+from tests.helpers import MakeDB, statements, wait_until
 
 G = 1_150_000_000_000_000_001
 CH = 1_150_000_000_000_000_002
@@ -180,7 +181,9 @@ async def test_pending_users_from_the_members_table(db: botdb.Database) -> None:
     await add_member(db, 106, left=True)
     await add_member(db, BOTTY, bot=True)
     event = await track(db)
-    assert await db.reminders.pending_users(event) == [ALICE, BOB, CAROL, DAVE]
+    with statements(db) as sent:
+        assert await db.reminders.pending_users(event) == [ALICE, BOB, CAROL, DAVE]
+    assert len(sent) == 1  # one query
     assert await db.reminders.record_reaction(event, ALICE, "✅") is True
     assert await db.reminders.record_reaction(event, ALICE, "✅") is False  # already recorded
     await db.reminders.record_reaction(event, BOB, "❌")  # any required emoji counts
@@ -210,11 +213,27 @@ async def test_pending_users_among_given_candidates(db: botdb.Database) -> None:
     assert await db.reminders.pending_users(event, []) == []
     await db.reminders.record_reaction(event, BOB, "✅")  # a user unknown until now is created
     await db.reminders.record_reaction(event, CAROL, "👍")
-    assert await db.reminders.pending_users(event, [CAROL, BOB, ALICE, ALICE]) == [ALICE, CAROL]
+    with statements(db) as sent:
+        assert await db.reminders.pending_users(event, [CAROL, BOB, ALICE, ALICE]) == [
+            ALICE,
+            CAROL,
+        ]
+    assert len(sent) == 1
     with pytest.raises(errors.ArgumentError):
         await db.reminders.pending_users(event, "101")  # type: ignore[arg-type]
     with pytest.raises(errors.DataError):
         await db.reminders.pending_users(event, [0])
+
+
+async def test_concurrent_reactions_of_one_user_are_recorded_once(db: botdb.Database) -> None:
+    event = await track(db)
+    results = await asyncio.gather(
+        *(db.reminders.record_reaction(event, ALICE, "✅") for _ in range(8)),
+        db.reminders.record_reaction(event.id, BOB, "❌"),
+    )
+    assert sorted(results[:8]) == [False] * 7 + [True]
+    assert results[8] is True
+    assert await db.reminders.reactions(event) == {ALICE: ["✅"], BOB: ["❌"]}
 
 
 async def test_pause_cancels_the_job_and_resume_schedules_a_new_one(
@@ -646,6 +665,34 @@ async def test_a_scheduler_error_rolls_the_rows_back(
     assert await counts(db) == EMPTY
     assert await db.fetchval("SELECT count(*) FROM users") == 0
     assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+
+
+async def test_reminders_survive_a_restart(make_db: MakeDB) -> None:
+    """Scheduled by one process, which exits; sent by the next one on the same database."""
+    first = await make_db(create_tables=True)
+    await add_member(first, ALICE)
+    reminder = await first.reminders.remind(ALICE, "after the restart", delay=60, channel_id=CH)
+    event = await first.reminders.track(
+        MSG, G, CH, "match", required_reactions=["✅"], interval=dt.timedelta(hours=1)
+    )
+    await first.close()
+    second = await make_db()
+    received: list[str] = []
+
+    @second.reminders.on_reminder
+    async def send(due: DueReminder) -> None:
+        received.append(due.reminder.content)
+
+    @second.reminders.on_event_reminder
+    async def nag(due: EventReminder) -> None:
+        received.append(f"{due.event.title}: {due.users}")
+
+    await fire(second, reminder.job_id)
+    await fire(second, event.job_id)
+    assert received == ["after the restart", "match: [101]"]
+    sent = await second.reminders.get(reminder.id)
+    assert sent is not None
+    assert sent.sent_at is not None
 
 
 # -- the example ---------------------------------------------------------------------------------
