@@ -18,7 +18,7 @@ import pytest
 import botdb
 from botdb.scheduler import Job, Scheduler, ScheduleRequest
 from botdb.scheduler._jobs import first_after, next_fire
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -473,6 +473,55 @@ async def test_an_expired_lease_is_taken_again_and_a_stale_result_is_dropped(
     assert (final.state, final.last_error) == ("done", None)
 
 
+async def test_a_long_handler_keeps_its_lease_renewed(make_db: MakeDB) -> None:
+    """With a 0.6 s lease, a handler running past it keeps the job: the worker renews the
+    lease every 0.2 s, so another worker finds nothing to take."""
+    db = await make_db(create_tables=True, scheduler_lease=0.6)
+    sched = db.scheduler
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def long(job: Job) -> None:
+        started.set()
+        await release.wait()
+
+    sched.add_handler("long", long)
+    job = await sched.schedule("long", delay=0)
+    await sched.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    held = await sched.get(job.id)
+    assert held is not None
+    assert held.state == "running"
+    assert held.locked_by is not None
+    assert held.locked_until is not None
+    first_end = held.locked_until
+    await wait_until(lambda: now() > first_end + timedelta(seconds=0.1), what="the first lease")
+    renewed = await sched.get(job.id)
+    assert renewed is not None
+    assert renewed.locked_until is not None
+    assert renewed.locked_until > first_end
+    assert renewed.locked_by == held.locked_by
+    assert await sched._claim("rival", 10, ["long"]) == []
+    release.set()
+    await sched.stop()
+    done = await sched.get(job.id)
+    assert done is not None
+    assert (done.state, done.attempts, done.locked_by) == ("done", 1, None)
+
+
+async def test_a_handler_that_is_not_async_fails_the_job_with_a_clear_error(
+    db: botdb.Database,
+) -> None:
+    sched = db.scheduler
+    sched.add_handler("sync", lambda job: None)  # type: ignore[arg-type,return-value]
+    job = await sched.schedule("sync", delay=0, max_attempts=1)
+    await sched.run_until_idle()
+    dead = await sched.get(job.id)
+    assert dead is not None
+    assert dead.state == "dead"
+    assert dead.last_error is not None
+    assert "async def" in dead.last_error
+
+
 async def test_reschedule_refuses_a_running_job(db: botdb.Database) -> None:
     sched = db.scheduler
     sched.register_kind("r")
@@ -542,6 +591,45 @@ async def test_stop_hands_a_running_job_back(db: botdb.Database) -> None:
     assert (back.state, back.attempts) == ("scheduled", 0)
 
 
+async def test_stop_waits_for_running_handlers_and_writes_their_results(
+    db: botdb.Database,
+) -> None:
+    sched = db.scheduler
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await release.wait()
+
+    sched.add_handler("s", slow)
+    job = await sched.schedule("s", delay=0)
+    await sched.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    stopping = asyncio.create_task(sched.stop(timeout=30))
+    await asyncio.sleep(0)  # stop() has begun: it waits for the handler
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, timeout=30)
+    done = await sched.get(job.id)
+    assert done is not None
+    assert (done.state, done.attempts) == ("done", 1)
+
+
+async def test_worker_on_an_in_memory_database() -> None:
+    """No other process can reach ``:memory:``: no listening connection, in-process pokes."""
+    async with botdb.connect("sqlite:///:memory:") as db:
+        await db.create_tables()
+        fired = asyncio.Event()
+
+        async def handler(job: Job) -> None:
+            fired.set()
+
+        db.scheduler.add_handler("m", handler)
+        await db.scheduler.start()
+        await db.scheduler.schedule("m", delay=0.01)
+        await asyncio.wait_for(fired.wait(), timeout=10)
+
+
 async def test_db_close_stops_the_worker(make_db: MakeDB) -> None:
     db = await make_db(create_tables=True)
     db.scheduler.add_handler("c", Recorder())
@@ -556,3 +644,116 @@ def test_scheduler_is_one_per_database() -> None:
     db = botdb.Database(botdb.Settings.from_env(url="sqlite:///:memory:"))
     assert db.scheduler is db.scheduler
     assert isinstance(db.scheduler, Scheduler)
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_worker_survives_its_connections_being_terminated_mid_batch(
+    make_db: MakeDB, pg_url: str
+) -> None:
+    """Every connection of the worker's Database (pool and LISTEN) is terminated by the server
+    while handlers run: every job still ends done and recorded (handlers that lost their
+    connection raise and are retried), and the LISTEN connection comes back, so a job
+    scheduled by another process afterwards still wakes the sleeping worker."""
+    a = await make_db(url=pg_url, create_tables=True)
+    b = await make_db(
+        url=pg_url, application_name="sched-fault-b", scheduler_retry_delay=0.0,
+        scheduler_retry_max_delay=0.0, scheduler_lease=5.0, retry_attempts=1,
+    )  # fmt: skip
+    await a.execute("CREATE TABLE handled (job_key text PRIMARY KEY)")
+    a.scheduler.register_kind("f")
+    started = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[BaseException] = []
+
+    async def handler(job: Job) -> None:
+        started.set()
+        await release.wait()
+        try:
+            await b.execute("INSERT INTO handled VALUES ($1) ON CONFLICT DO NOTHING", job.key)
+        except Exception as exc:
+            seen.append(exc)
+            raise
+
+    b.scheduler.add_handler("f", handler)
+    await b.scheduler.start(concurrency=20)
+    await a.scheduler.schedule_many(
+        [ScheduleRequest(kind="f", delay=0, key=f"f{i}") for i in range(200)]
+    )
+    await asyncio.wait_for(started.wait(), timeout=30)
+    killed = await a.fetchval(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE 'sched-fault-b%') AS k"
+    )
+    assert killed >= 2  # the pool's connection(s) and the LISTEN connections
+    release.set()
+
+    async def all_done() -> bool:
+        done = await a.fetchval("SELECT count(*) FROM scheduled_jobs WHERE state = 'done'")
+        return int(done) == 200
+
+    await wait_until(all_done, timeout=60, what="every job done after the terminations")
+    assert await a.fetchval("SELECT count(*) FROM handled") == 200
+    assert all(isinstance(exc, botdb.BotDBError) for exc in seen), seen
+
+    async def listening_again() -> bool:  # the cache's and the scheduler's listeners
+        count = await a.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'sched-fault-b listener'"
+        )
+        return int(count) == 2
+
+    await wait_until(listening_again, timeout=30, what="the LISTEN connections back")
+    fired = asyncio.Event()
+    b.scheduler.add_handler("g", lambda job: _set(fired))
+    a.scheduler.register_kind("g")
+    await a.scheduler.schedule("g", delay=0)
+    await asyncio.wait_for(fired.wait(), timeout=30)
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+# -- query plans ------------------------------------------------------------------------------
+
+
+async def test_the_workers_queries_read_only_live_rows_through_the_partial_indexes(
+    db: botdb.Database,
+) -> None:
+    """With 5,000 finished jobs beside 50 live ones, the next-due query and both claims walk
+    the partial indexes in order: no full scan, no sort (EXPLAIN on each backend)."""
+    from botdb.scheduler._sql import statements
+
+    sched = db.scheduler
+    sched.register_kind("a", "b")
+    start = now()
+    await sched.schedule_many(
+        [ScheduleRequest(kind="a", at=start - timedelta(seconds=i)) for i in range(5000)]
+    )
+    await db.execute("UPDATE scheduled_jobs SET state = 'done', finished_at = $1", start)
+    await sched.schedule_many([ScheduleRequest(kind="b", delay=i) for i in range(50)])
+    await db.execute("ANALYZE")
+    sql = statements(db.backend)
+    indexes = ("ix_scheduled_jobs_due", "ix_scheduled_jobs_lease", "rowid=?")
+    claim_args = ["w", start, start, 10, ["a", "b"]]
+    for query, args in (
+        (sql.next_due, [["a", "b"]]),
+        (sql.claim, claim_args),
+        (sql.claim_expired, claim_args),
+    ):
+        async with db.transaction() as conn:  # EXPLAIN of an UPDATE runs nothing
+            if db.backend == "sqlite":
+                plan = [
+                    str(list(r)[-1]) for r in await conn.fetch(f"EXPLAIN QUERY PLAN {query}", *args)
+                ]
+                assert not any("TEMP B-TREE" in line for line in plan), plan
+                for line in plan:
+                    if "scheduled_jobs" in line:
+                        assert any(index in line for index in indexes), plan
+            else:
+                plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}", *args))
+                assert "Seq Scan" not in plan, plan
+                assert "Sort" not in plan, plan

@@ -289,7 +289,9 @@ async def test_an_idle_worker_makes_no_query_for_30_s_then_fires_a_job_1_s_ahead
             db.scheduler.add_handler("ping", handler)
             await db.scheduler.schedule("ping", delay=3600, key="far")
             await db.scheduler.start()
-            await asyncio.sleep(0.5)  # let the worker look once and go to sleep
+            worker = db.scheduler._worker
+            assert worker is not None
+            await wait_until(lambda: worker.sleeping, what="the worker to look once and sleep")
             before = db.stats()["queries"]
             await asyncio.sleep(30.0)  # the measured window
             idle_queries = db.stats()["queries"] - before

@@ -39,6 +39,7 @@ from botdb.models import (
     ReactionCount,
     ReminderLog,
     Role,
+    ScheduledJob,
     Snippet,
     Thread,
     TrackedEvent,
@@ -186,6 +187,19 @@ async def populate(url: str, *, users: int = 30) -> None:
             s.add(GuildConfig(guild_id=1, prefix="?", settings={"b": [1, 2], "a": {"z": None}}))
             s.add(KeyValue(namespace="ns", scope="global", key="k", value=[1, "two", 3.5]))
             s.add(KeyValue(namespace="ns", scope="guild:1", key="Zeta", value={"x": True}))
+            s.add(
+                ScheduledJob(
+                    kind="reminder",
+                    key="r:1",
+                    payload={"text": "hi", "n": [1, 2]},
+                    guild_id=1,
+                    user_id=5,
+                    run_at=T0,
+                    every_seconds=3600.0,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
             s.add(GuildCaseCounter(guild_id=1, last_case_number=1))
             s.add(
                 ModerationCase(
@@ -299,6 +313,7 @@ def test_every_builtin_table_is_populated_by_the_fixture_data() -> None:
             ReactionCount,
             ReminderLog,
             Role,
+            ScheduledJob,
             Snippet,
             Thread,
             TrackedEvent,

@@ -73,6 +73,8 @@ class Job:
         created_at: when it was scheduled.
         updated_at: when the row last changed.
         finished_at: when it became ``done``, ``dead`` or ``cancelled``.
+        locked_by: the worker holding a running job (host:pid:random), else None.
+        locked_until: when that worker's lease ends, else None.
     """
 
     id: int
@@ -93,6 +95,8 @@ class Job:
     created_at: datetime
     updated_at: datetime = field(compare=False)
     finished_at: datetime | None = None
+    locked_by: str | None = field(default=None, compare=False)
+    locked_until: datetime | None = field(default=None, compare=False)
 
     @property
     def recurring(self) -> bool:
@@ -240,6 +244,11 @@ def _check_kind(kind: Any) -> str:
     return kind
 
 
+def check_delay(value: Any, name: str) -> timedelta:
+    """``value`` (a timedelta or seconds, zero or more) as a timedelta; SchedulingError else."""
+    return _seconds(value, name, allow_zero=True)
+
+
 def _seconds(value: Any, name: str, *, allow_zero: bool) -> timedelta:
     if isinstance(value, timedelta):
         delta = value
@@ -381,4 +390,6 @@ def job_from_row(row: Any) -> Job:
         created_at=parse_time(row["created_at"]),
         updated_at=parse_time(row["updated_at"]),
         finished_at=None if finished is None else parse_time(finished),
+        locked_by=row["locked_by"],
+        locked_until=None if row["locked_until"] is None else parse_time(row["locked_until"]),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from botdb.scheduler._jobs import (
     ScheduleRequest,
     backoff,
     check_aware,
+    check_delay,
     check_kind,
     check_request,
     describe_error,
@@ -345,11 +347,7 @@ class Scheduler:
         if (at is None) == (delay is None):
             raise SchedulingError("reschedule takes at= or delay=, one of them")
         now = utcnow()
-        when = (
-            check_aware(at, "at")
-            if at is not None
-            else check_request(ScheduleRequest(kind="x", delay=delay), now).run_at
-        )
+        when = check_aware(at, "at") if at is not None else now + check_delay(delay, "delay")
         by_key = isinstance(job, str)
         target: int | str = _check_key(job) if by_key else _check_job_id(job)
         query = self._sql.reschedule_key if by_key else self._sql.reschedule_id
@@ -419,8 +417,7 @@ class Scheduler:
         if isinstance(older_than, datetime):
             cutoff = check_aware(older_than, "older_than")
         else:
-            age = check_request(ScheduleRequest(kind="x", delay=older_than), now).run_at - now
-            cutoff = now - age
+            cutoff = now - check_delay(older_than, "older_than")
         status = await self._db.execute(self._sql.purge, cutoff)
         return int(status.rsplit(" ", 1)[-1]) if status else 0
 
@@ -520,20 +517,35 @@ class Scheduler:
         if self._worker is not None:
             self._worker.poke(None if run_at is None else run_at.timestamp())
 
-    async def _claim(self, worker_id: str, limit: int, kinds: list[str]) -> list[Job]:
-        """Claim up to ``limit`` due jobs (or jobs whose lease ran out) for ``worker_id``."""
+    async def _claim(
+        self, worker_id: str, limit: int, kinds: list[str], *, expired: bool | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs for ``worker_id``: jobs whose lease ran out
+        (``expired=True``), waiting jobs now due (``False``), or both, expired first
+        (``None``)."""
         now = utcnow()
-        records = await self._db.fetch(
-            self._sql.claim, worker_id, now + timedelta(seconds=self.lease), now, limit, kinds
-        )
-        jobs = [job_from_row(record) for record in records]
+        jobs: list[Job] = []
+        queries = {None: (True, False), True: (True,), False: (False,)}[expired]
+        for lease_ended in queries:
+            if len(jobs) >= limit:
+                break
+            records = await self._db.fetch(
+                self._sql.claim_expired if lease_ended else self._sql.claim,
+                worker_id, now + timedelta(seconds=self.lease), now, limit - len(jobs), kinds,
+            )  # fmt: skip
+            jobs.extend(job_from_row(record) for record in records)
         jobs.sort(key=lambda job: (job.run_at, job.id))
         return jobs
 
-    async def _next_due(self, kinds: list[str]) -> datetime | None:
-        """The earliest due time (or lease end) of a job of ``kinds``; None when none waits."""
-        value = await self._db.fetchval(self._sql.next_due, kinds)
-        return None if value is None else parse_time(value)
+    async def _next_due(self, kinds: list[str]) -> tuple[datetime | None, datetime | None]:
+        """For jobs of ``kinds``: the earliest due time of a waiting job and the earliest
+        lease end of a running one (each None when there is none)."""
+        row = await self._db.fetchrow(self._sql.next_due, kinds)
+        waiting, lease = row["waiting"], row["lease"]
+        return (
+            None if waiting is None else parse_time(waiting),
+            None if lease is None else parse_time(lease),
+        )
 
     async def _renew(self, worker_id: str) -> None:
         now = utcnow()
@@ -569,7 +581,13 @@ class Scheduler:
         try:
             if handler is None:
                 raise SchedulingError(f"no handler for job kind {job.kind!r}")
-            await handler(job)
+            result = handler(job)
+            if not inspect.isawaitable(result):
+                raise SchedulingError(
+                    f"the handler of {job.kind!r} returned {type(result).__name__}, not an "
+                    "awaitable: make it an async def"
+                )
+            await result
         except Exception as exc:
             return self._failed(job, exc, every)
         self._counts["succeeded"] += 1

@@ -55,9 +55,13 @@ class Statements:
     by_keys: str
     #: id -> row
     by_id: str
-    #: worker, lease end, now, limit, kinds (list) -> claimed rows
+    #: worker, lease end, now, limit, kinds (list) -> claimed rows: waiting jobs now due,
+    #: soonest first (one range of the partial index ``ix_scheduled_jobs_due``, no sort)
     claim: str
-    #: kinds (list) -> the earliest time a job of these kinds is due or a lease ends
+    #: the same for running jobs whose lease ended (``ix_scheduled_jobs_lease``)
+    claim_expired: str
+    #: kinds (list) -> (the earliest due time of a waiting job, the earliest lease end of a
+    #: running job) of these kinds, each None when there is none
     next_due: str
     #: lease end, worker, now -> renews every job this worker holds
     renew: str
@@ -101,9 +105,8 @@ def _postgres() -> Statements:
     claim = (
         "UPDATE scheduled_jobs SET state = 'running', attempts = attempts + 1, "
         "locked_by = $1, locked_until = $2, updated_at = $3 "
-        "WHERE id IN (SELECT id FROM scheduled_jobs "
-        f"WHERE (({_WAITING} AND run_at <= $3) OR ({_HELD} AND locked_until < $3)) "
-        "AND kind = ANY($5::text[]) ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) "
+        "WHERE id IN (SELECT id FROM scheduled_jobs WHERE {due} "
+        "AND kind = ANY($5::text[]) ORDER BY {order} LIMIT $4 FOR UPDATE SKIP LOCKED) "
         f"RETURNING {COLUMNS}"
     )
     reschedule = (
@@ -118,6 +121,7 @@ def _postgres() -> Statements:
         claim=claim,
         reschedule=reschedule,
         in_list="= ANY({}::{})",
+        indexed="",
     )
 
 
@@ -137,9 +141,8 @@ def _sqlite() -> Statements:
     claim = (
         "UPDATE scheduled_jobs SET state = 'running', attempts = attempts + 1, "
         "locked_by = $1, locked_until = $2, updated_at = $3 "
-        "WHERE id IN (SELECT id FROM scheduled_jobs "
-        f"WHERE (({_WAITING} AND run_at <= $3) OR ({_HELD} AND locked_until < $3)) "
-        "AND kind IN (SELECT value FROM json_each($5)) ORDER BY run_at LIMIT $4) "
+        "WHERE id IN (SELECT id FROM scheduled_jobs WHERE {due} "
+        "AND kind IN (SELECT value FROM json_each($5)) ORDER BY {order} LIMIT $4) "
         f"RETURNING {COLUMNS}"
     )
     reschedule = (
@@ -153,11 +156,14 @@ def _sqlite() -> Statements:
         claim=claim,
         reschedule=reschedule,
         in_list="IN (SELECT value FROM json_each({}))",
+        # SQLite's planner prefers the (kind, run_at) index for a kind list, which reads
+        # every finished job of those kinds; the partial index reads only live ones.
+        indexed="INDEXED BY ix_scheduled_jobs_{} ",
     )
 
 
 def _common(
-    *, insert: str, insert_many: str, claim: str, reschedule: str, in_list: str
+    *, insert: str, insert_many: str, claim: str, reschedule: str, in_list: str, indexed: str
 ) -> Statements:
     def listed(param: str, pg_type: str) -> str:
         return in_list.format(param, pg_type) if "{}::{}" in in_list else in_list.format(param)
@@ -169,12 +175,16 @@ def _common(
         by_key=f"SELECT {COLUMNS} FROM scheduled_jobs WHERE key = $1",
         by_keys=f"SELECT {COLUMNS} FROM scheduled_jobs WHERE key {listed('$1', 'text[]')}",
         by_id=f"SELECT {COLUMNS} FROM scheduled_jobs WHERE id = $1",
-        claim=claim,
+        claim=claim.format(due=f"{_WAITING} AND run_at <= $3", order="run_at"),
+        claim_expired=claim.format(due=f"{_HELD} AND locked_until < $3", order="locked_until"),
         next_due=(
-            "SELECT min(t) FROM ("
-            f"SELECT min(run_at) AS t FROM scheduled_jobs WHERE {_WAITING} AND kind {kinds} "
-            "UNION ALL SELECT min(locked_until) AS t FROM scheduled_jobs "
-            f"WHERE {_HELD} AND kind {kinds}) AS due"
+            # ORDER BY ... LIMIT 1 (not min()): a walk of the partial index in order that stops
+            # at the first row of these kinds, however many finished rows the kinds have.
+            "SELECT "
+            f"(SELECT run_at FROM scheduled_jobs {indexed.format('due')}"
+            f"WHERE {_WAITING} AND kind {kinds} ORDER BY run_at LIMIT 1) AS waiting, "
+            f"(SELECT locked_until FROM scheduled_jobs {indexed.format('lease')}"
+            f"WHERE {_HELD} AND kind {kinds} ORDER BY locked_until LIMIT 1) AS lease"
         ),
         renew=(
             "UPDATE scheduled_jobs SET locked_until = $1, updated_at = $3 "

@@ -54,7 +54,9 @@ class Worker:
         self._sched = scheduler
         self.id = new_worker_id()
         self.concurrency = concurrency
-        self._active: dict[int, asyncio.Task[None]] = {}
+        # The running handlers' tasks (a job claimed again by this same worker after its
+        # lease ran out is a second task, counted apart).
+        self._active: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._settle_wanted = asyncio.Event()
@@ -62,6 +64,8 @@ class Worker:
         # Epoch seconds of the planned wake-up while sleeping; +inf while working (any poke
         # then makes the loop look again before it sleeps).
         self._planned = math.inf
+        #: True while the loop waits for a due time or a wake-up (making no query).
+        self.sleeping = False
         self._outcomes: list[Settle] = []
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -91,7 +95,7 @@ class Worker:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        active = list(self._active.values())
+        active = list(self._active)
         if active:
             pending = set(active)
             if timeout > 0:
@@ -126,16 +130,22 @@ class Worker:
                 continue
             kinds = sched._handled_kinds()
             try:
-                due = await sched._next_due(kinds) if kinds else None
+                waiting, lease = await sched._next_due(kinds) if kinds else (None, None)
                 now = utcnow()
-                if due is not None and due <= now:
-                    jobs = await sched._claim(self.id, min(free, sched.batch), kinds)
+                expired = lease is not None and lease < now
+                ready = waiting is not None and waiting <= now
+                if expired or ready:
+                    jobs = await sched._claim(
+                        self.id, min(free, sched.batch), kinds, expired=None if
+                        expired and ready else expired,
+                    )  # fmt: skip
                     for job in jobs:
                         self._run(job)
                     failures = 0
                     if not jobs:  # others claimed them; their transactions end in a moment
                         await self._sleep(_CONTENDED)
                     continue
+                due = min((t for t in (waiting, lease) if t is not None), default=None)
             except Exception as exc:
                 failures += 1
                 wait = min(_RECONNECT_MAX, 0.5 * 2 ** min(failures, 6))
@@ -152,6 +162,7 @@ class Worker:
         """Wait ``seconds`` (None: until woken), or less when poked with a due time before
         ``planned`` (epoch seconds; +inf: any poke)."""
         self._planned = planned
+        self.sleeping = True
         try:
             if seconds is None:
                 await self._wake.wait()
@@ -160,11 +171,12 @@ class Worker:
         except TimeoutError:
             pass
         finally:
+            self.sleeping = False
             self._planned = math.inf
 
     def _run(self, job: Job) -> None:
         task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
-        self._active[job.id] = task
+        self._active.add(task)
 
     async def _handle(self, job: Job) -> None:
         try:
@@ -172,13 +184,15 @@ class Worker:
         except asyncio.CancelledError:
             # Stopping: hand the job back unfinished, it runs again (here or elsewhere).
             outcome = Settle(job.id, None, release=True)
-        except BaseException as exc:  # a handler's SystemExit etc.: keep the job, re-raise
-            self._finish(job.id, Settle(job.id, None, release=True))
-            raise exc
-        self._finish(job.id, outcome)
+        except BaseException:  # a handler's SystemExit etc.: hand the job back, re-raise
+            self._finish(Settle(job.id, None, release=True))
+            raise
+        self._finish(outcome)
 
-    def _finish(self, job_id: int, outcome: Settle) -> None:
-        self._active.pop(job_id, None)
+    def _finish(self, outcome: Settle) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.discard(task)
         self._outcomes.append(outcome)
         self._settle_wanted.set()
         self._slot_free.set()
