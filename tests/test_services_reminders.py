@@ -695,6 +695,55 @@ async def test_reminders_survive_a_restart(make_db: MakeDB) -> None:
     assert sent.sent_at is not None
 
 
+async def test_ensure_jobs_schedules_rows_written_around_the_service(db: botdb.Database) -> None:
+    """Rows imported (e.g. by db.import_json from a reminder bot's JSON) have no job: once
+    ensure_jobs gave them one, they fire; a second call changes nothing."""
+    await add_member(db, ALICE)
+    await db.execute(
+        "INSERT INTO tracked_events (message_id, guild_id, channel_id, title, interval_minutes,"
+        " required_reactions) VALUES ($1, $2, $3, 'imported', 30, $4)",
+        MSG + 10,
+        G,
+        CH,
+        '["✅"]',
+    )
+    await db.execute(
+        "INSERT INTO tracked_events (message_id, guild_id, channel_id, title, is_paused,"
+        " required_reactions) VALUES ($1, $2, $3, 'paused', $4, $5)",
+        MSG + 11,
+        G,
+        CH,
+        True,
+        '["✅"]',
+    )
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    await db.execute(
+        "INSERT INTO user_reminders (channel_id, user_id, content, due_at) VALUES ($1, $2, $3, $4)",
+        CH,
+        ALICE,
+        "imported",
+        past,
+    )
+    cancelled = await track(db)  # a live event whose job someone cancelled by hand
+    await db.scheduler.cancel(cancelled.job_id)
+    assert await db.reminders.ensure_jobs() == {"events": 2, "reminders": 1}
+    assert await db.reminders.ensure_jobs() == {"events": 0, "reminders": 0}
+    events = {e.title: e for e in await db.reminders.events_of(G)}
+    assert events["paused"].job_id is None
+    job = await db.scheduler.get(events["imported"].job_id)  # type: ignore[arg-type]
+    assert job is not None
+    assert job.every == dt.timedelta(minutes=30)
+    assert events["Saturday match"].job_id not in (None, cancelled.job_id)
+    received: list[str] = []
+
+    @db.reminders.on_reminder
+    async def send(due: DueReminder) -> None:
+        received.append(due.reminder.content)
+
+    assert await db.scheduler.run_until_idle() == 1  # the imported reminder was overdue
+    assert received == ["imported"]
+
+
 # -- the example ---------------------------------------------------------------------------------
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "reminders.py"

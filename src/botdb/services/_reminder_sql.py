@@ -29,7 +29,8 @@ from botdb.services._common import (
 )
 
 if TYPE_CHECKING:
-    from botdb._protocols import ConfiguredDatabase
+    from botdb._protocols import ConfiguredDatabase, RemindersDatabase
+    from botdb.engine.connection import Connection
     from botdb.scheduler import Job
 
 __all__ = [
@@ -51,6 +52,11 @@ __all__ = [
     "positive_delta",
     "reminder_from_row",
 ]
+
+#: The scheduler kind of a user's reminder.
+REMINDER_KIND: Final = "reminder"
+#: The scheduler kind of a tracked event's reminder.
+EVENT_KIND: Final = "event_reminder"
 
 #: Longest text of a reminder (Discord's message limit is 2000; Telegram's 4096).
 MAX_TEXT: Final = 4000
@@ -306,4 +312,60 @@ def reminder_from_row(db: ConfiguredDatabase, row: Any) -> UserReminder:
         tz=row["tz"],
         created_at=utc_column(db, row["created_at"]),
         updated_at=utc_column(db, row["updated_at"]),
+    )
+
+
+# -- statements shared by the service and its runs ------------------------------------------------
+
+
+def utcnow() -> dt.datetime:
+    """Now, aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+async def schedule_event(
+    db: RemindersDatabase, conn: Connection, event: TrackedEvent, minutes: int
+) -> TrackedEvent:
+    """Schedule the event's recurring job in ``conn``'s transaction and link it."""
+    job = await db.scheduler.schedule(
+        EVENT_KIND,
+        every=dt.timedelta(minutes=minutes),
+        payload={"event_id": event.id},
+        guild_id=event.guild_id,
+        within=conn,
+    )
+    row = await conn.fetchrow(
+        f"UPDATE tracked_events SET job_id = $2 WHERE id = $1 RETURNING {EVENT_COLUMNS}",
+        event.id,
+        job.id,
+    )
+    return event_from_row(db, row)
+
+
+async def lock_event(db: ConfiguredDatabase, conn: Connection, eid: int) -> TrackedEvent:
+    """The event, locked for this transaction on PostgreSQL (SQLite: the single writer)."""
+    lock = " FOR UPDATE" if conn.backend == "postgresql" else ""
+    row = await conn.fetchrow(
+        f"SELECT {EVENT_COLUMNS} FROM tracked_events WHERE id = $1{lock}", eid
+    )
+    if row is None:
+        raise errors.NotFoundError(f"no tracked event {eid}")
+    return event_from_row(db, row)
+
+
+async def ensure_guild(conn: Connection, gid: int) -> None:
+    """A placeholder ``guilds`` row (for the foreign keys); an existing one is left alone."""
+    await conn.execute(
+        "INSERT INTO guilds (id, platform) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        gid,
+        "telegram" if gid < 0 else "discord",
+    )
+
+
+async def ensure_user(conn: Connection, uid: int, gid: int | None) -> None:
+    """A placeholder ``users`` row (for the foreign keys); an existing one is left alone."""
+    await conn.execute(
+        "INSERT INTO users (id, platform) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        uid,
+        "telegram" if gid is not None and gid < 0 else "discord",
     )

@@ -39,14 +39,24 @@ went out but before the bookkeeping sends it again after the job's lease.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, overload
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, overload
 
 from botdb import errors
 from botdb.models import TrackedEvent, UserReminder
 from botdb.services import _reminder_sql as sql
 from botdb.services._common import check_guild_id, check_id, check_int, utc_column
+from botdb.services._reminder_runs import (
+    CandidatesFn,
+    DueReminder,
+    EventHandler,
+    EventReminder,
+    ReminderHandler,
+    ensure_jobs,
+    run_event,
+    run_reminder,
+)
+from botdb.services._reminder_sql import EVENT_KIND, REMINDER_KIND
 
 if TYPE_CHECKING:
     from botdb._protocols import RemindersDatabase
@@ -62,61 +72,6 @@ __all__ = [
     "EventReminder",
     "ReminderService",
 ]
-
-
-#: The scheduler kind of a user's reminder.
-REMINDER_KIND: Final = "reminder"
-#: The scheduler kind of a tracked event's reminder.
-EVENT_KIND: Final = "event_reminder"
-
-
-@dataclass(frozen=True, slots=True)
-class DueReminder:
-    """What a personal reminder's handler gets: the reminder and the job that fired it.
-
-    ``scheduled_at`` is when this run was due; ``attempt`` counts from 1 (a retry after a
-    failure, or after a worker died, has a higher one): handlers that must not send twice
-    can key on ``(reminder.id, scheduled_at)``.
-    """
-
-    reminder: UserReminder
-    job: Job
-    scheduled_at: dt.datetime
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventReminder:
-    """What a tracked event's handler gets: the event and the users to remind (those who
-    have reacted with none of its required emoji, by :meth:`ReminderService.pending_users`).
-
-    ``log_id`` is the ``reminder_logs`` row of this run (``pending`` while the handler
-    runs); ``manual`` is True for a run asked by :meth:`ReminderService.remind_now`.
-    """
-
-    event: TrackedEvent
-    users: list[int]
-    job: Job
-    scheduled_at: dt.datetime
-    attempt: int
-    log_id: int
-    manual: bool
-
-
-#: Gives the users who should react to an event (None: the guild's members, the default).
-CandidatesFn = Callable[[TrackedEvent], Awaitable[Iterable[int] | None]]
-ReminderHandler = Callable[[DueReminder], Awaitable[None]]
-EventHandler = Callable[[EventReminder], Awaitable[None]]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _updated(db: RemindersDatabase, row: Any | None, what: str) -> Any:
-    if row is None:
-        raise errors.NotFoundError(f"no {what}")
-    return row
 
 
 class ReminderService:
@@ -135,9 +90,8 @@ class ReminderService:
 
     def __init__(self, db: RemindersDatabase) -> None:
         self.db = db
-        self._candidates: CandidatesFn | None = None
         # A process that only schedules reminders (a worker elsewhere sends them) may.
-        db.scheduler.register_kind(REMINDER_KIND, EVENT_KIND)
+        db.scheduler.register_kind(sql.REMINDER_KIND, sql.EVENT_KIND)
 
     @property
     def repo(self) -> Repository[UserReminder]:
@@ -163,9 +117,9 @@ class ReminderService:
         """
 
         async def handle(job: Job) -> None:
-            await self._run_reminder(func, job)
+            await run_reminder(self, func, job)
 
-        self.db.scheduler.add_handler(REMINDER_KIND, handle)
+        self.db.scheduler.add_handler(sql.REMINDER_KIND, handle)
         return func
 
     @overload
@@ -195,10 +149,9 @@ class ReminderService:
 
         def register(handler: EventHandler) -> EventHandler:
             async def handle(job: Job) -> None:
-                await self._run_event(handler, job)
+                await run_event(self, handler, candidates, job)
 
-            self._candidates = candidates
-            self.db.scheduler.add_handler(EVENT_KIND, handle)
+            self.db.scheduler.add_handler(sql.EVENT_KIND, handle)
             return handler
 
         return register if func is None else register(func)
@@ -239,7 +192,7 @@ class ReminderService:
         mid, gid, _, _, _, minutes, _ = values
 
         async def write(conn: Connection) -> TrackedEvent:
-            await self._ensure_guild(conn, gid)
+            await sql.ensure_guild(conn, gid)
             row = await conn.fetchrow(
                 "INSERT INTO tracked_events (message_id, guild_id, channel_id, title,"
                 " description, interval_minutes, required_reactions)"
@@ -247,7 +200,9 @@ class ReminderService:
                 *values[:6],
                 sql.json_text(values[6]),
             )
-            return await self._schedule_event(conn, sql.event_from_row(self.db, row), minutes)
+            return await sql.schedule_event(
+                self.db, conn, sql.event_from_row(self.db, row), minutes
+            )
 
         try:
             return await self.db.run_in_transaction(write)
@@ -307,13 +262,13 @@ class ReminderService:
         eid = sql.event_id_of(event)
 
         async def write(conn: Connection) -> tuple[TrackedEvent, int | None]:
-            old = await self._lock_event(conn, eid)
+            old = await sql.lock_event(self.db, conn, eid)
             row = await conn.fetchrow(
                 "UPDATE tracked_events SET is_paused = $2, job_id = NULL, updated_at = $3"
                 f" WHERE id = $1 RETURNING {sql.EVENT_COLUMNS}",
                 eid,
                 True,
-                _now(),
+                sql.utcnow(),
             )
             return sql.event_from_row(self.db, row), old.job_id
 
@@ -330,7 +285,7 @@ class ReminderService:
         eid = sql.event_id_of(event)
 
         async def write(conn: Connection) -> TrackedEvent:
-            old = await self._lock_event(conn, eid)
+            old = await sql.lock_event(self.db, conn, eid)
             if not old.is_paused and old.job_id is not None:
                 return old
             row = await conn.fetchrow(
@@ -338,10 +293,10 @@ class ReminderService:
                 f" WHERE id = $1 RETURNING {sql.EVENT_COLUMNS}",
                 eid,
                 False,
-                _now(),
+                sql.utcnow(),
             )
             resumed = sql.event_from_row(self.db, row)
-            return await self._schedule_event(conn, resumed, resumed.interval_minutes)
+            return await sql.schedule_event(self.db, conn, resumed, resumed.interval_minutes)
 
         return await self.db.run_in_transaction(write)
 
@@ -357,18 +312,18 @@ class ReminderService:
         eid, minutes = sql.event_id_of(event), sql.check_interval(interval)
 
         async def write(conn: Connection) -> tuple[TrackedEvent, int | None]:
-            old = await self._lock_event(conn, eid)
+            old = await sql.lock_event(self.db, conn, eid)
             row = await conn.fetchrow(
                 "UPDATE tracked_events SET interval_minutes = $2, updated_at = $3"
                 f" WHERE id = $1 RETURNING {sql.EVENT_COLUMNS}",
                 eid,
                 minutes,
-                _now(),
+                sql.utcnow(),
             )
             changed = sql.event_from_row(self.db, row)
             if old.is_paused:
                 return changed, None
-            return await self._schedule_event(conn, changed, minutes), old.job_id
+            return await sql.schedule_event(self.db, conn, changed, minutes), old.job_id
 
         changed, old_job = await self.db.run_in_transaction(write)
         await self._cancel_job(old_job)
@@ -400,8 +355,8 @@ class ReminderService:
         """
         found = await self.get_event(event)
         return await self.db.scheduler.schedule(
-            EVENT_KIND,
-            at=_now(),
+            sql.EVENT_KIND,
+            at=sql.utcnow(),
             payload={"event_id": found.id, "manual": True},
             guild_id=found.guild_id,
         )
@@ -422,7 +377,7 @@ class ReminderService:
             gid = await conn.fetchval("SELECT guild_id FROM tracked_events WHERE id = $1", eid)
             if gid is None:
                 raise errors.NotFoundError(f"no tracked event {eid}")
-            await self._ensure_user(conn, uid, gid)
+            await sql.ensure_user(conn, uid, gid)
             row = await conn.fetchrow(
                 "INSERT INTO event_reactions (event_id, guild_id, user_id, emoji)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING user_id",
@@ -549,7 +504,7 @@ class ReminderService:
             )
         if tz is not None and cron is None:
             raise errors.ArgumentError("tz is only for cron (at must be an aware datetime)")
-        now = _now()
+        now = sql.utcnow()
         recurrence: int | None = None
         zone_name: str | None = None
         when: dict[str, Any]
@@ -574,8 +529,8 @@ class ReminderService:
 
         async def write(conn: Connection) -> UserReminder:
             if gid is not None:
-                await self._ensure_guild(conn, gid)
-            await self._ensure_user(conn, uid, gid)
+                await sql.ensure_guild(conn, gid)
+            await sql.ensure_user(conn, uid, gid)
             rid = await conn.fetchval(
                 "INSERT INTO user_reminders (guild_id, channel_id, user_id, content, due_at,"
                 " recurrence_seconds, cron, tz) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -590,7 +545,7 @@ class ReminderService:
                 zone_name,
             )
             job = await self.db.scheduler.schedule(
-                REMINDER_KIND,
+                sql.REMINDER_KIND,
                 **when,
                 payload={"reminder_id": rid},
                 guild_id=gid,
@@ -662,134 +617,21 @@ class ReminderService:
         await self._cancel_job(gone.job_id)
         return gone
 
-    # -- the handlers' wrappers ------------------------------------------------------------------
-
-    async def _run_reminder(self, func: ReminderHandler, job: Job) -> None:
-        rid = job.payload.get("reminder_id")
-        if type(rid) is not int:
-            raise errors.DataError(f"job {job.id} of kind {REMINDER_KIND!r} has no reminder_id")
-        reminder = await self.get(rid)
-        if reminder is None or reminder.job_id != job.id or reminder.sent_at is not None:
-            return  # cancelled (or replaced) since the job was claimed: nothing to send
-        try:
-            await func(DueReminder(reminder, job, job.run_at, job.attempts))
-        except Exception as exc:
-            await self.db.execute(
-                "UPDATE user_reminders SET attempts = attempts + 1, last_error = $2,"
-                " updated_at = $3 WHERE id = $1",
-                rid,
-                sql.error_text(exc),
-                _now(),
-            )
-            raise
-        now = _now()
-        if reminder.recurrence_seconds is None and reminder.cron is None:
-            await self.db.execute(
-                "UPDATE user_reminders SET sent_at = $2, attempts = attempts + 1,"
-                " last_error = NULL, updated_at = $2 WHERE id = $1",
-                rid,
-                now,
-            )
-            return
-        await self.db.execute(
-            "UPDATE user_reminders SET due_at = $2, attempts = 0, last_error = NULL,"
-            " updated_at = $3 WHERE id = $1",
-            rid,
-            sql.next_run(job, now),
-            now,
-        )
-
-    async def _run_event(self, func: EventHandler, job: Job) -> None:
-        eid = job.payload.get("event_id")
-        if type(eid) is not int:
-            raise errors.DataError(f"job {job.id} of kind {EVENT_KIND!r} has no event_id")
-        manual = job.payload.get("manual") is True
-        event = await self.get_event_or_none(eid)
-        if event is None or (not manual and (event.is_paused or event.job_id != job.id)):
-            return  # untracked or paused since, or a job that was replaced: skip
-        listed = None if self._candidates is None else await self._candidates(event)
-        users = await self.pending_users(event, listed)
-        if not users:
-            return
-        log_id = await self.db.fetchval(
-            "INSERT INTO reminder_logs (event_id, guild_id, scheduled_at, status)"
-            " VALUES ($1, $2, $3, 'pending') RETURNING id",
-            event.id,
-            event.guild_id,
-            job.run_at,
-        )
-        try:
-            await func(EventReminder(event, users, job, job.run_at, job.attempts, log_id, manual))
-        except Exception as exc:
-            await self.db.execute(
-                "UPDATE reminder_logs SET status = 'failed', error_message = $2,"
-                " updated_at = $3 WHERE id = $1",
-                log_id,
-                sql.error_text(exc),
-                _now(),
-            )
-            raise
-        now = _now()
-
-        async def done(conn: Connection) -> None:
-            await conn.execute(
-                "UPDATE reminder_logs SET status = 'sent', sent_at = $2, users_notified = $3,"
-                " error_message = NULL, updated_at = $2 WHERE id = $1",
-                log_id,
-                now,
-                len(users),
-            )
-            await conn.execute(
-                "UPDATE tracked_events SET last_reminder_at = $2 WHERE id = $1", event.id, now
-            )
-
-        await self.db.run_in_transaction(done)
-
-    # -- helpers ----------------------------------------------------------------------------------
-
-    async def _schedule_event(
-        self, conn: Connection, event: TrackedEvent, minutes: int
-    ) -> TrackedEvent:
-        """Schedule the event's recurring job in ``conn``'s transaction and link it."""
-        job = await self.db.scheduler.schedule(
-            EVENT_KIND,
-            every=dt.timedelta(minutes=minutes),
-            payload={"event_id": event.id},
-            guild_id=event.guild_id,
-            within=conn,
-        )
-        row = await conn.fetchrow(
-            f"UPDATE tracked_events SET job_id = $2 WHERE id = $1 RETURNING {sql.EVENT_COLUMNS}",
-            event.id,
-            job.id,
-        )
-        return sql.event_from_row(self.db, row)
-
-    async def _lock_event(self, conn: Connection, eid: int) -> TrackedEvent:
-        lock = " FOR UPDATE" if conn.backend == "postgresql" else ""
-        row = await conn.fetchrow(
-            f"SELECT {sql.EVENT_COLUMNS} FROM tracked_events WHERE id = $1{lock}", eid
-        )
-        if row is None:
-            raise errors.NotFoundError(f"no tracked event {eid}")
-        return sql.event_from_row(self.db, row)
-
     async def _cancel_job(self, job_id: int | None) -> None:
         # After the commit that unlinked it: if this process dies first, the job still fires,
         # finds itself unlinked (event.job_id / reminder.job_id differ) and sends nothing.
         if job_id is not None:
             await self.db.scheduler.cancel(job_id)
 
-    async def _ensure_guild(self, conn: Connection, gid: int) -> None:
-        await conn.execute(
-            "INSERT INTO guilds (id, platform) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            gid,
-            "telegram" if gid < 0 else "discord",
-        )
+    # -- after an import or a restore ---------------------------------------------------------
 
-    async def _ensure_user(self, conn: Connection, uid: int, gid: int | None) -> None:
-        await conn.execute(
-            "INSERT INTO users (id, platform) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            uid,
-            "telegram" if gid is not None and gid < 0 else "discord",
-        )
+    async def ensure_jobs(self) -> dict[str, int]:
+        """Give the jobs they lack to rows written around the service: every active tracked
+        event whose job is missing or finished (imported with ``db.import_json`` from a
+        reminder bot's JSON, or a job cancelled by hand), and every unsent reminder that never
+        had one. Idempotent; safe beside running workers. Returns how many of each got a job:
+        ``{"events": n, "reminders": n}``.
+
+        A reminder due in the past fires at once; a recurring one goes on from its ``due_at``.
+        """
+        return await ensure_jobs(self)
