@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -742,6 +743,44 @@ async def test_ensure_jobs_schedules_rows_written_around_the_service(db: botdb.D
 
     assert await db.scheduler.run_until_idle() == 1  # the imported reminder was overdue
     assert received == ["imported"]
+
+
+async def test_an_imported_reminder_bot_runs_after_ensure_jobs(
+    db: botdb.Database, tmp_path: Path
+) -> None:
+    """A reminder bot's watched_matches.json, imported: its members become candidates, the
+    users it recorded as having reacted (emoji unknown: ANY_REACTION) are not reminded."""
+    from botdb.importers import ANY_REACTION
+    from botdb.services._reminder_sql import ANY_REACTION as counted
+
+    assert counted == ANY_REACTION
+    record = {
+        "message_id": 1001,
+        "channel_id": 555,
+        "guild_id": 42,
+        "title": "Match 1001",
+        "required_reactions": ["✅", "❌", "❓"],
+        "users_who_reacted": [1, 2],
+        "all_users": [1, 2, 3],
+        "interval_minutes": 120,
+        "is_paused": False,
+    }
+    path = tmp_path / "watched_matches.json"
+    path.write_text(json.dumps({"1001": record}), encoding="utf-8")
+    await db.import_json(path, backup_dir=tmp_path / "backups")
+    event = await db.reminders.get_event_by_message(42, 1001)
+    assert event is not None
+    assert event.job_id is None
+    assert await db.reminders.pending_users(event) == [3]
+    assert await db.reminders.ensure_jobs() == {"events": 1, "reminders": 0}
+    received: list[list[int]] = []
+
+    @db.reminders.on_event_reminder
+    async def nag(due: EventReminder) -> None:
+        received.append(due.users)
+
+    await fire(db, (await db.reminders.get_event(event)).job_id)
+    assert received == [[3]]
 
 
 # -- the example ---------------------------------------------------------------------------------

@@ -58,6 +58,10 @@ REMINDER_KIND: Final = "reminder"
 #: The scheduler kind of a tracked event's reminder.
 EVENT_KIND: Final = "event_reminder"
 
+#: The emoji of a reaction whose emoji is not known (:data:`botdb.importers.ANY_REACTION`: a
+#: reminder bot's JSON kept only who reacted): it counts as any required one.
+ANY_REACTION: Final = "*"
+
 #: Longest text of a reminder (Discord's message limit is 2000; Telegram's 4096).
 MAX_TEXT: Final = 4000
 MAX_TITLE: Final = 255
@@ -240,7 +244,8 @@ def pending_users_sql(backend: str, *, with_candidates: bool) -> str:
     ``$1`` is the event id and ``$2`` (with candidates) the user ids to check. It returns one
     row per user who has reacted with none of the event's required emoji, plus one row whose
     ``user_id`` is NULL when there is none (so an event with nobody pending still gives a row,
-    and an unknown event gives no row at all). Without candidates they are the guild's members
+    and an unknown event gives no row at all). A reaction recorded as :data:`ANY_REACTION`
+    (imported without its emoji) counts. Without candidates they are the guild's members
     who have not left and are not bots.
     """
     if backend == "postgresql":
@@ -252,7 +257,7 @@ def pending_users_sql(backend: str, *, with_candidates: bool) -> str:
     not_reacted = (
         "NOT EXISTS (SELECT 1 FROM event_reactions r"
         " WHERE r.event_id = e.id AND r.guild_id = e.guild_id AND r.user_id = {who}"
-        f" AND r.emoji IN ({required}))"
+        f" AND (r.emoji = '{ANY_REACTION}' OR r.emoji IN ({required})))"
     )
     if with_candidates:
         return (
