@@ -14,6 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import botdb
 from botdb.scheduler import Job, Scheduler, ScheduleRequest
@@ -55,6 +57,13 @@ class Recorder:
     @property
     def keys(self) -> list[str | None]:
         return [job.key for job in self.jobs]
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 async def count(db: botdb.Database) -> int:
@@ -189,45 +198,58 @@ async def test_purge_deletes_finished_jobs_and_frees_their_keys(db: botdb.Databa
 # -- bad input: typed errors, nothing written -------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "words"),
-    [
-        ({"kind": "unknown", "delay": 1}, botdb.UnknownJobKindError, "register_kind"),
-        ({"kind": "k", "at": datetime(2030, 1, 1)}, botdb.SchedulingError, "naive"),
-        ({"kind": "k", "cron": "61 * * * *"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k", "cron": "not a cron"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k", "cron": "0 9 30 2 *"}, botdb.SchedulingError, "never fires"),
-        ({"kind": "k", "cron": "0 9 * * *", "tz": "Mars/Olympus"}, botdb.SchedulingError, "tz"),
-        ({"kind": "k", "delay": 1, "tz": "UTC"}, botdb.SchedulingError, "cron"),
-        ({"kind": "k"}, botdb.SchedulingError, "at="),
-        ({"kind": "k", "delay": 1, "at": datetime.now(UTC)}, botdb.SchedulingError, "not both"),
-        ({"kind": "k", "every": 5, "cron": "* * * * *"}, botdb.SchedulingError, "not both"),
-        ({"kind": "k", "delay": -1}, botdb.SchedulingError, "zero"),
-        ({"kind": "k", "every": 0}, botdb.SchedulingError, "zero"),
-        ({"kind": "k", "delay": float("nan")}, botdb.SchedulingError, "finite"),
-        ({"kind": "k", "delay": "soon"}, botdb.SchedulingError, "timedelta"),
-        ({"kind": "k", "delay": 1, "misfire": "never"}, botdb.SchedulingError, "misfire"),
-        ({"kind": "k", "delay": 1, "max_attempts": 0}, botdb.SchedulingError, "max_attempts"),
-        ({"kind": "k", "delay": 1, "key": ""}, botdb.SchedulingError, "key"),
-        ({"kind": "k", "delay": 1, "guild_id": 2**64}, botdb.SchedulingError, "guild_id"),
-        ({"kind": "k", "delay": 1, "payload": [1]}, botdb.SchedulingError, "mapping"),
-        ({"kind": "k", "delay": 1, "payload": {"x": float("inf")}}, botdb.DataError, "Infinity"),
-        ({"kind": "k", "delay": 1, "payload": {"d": datetime.now(UTC)}}, botdb.DataError, "JSON"),
-        ({"kind": "", "delay": 1}, botdb.SchedulingError, "kind"),
-    ],
-)
-async def test_bad_input_raises_a_typed_error_and_writes_nothing(
-    db: botdb.Database, kwargs: dict[str, Any], error: type[Exception], words: str
-) -> None:
+#: (schedule() arguments, the error, words of its message)
+BAD_INPUT: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"kind": "unknown", "delay": 1}, botdb.UnknownJobKindError, "register_kind"),
+    ({"kind": "k", "at": datetime(2030, 1, 1)}, botdb.SchedulingError, "naive"),
+    ({"kind": "k", "cron": "61 * * * *"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "cron": "not a cron"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "cron": "0 9 30 2 *"}, botdb.SchedulingError, "never fires"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "Mars/Olympus"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "delay": 1, "tz": "UTC"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k"}, botdb.SchedulingError, "at="),
+    ({"kind": "k", "delay": 1, "at": datetime.now(UTC)}, botdb.SchedulingError, "not both"),
+    ({"kind": "k", "every": 5, "cron": "* * * * *"}, botdb.SchedulingError, "not both"),
+    ({"kind": "k", "delay": -1}, botdb.SchedulingError, "zero"),
+    ({"kind": "k", "every": 0}, botdb.SchedulingError, "zero"),
+    ({"kind": "k", "delay": float("nan")}, botdb.SchedulingError, "finite"),
+    ({"kind": "k", "delay": "soon"}, botdb.SchedulingError, "timedelta"),
+    ({"kind": "k", "delay": 1, "misfire": "never"}, botdb.SchedulingError, "misfire"),
+    ({"kind": "k", "delay": 1, "max_attempts": 0}, botdb.SchedulingError, "max_attempts"),
+    ({"kind": "k", "delay": 1, "key": ""}, botdb.SchedulingError, "key"),
+    ({"kind": "k", "delay": 1, "guild_id": 2**64}, botdb.SchedulingError, "guild_id"),
+    ({"kind": "k", "delay": 1, "payload": [1]}, botdb.SchedulingError, "mapping"),
+    ({"kind": "k", "delay": 1, "payload": {"x": float("inf")}}, botdb.DataError, "Infinity"),
+    ({"kind": "k", "delay": 1, "payload": {"d": datetime.now(UTC)}}, botdb.DataError, "JSON"),
+    ({"kind": "", "delay": 1}, botdb.SchedulingError, "kind"),
+    # what a chat user could put into a reminder command
+    ({"kind": "k", "delay": 1, "key": "\ud800"}, botdb.DataError, "surrogate"),
+    ({"kind": "k", "delay": 1, "key": "k" * 256}, botdb.SchedulingError, "key"),
+    ({"kind": "k\ud800", "delay": 1}, botdb.SchedulingError, "kind"),
+    ({"kind": "k", "delay": 1, "payload": {"t": "\ud800"}}, botdb.DataError, "surrogate"),
+    ({"kind": "k", "delay": 1, "payload": {"n": 2**64}}, botdb.DataError, "64-bit"),
+    ({"kind": "k", "delay": 1, "payload": {"d": _deep(10_000)}}, botdb.DataError, "deep"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "../../etc/passwd"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "cron": "0 9 * * *", "tz": "\x00"}, botdb.SchedulingError, "tz"),
+    ({"kind": "k", "cron": "\ud800 * * * *"}, botdb.SchedulingError, "cron"),
+    ({"kind": "k", "delay": 10**30}, botdb.SchedulingError, "range"),
+    ({"kind": "k", "at": "tomorrow"}, botdb.SchedulingError, "datetime"),
+]
+
+
+async def test_bad_input_raises_a_typed_error_and_writes_nothing(db: botdb.Database) -> None:
+    """Each case of BAD_INPUT, through schedule() and inside a schedule_many() batch (whose
+    valid first request is not written either)."""
     db.scheduler.register_kind("k")
-    kwargs = dict(kwargs)
-    kind = kwargs.pop("kind")
-    with pytest.raises(error, match=words):
-        await db.scheduler.schedule(kind, **kwargs)
-    with pytest.raises(error, match=words):
-        await db.scheduler.schedule_many(
-            [ScheduleRequest(kind="k", delay=1), ScheduleRequest(kind=kind, **kwargs)]
-        )
+    for case, error, words in BAD_INPUT:
+        kwargs = dict(case)
+        kind = kwargs.pop("kind")
+        with pytest.raises(error, match=words):
+            await db.scheduler.schedule(kind, **kwargs)
+        with pytest.raises(error, match=words):
+            await db.scheduler.schedule_many(
+                [ScheduleRequest(kind="k", delay=1), ScheduleRequest(kind=kind, **kwargs)]
+            )
     assert await count(db) == 0
 
 
@@ -363,6 +385,44 @@ async def test_cron_in_a_time_zone_keeps_wall_clock_time_across_dst() -> None:
     assert first_after(3600.0, None, None, due, due + timedelta(hours=5, minutes=1)) == (
         due + timedelta(hours=6)
     )
+
+
+_ZONES = ("UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata")
+
+
+@given(
+    every=st.floats(min_value=0.001, max_value=86_400 * 30),
+    gap=st.floats(min_value=-86_400, max_value=86_400 * 365),
+)
+def test_first_after_an_interval_is_the_next_grid_point_after_now(every: float, gap: float) -> None:
+    due = datetime(2026, 1, 1, tzinfo=UTC)
+    now_ = due + timedelta(seconds=gap)
+    step = timedelta(seconds=every)
+    later = first_after(every, None, None, due, now_)
+    assert later > now_
+    assert (later - due) % step == timedelta(0)  # on the schedule's grid
+    assert later == due or later - step <= now_  # the first grid point after now
+
+
+@given(
+    minute=st.integers(0, 59),
+    hour=st.integers(0, 23),
+    zone=st.sampled_from(_ZONES),
+    offset_hours=st.integers(0, 24 * 366),
+)
+def test_next_cron_firing_is_later_and_at_the_wall_clock_time(
+    minute: int, hour: int, zone: str, offset_hours: int
+) -> None:
+    """Daily ``minute hour``: the next firing is strictly later, at most a day and an hour
+    later, and at that wall-clock time unless the time does not exist that day (DST gap)."""
+    after = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=offset_hours, minutes=7)
+    fired = next_fire(None, f"{minute} {hour} * * *", zone, after)
+    assert after < fired <= after + timedelta(days=1, hours=1)
+    local = fired.astimezone(ZoneInfo(zone))
+    wall = local.replace(tzinfo=None)
+    if (local.hour, local.minute) != (hour, minute):  # only in a spring-forward gap
+        skipped = wall.replace(hour=hour, minute=minute)
+        assert skipped.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC) == fired
 
 
 async def test_cron_job_is_stored_with_its_zone_and_reruns(db: botdb.Database) -> None:
@@ -573,6 +633,21 @@ async def test_worker_hears_jobs_scheduled_by_another_process(
     await asyncio.wait_for(fired.wait(), timeout=10)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_behind_pgbouncer_the_worker_polls_instead_of_listening(
+    make_db: MakeDB, pg_url: str
+) -> None:
+    db = await make_db(url=pg_url, create_tables=True, pgbouncer=True, scheduler_poll_interval=0.05)
+    other = await make_db(url=pg_url)
+    other.scheduler.register_kind("p")
+    fired = asyncio.Event()
+    db.scheduler.add_handler("p", lambda job: _set(fired))
+    await db.scheduler.start()
+    await other.scheduler.schedule("p", delay=0)  # no NOTIFY reaches a poller: it looks
+    await asyncio.wait_for(fired.wait(), timeout=10)
+    assert db.scheduler.polls
+
+
 async def test_stop_hands_a_running_job_back(db: botdb.Database) -> None:
     sched = db.scheduler
     started = asyncio.Event()
@@ -637,6 +712,14 @@ async def test_db_close_stops_the_worker(make_db: MakeDB) -> None:
     worker = db.scheduler._worker
     assert worker is not None
     await db.close()
+    assert not db.scheduler.running
+
+
+async def test_start_without_the_table_raises_at_once(make_db: MakeDB) -> None:
+    db = await make_db()  # no tables: db.migrate() was forgotten
+    db.scheduler.add_handler("x", Recorder())
+    with pytest.raises(botdb.UndefinedTableError):
+        await db.scheduler.start()
     assert not db.scheduler.running
 
 

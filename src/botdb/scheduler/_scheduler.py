@@ -111,6 +111,8 @@ class Scheduler:
         self.retry_max_delay = settings.scheduler_retry_max_delay
         self._sql: Statements = statements(db.backend)
         self._postgres = db.backend == "postgresql"
+        # Behind pgbouncer in transaction mode LISTEN is not reliable: workers poll instead.
+        self.polls = self._postgres and settings.pgbouncer
         self._handlers: dict[str, Handler] = {}
         self._kinds: set[str] = set()
         self._worker: Worker | None = None
@@ -452,6 +454,10 @@ class Scheduler:
         While nothing is due the worker makes no query: it sleeps until the next due time and
         is woken early by a sooner job (PostgreSQL ``LISTEN``; on SQLite at once for jobs
         scheduled in this process, within ``scheduler_poll_interval`` for other processes).
+
+        Raises:
+            UndefinedTableError: the ``scheduled_jobs`` table is missing: run ``db.migrate()``.
+            SchedulingError: ``concurrency`` is not a positive int.
         """
         if self._worker is not None:
             return
@@ -460,6 +466,9 @@ class Scheduler:
         slots = self.concurrency if concurrency is None else concurrency
         if type(slots) is not int or slots < 1:
             raise SchedulingError(f"concurrency={slots!r} must be a positive int")
+        # Fails now, not in the background, when the table is missing (no db.migrate() yet)
+        # or the database is not reachable.
+        await self._next_due(self._handled_kinds())
         worker = Worker(self, concurrency=slots)
         self._worker = worker
         try:
@@ -666,8 +675,9 @@ class Scheduler:
             self._poke(wake)
 
     async def _open_listener(self) -> Any:
-        """A dedicated driver connection for the worker's wake-ups, or None (in-memory)."""
-        if self._open_connection is None or self._in_memory:
+        """A dedicated driver connection for the worker's wake-ups, or None (in-memory
+        SQLite, or polling behind pgbouncer)."""
+        if self._open_connection is None or self._in_memory or self.polls:
             return None
         return await self._open_connection()
 

@@ -9,6 +9,8 @@ until woken. While nothing is due, the loop makes no query at all. What wakes it
   notification later than the planned wake-up is ignored without a query. The connection is
   pinged every :data:`PING_INTERVAL` seconds on itself (not a pool query, not in
   ``db.stats()``) to notice a silently dead link; after a reconnect the worker looks again.
+* PostgreSQL behind pgbouncer (``pgbouncer=True``, transaction pooling, where LISTEN is not
+  reliable): the worker looks every ``scheduler_poll_interval`` seconds, one query each.
 * SQLite: jobs scheduled in this process poke the loop directly. For other processes, a
   dedicated connection reads ``PRAGMA data_version`` every ``scheduler_poll_interval``
   seconds (a counter in SQLite's shared memory, ~7 us, not a query on the pool): only when
@@ -245,9 +247,13 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(_RECONNECT_MAX, delay * 2)
                 continue
-            if conn is None:  # in-memory SQLite: in-process pokes only
+            if conn is None:
                 self._listening.set()
-                return
+                if self._sched.polls:  # pgbouncer: look every poll interval instead
+                    while True:
+                        await asyncio.sleep(self._sched.poll_interval)
+                        self.poke(None)
+                return  # in-memory SQLite: in-process pokes only
             try:
                 if isinstance(conn, sqlite3.Connection):
                     await self._watch_sqlite(conn)
