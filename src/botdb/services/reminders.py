@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
+from zoneinfo import ZoneInfo
 
 from botdb import errors
 from botdb.models import TrackedEvent, UserReminder
@@ -473,7 +474,7 @@ class ReminderService:
         delay: dt.timedelta | float | None = None,
         every: dt.timedelta | None = None,
         cron: str | None = None,
-        tz: str | Any | None = None,
+        tz: str | ZoneInfo | None = None,
         guild_id: int | None = None,
     ) -> UserReminder:
         """Remind ``user_id`` of ``text`` in ``channel_id``: once ``at`` an aware time or
