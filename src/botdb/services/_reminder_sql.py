@@ -21,7 +21,6 @@ from botdb.models import TrackedEvent, UserReminder
 from botdb.scheduler._jobs import first_after, next_fire
 from botdb.services._common import (
     check_datetime,
-    check_guild_id,
     check_id,
     check_str,
     json_column,
@@ -34,23 +33,42 @@ if TYPE_CHECKING:
     from botdb.scheduler import Job
 
 __all__ = [
+    "ANY_REACTION",
     "EVENT_COLUMNS",
+    "EVENT_KIND",
+    "MAX_CANDIDATES",
+    "MAX_DESCRIPTION",
+    "MAX_EMOJI",
     "MAX_ERROR",
+    "MAX_REACTIONS",
+    "MAX_TEXT",
+    "MAX_TITLE",
     "REMINDER_COLUMNS",
+    "REMINDER_KIND",
+    "check_at",
     "check_candidates",
     "check_cron",
+    "check_description",
     "check_interval",
     "check_reactions",
     "check_text",
+    "check_title",
     "check_tz",
+    "check_user",
+    "ensure_guild",
+    "ensure_user",
     "error_text",
     "event_from_row",
     "event_id_of",
+    "json_text",
+    "lock_event",
     "next_cron_time",
     "next_run",
     "pending_users_sql",
     "positive_delta",
     "reminder_from_row",
+    "schedule_event",
+    "utcnow",
 ]
 
 #: The scheduler kind of a user's reminder.
@@ -207,10 +225,9 @@ def error_text(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
-def optional_ids(guild_id: object, description: object) -> tuple[int | None, str | None]:
-    """An optional guild id and an optional description."""
-    gid = None if guild_id is None else check_guild_id(guild_id)
-    return gid, check_str("description", description, MAX_DESCRIPTION)
+def check_description(value: object) -> str | None:
+    """A tracked event's optional description: at most 4000 characters."""
+    return check_str("description", value, MAX_DESCRIPTION)
 
 
 def check_title(value: object) -> str:

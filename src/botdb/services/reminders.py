@@ -186,7 +186,7 @@ class ReminderService:
             check_guild_id(guild_id),
             check_id("channel_id", channel_id),
             sql.check_title(title),
-            sql.optional_ids(None, description)[1],
+            sql.check_description(description),
             sql.check_interval(interval),
             sql.check_reactions(required_reactions),
         )
