@@ -90,6 +90,7 @@ async def test_schedule_returns_the_stored_job_and_key_makes_it_idempotent(
     assert (job.state, job.attempts, job.max_attempts, job.recurring) == ("scheduled", 0, 5, False)
     again = await sched.schedule("reminder", delay=5, payload={"other": True}, key="r:1")
     assert again == job  # the existing job: nothing new, nothing changed
+    assert len({job, again}) == 1  # hashable (its payload is left out of the hash)
     assert await count(db) == 1
     assert await sched.get(job.id) == job
     assert await sched.get("r:1") == job
@@ -580,6 +581,28 @@ async def test_a_handler_that_is_not_async_fails_the_job_with_a_clear_error(
     assert dead.state == "dead"
     assert dead.last_error is not None
     assert "async def" in dead.last_error
+
+
+async def test_a_job_whose_workers_keep_dying_is_dead_after_max_attempts(
+    db: botdb.Database,
+) -> None:
+    """A job that kills (or freezes) every worker that runs it: each lost lease counts as a
+    try, and past max_attempts it is not run again but dead, with the reason kept."""
+    sched = db.scheduler
+    handler = Recorder()
+    sched.add_handler("poison", handler)
+    job = await sched.schedule("poison", delay=0, max_attempts=2)
+    expire = "UPDATE scheduled_jobs SET locked_until = $1"
+    for worker in ("w1", "w2"):  # two workers die in the middle of it
+        assert len(await sched._claim(worker, 10, ["poison"])) == 1
+        await db.execute(expire, now() - timedelta(seconds=1))
+    await sched.run_until_idle()
+    assert handler.jobs == []  # a third try is not made
+    dead = await sched.get(job.id)
+    assert dead is not None
+    assert (dead.state, dead.attempts) == ("dead", 3)
+    assert dead.last_error is not None
+    assert dead.last_error.startswith("LeaseExpiredError: attempt 3 of 2")
 
 
 async def test_reschedule_refuses_a_running_job(db: botdb.Database) -> None:

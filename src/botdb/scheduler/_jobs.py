@@ -80,7 +80,7 @@ class Job:
     id: int
     kind: str
     key: str | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] = field(hash=False)
     guild_id: int | None
     user_id: int | None
     run_at: datetime

@@ -573,6 +573,10 @@ class Scheduler:
         now = utcnow()
         every = None if job.every is None else job.every.total_seconds()
         following: datetime | None = None
+        if job.attempts > job.max_attempts:
+            # Every try so far ended with its worker gone (lease expired): a job that kills
+            # or freezes its process is not run again and again.
+            return self._failed(job, LeaseExpiredError(job), every)
         if job.recurring:
             upcoming = next_fire(every, job.cron, job.tz, job.run_at)
             missed = upcoming <= now
@@ -680,6 +684,16 @@ class Scheduler:
         if self._open_connection is None or self._in_memory or self.polls:
             return None
         return await self._open_connection()
+
+
+class LeaseExpiredError(Exception):
+    """The error kept for a job whose last tries all lost their worker."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(
+            f"attempt {job.attempts} of {job.max_attempts}: the previous tries ended without a "
+            "result (the worker died, stalled past its lease, or lost the database)"
+        )
 
 
 def new_worker_id() -> str:
