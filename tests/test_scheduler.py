@@ -447,7 +447,12 @@ async def _downtime(db: botdb.Database, misfire: str, *, every: bool) -> tuple[R
     sched = db.scheduler
     handler = Recorder()
     sched.add_handler("r", handler)
-    start = now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    # Interval: off the hour, so that no firing falls due while the test runs. Cron: on the
+    # hour (a test started within milliseconds of a full hour would see one firing more).
+    current = now()
+    start = current - timedelta(hours=3, minutes=30)
+    if not every:
+        start = current.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     if every:
         job = await sched.schedule("r", at=start, every=3600, misfire=misfire)  # type: ignore[arg-type]
     else:
@@ -518,26 +523,26 @@ async def test_an_expired_lease_is_taken_again_and_a_stale_result_is_dropped(
     sched.add_handler("l", handler)
     job = await sched.schedule("l", delay=0)
     # A worker claims the job, then dies (its lease is already over).
-    claimed = await sched._claim("dead-worker", 10, ["l"])
+    claimed = await sched._runner.claim("dead-worker", 10, ["l"])
     assert [j.id for j in claimed] == [job.id]
     assert claimed[0].state == "running"
-    assert await sched._claim("other", 10, ["l"]) == []  # held while the lease lasts
+    assert await sched._runner.claim("other", 10, ["l"]) == []  # held while the lease lasts
     await db.execute("UPDATE scheduled_jobs SET locked_until = $1", now() - timedelta(seconds=1))
     assert await sched.run_until_idle() == 1
     assert handler.jobs[0].attempt == 2  # the dead worker's try counted
     # The dead worker's late result changes nothing: the job is done by the new owner.
-    from botdb.scheduler._scheduler import Settle
+    from botdb.scheduler._runner import Settle
 
-    await sched._settle("dead-worker", [Settle(job.id, "failed", now(), 2, "late")])
+    await sched._runner.settle("dead-worker", [Settle(job.id, "failed", now(), 2, "late")])
     final = await sched.get(job.id)
     assert final is not None
     assert (final.state, final.last_error) == ("done", None)
 
 
 async def test_a_long_handler_keeps_its_lease_renewed(make_db: MakeDB) -> None:
-    """With a 0.6 s lease, a handler running past it keeps the job: the worker renews the
-    lease every 0.2 s, so another worker finds nothing to take."""
-    db = await make_db(create_tables=True, scheduler_lease=0.6)
+    """With a 1.5 s lease, a handler running past it keeps the job: the worker renews the
+    lease every 0.5 s, so another worker finds nothing to take."""
+    db = await make_db(create_tables=True, scheduler_lease=1.5)
     sched = db.scheduler
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -561,7 +566,7 @@ async def test_a_long_handler_keeps_its_lease_renewed(make_db: MakeDB) -> None:
     assert renewed.locked_until is not None
     assert renewed.locked_until > first_end
     assert renewed.locked_by == held.locked_by
-    assert await sched._claim("rival", 10, ["long"]) == []
+    assert await sched._runner.claim("rival", 10, ["long"]) == []
     release.set()
     await sched.stop()
     done = await sched.get(job.id)
@@ -594,7 +599,7 @@ async def test_a_job_whose_workers_keep_dying_is_dead_after_max_attempts(
     job = await sched.schedule("poison", delay=0, max_attempts=2)
     expire = "UPDATE scheduled_jobs SET locked_until = $1"
     for worker in ("w1", "w2"):  # two workers die in the middle of it
-        assert len(await sched._claim(worker, 10, ["poison"])) == 1
+        assert len(await sched._runner.claim(worker, 10, ["poison"])) == 1
         await db.execute(expire, now() - timedelta(seconds=1))
     await sched.run_until_idle()
     assert handler.jobs == []  # a third try is not made
@@ -609,7 +614,7 @@ async def test_reschedule_refuses_a_running_job(db: botdb.Database) -> None:
     sched = db.scheduler
     sched.register_kind("r")
     job = await sched.schedule("r", delay=0)
-    await sched._claim("w", 1, ["r"])
+    await sched._runner.claim("w", 1, ["r"])
     with pytest.raises(botdb.SchedulingError, match="running"):
         await sched.reschedule(job.id, delay=10)
 

@@ -77,7 +77,7 @@ async def schedule_restart_jobs(sched):
     from datetime import UTC, datetime, timedelta
     sched.register_kind("work")
     now = datetime.now(UTC)
-    hours_ago = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    hours_ago = now - timedelta(hours=3, minutes=30)  # firings missed: -3.5 h ... -0.5 h
     await sched.schedule("work", at=now + timedelta(milliseconds=200), key="one-shot")
     for policy in ("once", "all", "skip"):
         await sched.schedule("work", at=hours_ago, every=3600, misfire=policy, key=policy)
@@ -248,7 +248,7 @@ async def test_jobs_scheduled_before_a_process_exit_fire_after_a_start_per_polic
     await wait_until(fired, timeout=60, what="the missed firings")
     skip = await db.scheduler.get("skip")
     assert skip is not None
-    assert skip.run_at == pending["skip"].run_at + timedelta(hours=4)  # the next hour
+    assert skip.run_at == pending["skip"].run_at + timedelta(hours=4)  # in half an hour
     await worker.finish()
     by_key = {
         row["job_key"]: row["n"]

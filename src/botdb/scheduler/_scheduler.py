@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
-import os
-import secrets
-import socket
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
@@ -24,18 +17,14 @@ from botdb.scheduler._jobs import (
     Misfire,
     Row,
     ScheduleRequest,
-    backoff,
     check_aware,
     check_delay,
     check_kind,
     check_request,
-    describe_error,
-    first_after,
     job_from_row,
-    next_fire,
-    parse_time,
 )
-from botdb.scheduler._sql import CHANNEL, Statements, statements
+from botdb.scheduler._runner import Handler, Runner, Settle, new_worker_id, utcnow, wake_text
+from botdb.scheduler._sql import Statements, statements
 
 if TYPE_CHECKING:
     from botdb._protocols import SchedulerDatabase
@@ -43,35 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Handler", "Scheduler"]
 
-log = logging.getLogger("botdb.scheduler")
-
-#: A job's handler: ``async def handler(job: Job) -> None``.
-Handler = Callable[[Job], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 
 #: Rows per statement of ``schedule_many`` (PostgreSQL arrays / one SQLite JSON document).
 _BULK: Final = 5000
-#: Firing lateness samples kept for :meth:`Scheduler.stats`.
-_SAMPLES: Final = 10_000
 _STATES: Final = ("scheduled", "running", "done", "failed", "dead", "cancelled")
-
-
-def utcnow() -> datetime:
-    """Now, aware UTC (the clock every due time is compared with)."""
-    return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class Settle:
-    """How a claimed job ends: its new state, due time, attempts and error."""
-
-    job_id: int
-    state: JobState | None  # None: one-shot done (batched); "release": handed back unstarted
-    run_at: datetime | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    finished_at: datetime | None = None
-    release: bool = False
 
 
 class Scheduler:
@@ -100,24 +65,13 @@ class Scheduler:
         in_memory: bool = False,
     ) -> None:
         self._db = db
-        self._open_connection = open_connection
-        self._in_memory = in_memory
-        settings = db.settings
-        self.lease = settings.scheduler_lease
-        self.poll_interval = settings.scheduler_poll_interval
-        self.batch = settings.scheduler_batch
-        self.concurrency = settings.scheduler_concurrency
-        self.retry_delay = settings.scheduler_retry_delay
-        self.retry_max_delay = settings.scheduler_retry_max_delay
+        self.concurrency = db.settings.scheduler_concurrency
         self._sql: Statements = statements(db.backend)
         self._postgres = db.backend == "postgresql"
-        # Behind pgbouncer in transaction mode LISTEN is not reliable: workers poll instead.
-        self.polls = self._postgres and settings.pgbouncer
         self._handlers: dict[str, Handler] = {}
         self._kinds: set[str] = set()
         self._worker: Worker | None = None
-        self._lateness: deque[float] = deque(maxlen=_SAMPLES)
-        self._counts = {"run": 0, "succeeded": 0, "failed": 0, "dead": 0, "skipped": 0}
+        self._runner = Runner(db, self._handlers, self._poke, open_connection, in_memory=in_memory)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -236,7 +190,7 @@ class Scheduler:
         row = self._check(request, now)
         args: tuple[Any, ...] = (*_values(row), now)
         if self._postgres:
-            args = (*args, _wake_text(row.run_at))
+            args = (*args, wake_text(row.run_at))
         runner = within if within is not None else self._db
         record = await runner.fetchrow(self._sql.insert, *args)
         if record is None:  # the key is taken: that job is the answer
@@ -286,7 +240,7 @@ class Scheduler:
                     self._sql.insert_many,
                     *[list(column) for column in columns],
                     now,
-                    _wake_text(min(row.run_at for row in chunk)),
+                    wake_text(min(row.run_at for row in chunk)),
                 )
             else:
                 # One JSON document of rows (the payload as JSON text, parsed by json()).
@@ -353,7 +307,7 @@ class Scheduler:
         by_key = isinstance(job, str)
         target: int | str = _check_key(job) if by_key else _check_job_id(job)
         query = self._sql.reschedule_key if by_key else self._sql.reschedule_id
-        record = await self._db.fetchrow(query, target, when, now, _wake_text(when))
+        record = await self._db.fetchrow(query, target, when, now, wake_text(when))
         if record is None:
             current = await self.get(job)
             if current is None:
@@ -427,7 +381,7 @@ class Scheduler:
         """What this process ran: counts (``run``, ``succeeded``, ``failed`` attempts,
         ``dead``, ``skipped`` missed firings) and firing lateness in ms (``p50``, ``p99``,
         ``max``: from a job's ``run_at`` to its handler's start)."""
-        samples = sorted(self._lateness)
+        samples = sorted(self._runner.lateness)
 
         def pick(q: float) -> float | None:
             if not samples:
@@ -435,7 +389,7 @@ class Scheduler:
             return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1000.0, 3)
 
         return {
-            **self._counts,
+            **self._runner.counts,
             "lateness_ms": {"p50": pick(0.5), "p99": pick(0.99), "max": pick(1.0)},
             "running": self.running,
         }
@@ -468,8 +422,9 @@ class Scheduler:
             raise SchedulingError(f"concurrency={slots!r} must be a positive int")
         # Fails now, not in the background, when the table is missing (no db.migrate() yet)
         # or the database is not reachable.
-        await self._next_due(self._handled_kinds())
-        worker = Worker(self, concurrency=slots)
+        runner = self._runner
+        await runner.next_due(runner.handled_kinds())
+        worker = Worker(runner, concurrency=slots)
         self._worker = worker
         try:
             await worker.start()
@@ -493,216 +448,40 @@ class Scheduler:
         A job retried later, or a recurring job's next firing, is not waited for.
         """
         slots = self.concurrency if concurrency is None else concurrency
+        runner = self._runner
         worker_id = new_worker_id()
         gate = asyncio.Semaphore(slots)
         total = 0
 
         async def bounded(job: Job) -> Settle:
             async with gate:
-                return await self._execute(job)
+                return await runner.execute(job)
 
         while True:
-            kinds = self._handled_kinds()
+            kinds = runner.handled_kinds()
             if not kinds:
                 return total
-            jobs = await self._claim(worker_id, self.batch, kinds)
+            jobs = await runner.claim(worker_id, runner.batch, kinds)
             if not jobs:
                 return total
-            renew = asyncio.create_task(self._renew_forever(worker_id))
+            renew = asyncio.create_task(runner.renew_forever(worker_id))
             try:
                 results = await asyncio.gather(*(bounded(job) for job in jobs))
             finally:
                 renew.cancel()
                 await asyncio.gather(renew, return_exceptions=True)
-            await self._settle(worker_id, results)
+            await runner.settle(worker_id, results)
             total += len(jobs)
 
-    # -- the pieces the worker runs -----------------------------------------------------------
-
-    def _handled_kinds(self) -> list[str]:
-        return sorted(self._handlers)
+    @property
+    def polls(self) -> bool:
+        """True when workers poll every ``scheduler_poll_interval`` instead of listening
+        (PostgreSQL behind pgbouncer)."""
+        return self._runner.polls
 
     def _poke(self, run_at: datetime | None) -> None:
         if self._worker is not None:
             self._worker.poke(None if run_at is None else run_at.timestamp())
-
-    async def _claim(
-        self, worker_id: str, limit: int, kinds: list[str], *, expired: bool | None = None
-    ) -> list[Job]:
-        """Claim up to ``limit`` due jobs for ``worker_id``: jobs whose lease ran out
-        (``expired=True``), waiting jobs now due (``False``), or both, expired first
-        (``None``)."""
-        now = utcnow()
-        jobs: list[Job] = []
-        queries = {None: (True, False), True: (True,), False: (False,)}[expired]
-        for lease_ended in queries:
-            if len(jobs) >= limit:
-                break
-            records = await self._db.fetch(
-                self._sql.claim_expired if lease_ended else self._sql.claim,
-                worker_id, now + timedelta(seconds=self.lease), now, limit - len(jobs), kinds,
-            )  # fmt: skip
-            jobs.extend(job_from_row(record) for record in records)
-        jobs.sort(key=lambda job: (job.run_at, job.id))
-        return jobs
-
-    async def _next_due(self, kinds: list[str]) -> tuple[datetime | None, datetime | None]:
-        """For jobs of ``kinds``: the earliest due time of a waiting job and the earliest
-        lease end of a running one (each None when there is none)."""
-        row = await self._db.fetchrow(self._sql.next_due, kinds)
-        waiting, lease = row["waiting"], row["lease"]
-        return (
-            None if waiting is None else parse_time(waiting),
-            None if lease is None else parse_time(lease),
-        )
-
-    async def _renew(self, worker_id: str) -> None:
-        now = utcnow()
-        await self._db.execute(self._sql.renew, now + timedelta(seconds=self.lease), worker_id, now)
-
-    async def _renew_forever(self, worker_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3.0)
-            try:
-                await self._renew(worker_id)
-            except Exception as exc:  # the next renewal tries again; the lease may run out
-                log.warning("renewing job leases of %s failed: %s", worker_id, exc)
-
-    async def _execute(self, job: Job) -> Settle:
-        """Run ``job``'s handler (or skip a missed firing) and say how the job ends."""
-        now = utcnow()
-        every = None if job.every is None else job.every.total_seconds()
-        following: datetime | None = None
-        if job.attempts > job.max_attempts:
-            # Every try so far ended with its worker gone (lease expired): a job that kills
-            # or freezes its process is not run again and again.
-            return self._failed(job, LeaseExpiredError(job), every)
-        if job.recurring:
-            upcoming = next_fire(every, job.cron, job.tz, job.run_at)
-            missed = upcoming <= now
-            if missed and job.misfire == "skip":
-                self._counts["skipped"] += 1
-                later = first_after(every, job.cron, job.tz, job.run_at, now)
-                return Settle(job.id, "scheduled", later, 0, job.last_error)
-            if missed and job.misfire == "once":
-                following = first_after(every, job.cron, job.tz, job.run_at, now)
-            else:
-                following = upcoming
-        handler = self._handlers.get(job.kind)
-        self._lateness.append(max(0.0, (now - job.run_at).total_seconds()))
-        self._counts["run"] += 1
-        try:
-            if handler is None:
-                raise SchedulingError(f"no handler for job kind {job.kind!r}")
-            result = handler(job)
-            if not inspect.isawaitable(result):
-                raise SchedulingError(
-                    f"the handler of {job.kind!r} returned {type(result).__name__}, not an "
-                    "awaitable: make it an async def"
-                )
-            await result
-        except Exception as exc:
-            return self._failed(job, exc, every)
-        self._counts["succeeded"] += 1
-        if following is not None:
-            return Settle(job.id, "scheduled", following, 0, job.last_error)
-        return Settle(job.id, None)
-
-    def _failed(self, job: Job, exc: Exception, every: float | None) -> Settle:
-        now = utcnow()
-        error = describe_error(exc)
-        self._counts["failed"] += 1
-        if job.attempts < job.max_attempts:
-            wait = backoff(job.attempts, self.retry_delay, self.retry_max_delay)
-            log.warning(
-                "job %s (%s) attempt %d/%d failed, retry in %.1fs: %s",
-                job.id,
-                job.kind,
-                job.attempts,
-                job.max_attempts,
-                wait.total_seconds(),
-                error,
-                exc_info=exc,
-            )
-            return Settle(job.id, "failed", now + wait, job.attempts, error)
-        if job.recurring:
-            later = first_after(every, job.cron, job.tz, job.run_at, now)
-            log.error(
-                "recurring job %s (%s) failed %d times; skipping to its next firing at %s: %s",
-                job.id,
-                job.kind,
-                job.attempts,
-                later.isoformat(),
-                error,
-                exc_info=exc,
-            )
-            return Settle(job.id, "scheduled", later, 0, error)
-        self._counts["dead"] += 1
-        log.error(
-            "job %s (%s) is dead after %d attempts: %s",
-            job.id,
-            job.kind,
-            job.attempts,
-            error,
-            exc_info=exc,
-        )
-        return Settle(job.id, "dead", job.run_at, job.attempts, error, finished_at=now)
-
-    async def _settle(self, worker_id: str, results: Sequence[Settle]) -> None:
-        """Write how claimed jobs ended, in one transaction: one statement for the one-shot
-        jobs done, one row each for the rest. Jobs whose lease another worker took over
-        (``locked_by`` changed) or that were cancelled meanwhile are left alone."""
-        if not results:
-            return
-        now = utcnow()
-        done = [result.job_id for result in results if result.state is None and not result.release]
-        released = [(r.job_id, worker_id, now) for r in results if r.release]
-        rows = [
-            (r.job_id, worker_id, r.state, r.run_at, r.attempts, r.last_error, r.finished_at, now)
-            for r in results
-            if r.state is not None and not r.release
-        ]
-        # The soonest time a settled job is due again (a retry, a recurring job's next
-        # firing, a job handed back): workers sleeping past it must look again.
-        again = [r.run_at for r in results if r.state in ("scheduled", "failed") and r.run_at]
-        wake = min(again, default=now if released else None)
-        async with self._db.transaction() as conn:
-            if done:
-                await conn.execute(self._sql.done, done, worker_id, now)
-            if rows:
-                await conn.execute_many(self._sql.settle, rows)
-            if released:
-                await conn.execute_many(self._sql.release, released)
-            if wake is not None and self._postgres:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _wake_text(wake))
-        if wake is not None:
-            self._poke(wake)
-
-    async def _open_listener(self) -> Any:
-        """A dedicated driver connection for the worker's wake-ups, or None (in-memory
-        SQLite, or polling behind pgbouncer)."""
-        if self._open_connection is None or self._in_memory or self.polls:
-            return None
-        return await self._open_connection()
-
-
-class LeaseExpiredError(Exception):
-    """The error kept for a job whose last tries all lost their worker."""
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(
-            f"attempt {job.attempts} of {job.max_attempts}: the previous tries ended without a "
-            "result (the worker died, stalled past its lease, or lost the database)"
-        )
-
-
-def new_worker_id() -> str:
-    """A worker's name in ``locked_by``: host, pid and a random part (unique per start)."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _wake_text(run_at: datetime) -> str:
-    return repr(run_at.timestamp())
 
 
 def _sqlite_time(value: datetime) -> str:

@@ -29,14 +29,11 @@ import contextlib
 import logging
 import math
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from botdb.scheduler._jobs import Job
-from botdb.scheduler._scheduler import Settle, new_worker_id, utcnow
+from botdb.scheduler._runner import Runner, Settle, new_worker_id, utcnow
 from botdb.scheduler._sql import CHANNEL
-
-if TYPE_CHECKING:
-    from botdb.scheduler._scheduler import Scheduler
 
 __all__ = ["Worker"]
 
@@ -52,8 +49,8 @@ _RECONNECT_MAX: Final = 30.0
 class Worker:
     """One worker loop in this process (see the module docstring)."""
 
-    def __init__(self, scheduler: Scheduler, *, concurrency: int) -> None:
-        self._sched = scheduler
+    def __init__(self, runner: Runner, *, concurrency: int) -> None:
+        self._runner = runner
         self.id = new_worker_id()
         self.concurrency = concurrency
         # The running handlers' tasks (a job claimed again by this same worker after its
@@ -121,8 +118,11 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        sched = self._sched
+        runner = self._runner
         failures = 0
+        # After sleeping until a due time: claim at once (skipping the look that would only
+        # confirm it): True for a lease end, False for a waiting job's due time.
+        reached: bool | None = None
         while not self._stopping:
             self._wake.clear()  # a poke from here on makes the sleep below return at once
             free = self.concurrency - len(self._active)
@@ -130,39 +130,48 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            kinds = sched._handled_kinds()
+            kinds = runner.handled_kinds()
             try:
-                waiting, lease = await sched._next_due(kinds) if kinds else (None, None)
+                if reached is not None and kinds:
+                    jobs = await runner.claim(
+                        self.id, min(free, runner.batch), kinds, expired=reached
+                    )
+                    reached = None
+                    if jobs:
+                        self._start_all(jobs)
+                        continue
+                waiting, lease = await runner.next_due(kinds) if kinds else (None, None)
                 now = utcnow()
                 expired = lease is not None and lease < now
                 ready = waiting is not None and waiting <= now
                 if expired or ready:
-                    jobs = await sched._claim(
-                        self.id, min(free, sched.batch), kinds, expired=None if
-                        expired and ready else expired,
-                    )  # fmt: skip
-                    for job in jobs:
-                        self._run(job)
+                    mode = None if expired and ready else expired
+                    jobs = await runner.claim(self.id, min(free, runner.batch), kinds, expired=mode)
+                    self._start_all(jobs)
                     failures = 0
                     if not jobs:  # others claimed them; their transactions end in a moment
                         await self._sleep(_CONTENDED)
                     continue
-                due = min((t for t in (waiting, lease) if t is not None), default=None)
             except Exception as exc:
+                reached = None
                 failures += 1
                 wait = min(_RECONNECT_MAX, 0.5 * 2 ** min(failures, 6))
                 log.warning("scheduler worker: %s; looking again in %.1fs", exc, wait)
                 await self._sleep(wait)
                 continue
             failures = 0
-            if due is None:
+            if waiting is None and lease is None:
                 await self._sleep(None)
-            else:
-                await self._sleep((due - now).total_seconds(), planned=due.timestamp())
+                continue
+            on_lease = waiting is None or (lease is not None and lease < waiting)
+            due = lease if on_lease else waiting
+            assert due is not None
+            if await self._sleep((due - now).total_seconds(), planned=due.timestamp()):
+                reached = on_lease
 
-    async def _sleep(self, seconds: float | None, *, planned: float = math.inf) -> None:
+    async def _sleep(self, seconds: float | None, *, planned: float = math.inf) -> bool:
         """Wait ``seconds`` (None: until woken), or less when poked with a due time before
-        ``planned`` (epoch seconds; +inf: any poke)."""
+        ``planned`` (epoch seconds; +inf: any poke). True when the time ran out."""
         self._planned = planned
         self.sleeping = True
         try:
@@ -171,18 +180,20 @@ class Worker:
             else:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
         except TimeoutError:
-            pass
+            return True
         finally:
             self.sleeping = False
             self._planned = math.inf
+        return False
 
-    def _run(self, job: Job) -> None:
-        task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
-        self._active.add(task)
+    def _start_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            task = asyncio.create_task(self._handle(job), name=f"botdb-job-{job.id}")
+            self._active.add(task)
 
     async def _handle(self, job: Job) -> None:
         try:
-            outcome = await self._sched._execute(job)
+            outcome = await self._runner.execute(job)
         except asyncio.CancelledError:
             # Stopping: hand the job back unfinished, it runs again (here or elsewhere).
             outcome = Settle(job.id, None, release=True)
@@ -219,18 +230,18 @@ class Worker:
     async def _settle_now(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         try:
-            await self._sched._settle(self.id, outcomes)
+            await self._runner.settle(self.id, outcomes)
         except BaseException:
             self._outcomes[:0] = outcomes  # kept for the next try
             raise
 
     async def _renewer(self) -> None:
         while True:
-            await asyncio.sleep(self._sched.lease / 3.0)
+            await asyncio.sleep(self._runner.lease / 3.0)
             if not self._active and not self._outcomes:
                 continue  # nothing held: no query
             try:
-                await self._sched._renew(self.id)
+                await self._runner.renew(self.id)
             except Exception as exc:
                 log.warning("renewing job leases failed: %s", exc)
 
@@ -240,7 +251,7 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                conn = await self._sched._open_listener()
+                conn = await self._runner.open_listener()
             except Exception as exc:
                 log.warning("scheduler wake-up connection failed: %s; retry in %.1fs", exc, delay)
                 self._listening.set()  # do not hold start() up; the loop still runs
@@ -249,9 +260,9 @@ class Worker:
                 continue
             if conn is None:
                 self._listening.set()
-                if self._sched.polls:  # pgbouncer: look every poll interval instead
+                if self._runner.polls:  # pgbouncer: look every poll interval instead
                     while True:
-                        await asyncio.sleep(self._sched.poll_interval)
+                        await asyncio.sleep(self._runner.poll_interval)
                         self.poke(None)
                 return  # in-memory SQLite: in-process pokes only
             try:
@@ -295,7 +306,7 @@ class Worker:
         conn.execute("PRAGMA busy_timeout = 0")
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         self._listening.set()
-        interval = self._sched.poll_interval
+        interval = self._runner.poll_interval
         while True:
             await asyncio.sleep(interval)
             now = conn.execute("PRAGMA data_version").fetchone()[0]
