@@ -43,6 +43,7 @@ REVISIONS = [
     "botdb_0006",
     "botdb_0007",
     "botdb_0008",
+    "botdb_0009",
 ]
 HEADS = REVISIONS[-1:]
 

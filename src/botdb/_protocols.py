@@ -13,7 +13,8 @@ structurally (mypy checks it wherever the front door hands itself down, and
 * :class:`OpsDatabase`: ``botdb.ops`` (info, backup/restore, maintenance, transfer);
 * :class:`RecorderDatabase`: ``botdb.recorder``;
 * :class:`AnalyticsDatabase`: ``botdb.analytics`` (the stats);
-* :class:`SchedulerDatabase`: ``botdb.scheduler``.
+* :class:`SchedulerDatabase`: ``botdb.scheduler``;
+* :class:`RemindersDatabase`: the reminders service (``botdb.services.reminders``).
 
 Only names of lower layers appear here (settings, the engine's connection, the cache), so
 importing this module never imports the front door.
@@ -31,8 +32,11 @@ if TYPE_CHECKING:
     from botdb.cache import Cache
     from botdb.config import Settings
     from botdb.engine.connection import Connection
+    from botdb.repository import Repository
+    from botdb.scheduler import Scheduler
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 __all__ = [
     "AnalyticsDatabase",
@@ -41,6 +45,7 @@ __all__ = [
     "OpsDatabase",
     "RawSQLDatabase",
     "RecorderDatabase",
+    "RemindersDatabase",
     "RepositoryDatabase",
     "SchedulerDatabase",
     "ServiceDatabase",
@@ -165,3 +170,26 @@ class SchedulerDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):
     def transaction(
         self, *, isolation: str | None = None, readonly: bool = False
     ) -> AbstractAsyncContextManager[Connection]: ...
+
+
+class RemindersDatabase(ConfiguredDatabase, RawSQLDatabase, Protocol):
+    """What the reminders service runs on: the raw SQL API and transactions (a row and its
+    job are written in one, through the scheduler's ``within=``), the scheduler, and the
+    repositories it hands out."""
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Connection]: ...
+
+    async def run_in_transaction(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        isolation: str | None = None,
+        **kwargs: Any,
+    ) -> T: ...
+
+    def repo(self, model: type[M]) -> Repository[M]: ...

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from botdb.repository import MessageRepository, Repository
     from botdb.scheduler import Scheduler
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
+    from botdb.services.reminders import ReminderService
 
 __all__ = ["Database", "connect"]
 
@@ -457,9 +458,14 @@ class Database(QueryAPI):
     def reactions(self) -> Repository[models.Reaction]:
         return self.repo(_model("Reaction"))
 
-    @property
-    def reminders(self) -> Repository[models.UserReminder]:
-        return self.repo(_model("UserReminder"))
+    @cached_property
+    def reminders(self) -> ReminderService:
+        """Tracked events and personal reminders on :attr:`scheduler` (see
+        :mod:`botdb.services.reminders`); ``db.reminders.repo`` is the ``user_reminders``
+        repository."""
+        from botdb.services.reminders import ReminderService
+
+        return ReminderService(self)
 
     @property
     def tracked_events(self) -> Repository[models.TrackedEvent]:

@@ -1,11 +1,12 @@
 """Reminders: messages whose reactions a bot tracks and reminds about (the reactions, each
 reminder round), and the reminders users ask for.
 
-``user_reminders`` is the scheduler's job table. A worker claims due rows by setting
-``claimed_by``/``claimed_until`` in one UPDATE (``... WHERE sent_at IS NULL AND due_at <= now
-AND (claimed_until IS NULL OR claimed_until < now)``), delivers, then either sets ``sent_at``
-(one-shot) or moves ``due_at`` forward by ``recurrence_seconds`` and clears the claim
-(recurring). A crashed worker's claim expires by itself.
+The reminders service (``db.reminders``, :mod:`botdb.services.reminders`) fires both kinds
+through the scheduler (``scheduled_jobs``): ``job_id`` names the job of a tracked event or of a
+user's reminder, and the job's lease, retries and recurrence decide when it runs. The service
+keeps ``due_at`` (the next planned time), ``sent_at`` and ``attempts``/``last_error`` of a
+user's reminder up to date after each run. ``claimed_by``/``claimed_until`` date from before
+the scheduler (a worker claiming ``user_reminders`` rows itself); the service leaves them NULL.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class TrackedEvent(TimestampMixin, Base):
     is_paused: Mapped[bool] = mapped_column(default=False, server_default=false())
     last_reminder_at: Mapped[datetime | None] = mapped_column(default=None)
     required_reactions: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
+    # Added by botdb_0009 (after the timestamps in a migrated table: sort_order keeps
+    # create_all's column order the same).
+    #: The scheduler job sending its reminders (NULL while paused, or when not scheduled).
+    job_id: Mapped[int | None] = mapped_column(BigInteger, default=None, sort_order=910)
 
 
 class EventReaction(Base):
@@ -123,7 +128,8 @@ class UserReminder(TimestampMixin, Base):
     """A reminder a user asked for (see the module docstring for claiming).
 
     ``guild_id`` is NULL for a reminder set in a DM; ``channel_id`` is where to deliver it (a
-    Telegram chat id on Telegram). ``recurrence_seconds`` NULL means one-shot.
+    Telegram chat id on Telegram). It recurs every ``recurrence_seconds``, or on the ``cron``
+    schedule in ``tz``; with neither it is one-shot.
     """
 
     __tablename__ = "user_reminders"
@@ -158,3 +164,9 @@ class UserReminder(TimestampMixin, Base):
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The scheduler job delivering it.
+    job_id: Mapped[int | None] = mapped_column(BigInteger, default=None, sort_order=910)
+    #: A cron expression for a reminder recurring by calendar (``recurrence_seconds`` NULL),
+    #: read in the time zone ``tz`` (an IANA name).
+    cron: Mapped[str | None] = mapped_column(String(128), default=None, sort_order=911)
+    tz: Mapped[str | None] = mapped_column(String(64), default=None, sort_order=912)

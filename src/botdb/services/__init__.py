@@ -4,6 +4,8 @@
 * :class:`GuildConfigService` (``db.config``): typed, cached per-guild configuration.
 * :class:`ScopedConfig` (``db.scoped(namespace)``): Red-DiscordBot-style scoped settings.
 * :class:`CaseService` (``db.cases``): moderation cases with gapless per-guild numbers.
+* :class:`ReminderService` (``db.reminders``): tracked events and personal reminders, fired
+  by the scheduler; the bot's handler only sends.
 
 Each takes the :class:`~botdb.Database` and knows no framework. See ``docs/cache.md`` for
 what the cache promises across processes.
@@ -13,13 +15,17 @@ from __future__ import annotations
 
 from botdb.services.cases import CaseService
 from botdb.services.guild_config import GuildConfigService, GuildSettings
+from botdb.services.reminders import DueReminder, EventReminder, ReminderService
 from botdb.services.scoped import ScopedConfig, ScopeGroup
 from botdb.services.users import UserRecord, UserService
 
 __all__ = [
     "CaseService",
+    "DueReminder",
+    "EventReminder",
     "GuildConfigService",
     "GuildSettings",
+    "ReminderService",
     "ScopeGroup",
     "ScopedConfig",
     "UserRecord",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from botdb._protocols import ServiceDatabase
+    from botdb._protocols import ConfiguredDatabase, ServiceDatabase
 
 __all__ = [
     "BIGINT_MAX",
@@ -113,7 +113,7 @@ def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def json_column(db: ServiceDatabase, value: Any) -> Any:
+def json_column(db: ConfiguredDatabase, value: Any) -> Any:
     """A JSON column's value read with the raw API: SQLite hands back the text (or a number,
     through the column's numeric affinity); PostgreSQL's codec has already decoded it."""
     if db.backend == "sqlite" and isinstance(value, str):
@@ -125,7 +125,7 @@ def json_column(db: ServiceDatabase, value: Any) -> Any:
     return value
 
 
-def utc_column(db: ServiceDatabase, value: Any) -> dt.datetime | None:
+def utc_column(db: ConfiguredDatabase, value: Any) -> dt.datetime | None:
     """A UTCDateTime column read with the raw API (SQLite stores naive UTC text)."""
     if value is None or isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC) if value is not None and value.tzinfo else value

@@ -6,7 +6,7 @@ An optional key part (thread id, business connection id) is a NOT NULL value plu
 both backends (see :mod:`botdb.models.fsm`).
 
 Revision ID: botdb_0007
-Revises: botdb_0005
+Revises: botdb_0006
 Create Date: 2026-11-30
 """
 

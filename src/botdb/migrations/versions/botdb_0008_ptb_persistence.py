@@ -7,7 +7,7 @@ The statements are written out here, not imported from the models, which will ha
 by the time someone runs this revision.
 
 Revision ID: botdb_0008
-Revises: botdb_0005
+Revises: botdb_0007
 Create Date: 2026-11-30
 """
 
