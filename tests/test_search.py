@@ -242,7 +242,7 @@ async def test_migration_indexes_the_messages_already_there(make_db: MakeDB) -> 
     await migrator.upgrade(previous)
     await _chat(db)
     await _messages(db, [(1, 1, 10, 3, "Old raid notes"), (2, 1, 10, 4, "nothing here")])
-    assert await migrator.upgrade() == ["botdb_0005"]
+    assert await migrator.upgrade(revision.revision) == ["botdb_0005"]
     assert await _all_ids(db, "raid") == [1]
     await _messages(db, [(3, 1, 11, 3, "a new raid")])
     assert sorted(await _all_ids(db, "raid")) == [1, 3]
