@@ -261,3 +261,19 @@ def test_logical_backup_and_restore_through_the_cli_keep_storage_parameters(
     restored = botdb_cli("restore", backup, "--url", pg_target_url)
     assert restored.returncode == 0, restored.stderr
     assert asyncio.run(options(pg_target_url)) == before
+
+
+@pytest.mark.parametrize(
+    ("platform", "export"),
+    [("discord", "discord_channel.json"), ("telegram", "telegram_account.json")],
+)
+def test_chat_import_never_creates_a_missing_sqlite_file(
+    tmp_path: Path, platform: str, export: str
+) -> None:
+    path = tmp_path / "bot.db"
+    exports = Path(__file__).parent / "fixtures" / "exports"
+    done = botdb_cli("import", platform, str(exports / export), "--url", f"sqlite:///{path}")
+    assert done.returncode == 1
+    [line] = lines(done.stderr)
+    assert "does not exist (`botdb init` creates it)" in line
+    assert not path.exists()
