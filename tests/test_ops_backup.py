@@ -488,6 +488,9 @@ async def test_portable_dump_keeps_storage_parameters_and_table_options(
             CREATE UNLOGGED TABLE scratch (k TEXT PRIMARY KEY, v TEXT);
             CREATE MATERIALIZED VIEW per_guild WITH (fillfactor = 90)
                 AS SELECT guild, count(*) AS n FROM events GROUP BY guild;
+            ALTER MATERIALIZED VIEW per_guild ALTER COLUMN n SET STATISTICS 50;
+            CREATE INDEX per_guild_n ON per_guild (n);
+            ALTER MATERIALIZED VIEW per_guild CLUSTER ON per_guild_n;
             INSERT INTO events VALUES (1, 10, 'join', 'x'), (2, 10, 'leave', NULL);
             """
         )
@@ -504,7 +507,10 @@ async def test_portable_dump_keeps_storage_parameters_and_table_options(
         col_description(attrelid, attnum) AS comment
         FROM pg_attribute WHERE attrelid = 'events'::regclass AND attnum > 0 ORDER BY attnum"""
     extras = """SELECT (SELECT string_agg(stxname, ',') FROM pg_statistic_ext),
-        (SELECT string_agg(indexrelid::regclass::text, ',') FROM pg_index WHERE indisclustered)"""
+        (SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text)
+         FROM pg_index WHERE indisclustered),
+        (SELECT attstattarget FROM pg_attribute
+         WHERE attrelid = 'per_guild'::regclass AND attname = 'n')"""
     async with botdb.connect(pg_url) as db:
         before = [tuple(r) for r in await db.fetch(query)]
         before_columns = [tuple(r) for r in await db.fetch(columns)]
@@ -517,7 +523,7 @@ async def test_portable_dump_keeps_storage_parameters_and_table_options(
         assert await target.fetchval("SELECT n FROM per_guild") == 2
     assert after == before
     assert after_columns == before_columns
-    assert after_extras == before_extras == ("events_guild_kind", "events_guild")
+    assert after_extras == before_extras == ("events_guild_kind", "events_guild,per_guild_n", 50)
     options = {r[0]: (r[1], r[2], r[3]) for r in after}
     assert options["events"] == (
         "p",
@@ -561,3 +567,19 @@ async def test_portable_dump_refuses_table_options_it_cannot_restore(
         with pytest.raises(ops.BackupError, match=re.escape(listed)):
             await ops.backup(db, tmp_path / "b", method="logical")
     assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_a_refusal_carries_its_parts_for_the_command_line() -> None:
+    """The library says yes=True; the CLI renders the same refusal with --yes."""
+    refusal = errors.RestoreRefusedError(
+        reason="sqlite:///bot.db is not empty", allow="to replace its content"
+    )
+    assert str(refusal) == (
+        "sqlite:///bot.db is not empty: pass yes=True to replace its content; nothing was changed"
+    )
+    assert refusal.advice("--yes") == (
+        "sqlite:///bot.db is not empty: pass --yes to replace its content; nothing was changed"
+    )
+    assert isinstance(refusal, errors.TargetNotEmptyError)
+    plain = errors.TargetNotEmptyError("the target holds rows")
+    assert (plain.reason, plain.advice("--yes")) == (None, "the target holds rows")

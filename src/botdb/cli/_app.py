@@ -116,7 +116,7 @@ def _global_options(
         typer.Option(
             "--verbose",
             "-v",
-            help="Show retries and progress messages on stderr (before the command).",
+            help="Log retries and other details on stderr; goes before the command: botdb -v info.",
         ),
     ] = False,
 ) -> None:

@@ -236,11 +236,11 @@ def _option(option: str, prefix: str = "") -> str:
 _COLUMN_OPTIONS = frozenset({"n_distinct", "n_distinct_inherited"})
 
 
-def _column_settings(name: str, columns: list[Any]) -> list[str]:
-    """ALTER TABLE statements for per-column statistics targets, options and storage."""
+def _column_settings(name: str, columns: list[Any], kind: str = "TABLE") -> list[str]:
+    """ALTER statements for per-column statistics targets, options and storage."""
     statements = []
     for col in columns:
-        alter = f"ALTER TABLE {name} ALTER COLUMN {quote_ident(col['attname'])}"
+        alter = f"ALTER {kind} {name} ALTER COLUMN {quote_ident(col['attname'])}"
         if col["stattarget"] >= 0:
             statements.append(f"{alter} SET STATISTICS {col['stattarget']}")
         # Only these two can be set with SQL; anything else in attoptions is the server's own.
@@ -346,7 +346,7 @@ async def dump_logical(
                 post.append(f"CREATE MATERIALIZED VIEW {name}{options} AS {definition} {data}")
                 post.extend(r[0] for r in await conn.fetch(_INDEXES, rel["oid"]))
                 columns = await conn.fetch(_COLUMNS, rel["oid"])
-                post.extend(_column_settings(name, columns))
+                post.extend(_column_settings(name, columns, "MATERIALIZED VIEW"))
                 post.extend(
                     f"ALTER MATERIALIZED VIEW {name} CLUSTER ON {mark['name']}"
                     for mark in await conn.fetch(_INDEX_MARKS, rel["oid"])
