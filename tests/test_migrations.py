@@ -375,12 +375,7 @@ async def test_downgrade_past_base_raises_and_changes_nothing(db: botdb.Database
     with pytest.raises(MigrationError):
         await migrator.downgrade("-2")
     assert await migrator.current() == ["botdb_0001"]
-    later = {
-        "reaction_counts",
-        "fsm_states",
-        "fsm_locks",
-        "ptb_persistence",
-    }  # made by later revisions
+    later = {"reaction_counts", "fsm_states", "fsm_locks", "ptb_persistence"}  # made by later revisions
     assert await table_names(db) == BUILTIN - later | {VERSION_TABLE}
 
 
