@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import secrets
 import socket
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
 import botdb
+from botdb.cli import app
 from botdb.config import DatabaseURL
 
 SCHEMA = """
@@ -277,3 +280,15 @@ def test_chat_import_never_creates_a_missing_sqlite_file(
     [line] = lines(done.stderr)
     assert "does not exist (`botdb init` creates it)" in line
     assert not path.exists()
+
+
+def test_the_command_leaves_propagation_to_the_application(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Run in-process (as a bot embedding the app would), the command's log handler does not
+    stop botdb's records from reaching the application's own logging."""
+    result = CliRunner().invoke(app, ["info", "--url", "mysql://nope/x"])
+    assert result.exit_code == 1
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("botdb.retry").info("still seen")
+    assert "still seen" in caplog.text

@@ -97,16 +97,20 @@ _handler = _ConsoleHandler()
 
 def configure_logging(verbose: bool) -> None:
     """Route botdb's log to stderr: warnings only (without the retry chatter) by default,
-    everything from INFO up, retries included, with ``verbose``."""
+    everything from INFO up, retries included, with ``verbose``.
+
+    The handler on the ``botdb`` logger keeps Python's last-resort handler (which printed
+    every retry) out; propagation is left alone, so an application's own logging setup still
+    sees every record.
+    """
     logger = logging.getLogger("botdb")
     logger.removeHandler(_handler)
     _handler.filters.clear()
     if not verbose:
         _handler.addFilter(_quiet_retries)
     _handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.INFO if verbose else logging.NOTSET)
     logger.addHandler(_handler)
-    logger.propagate = False
 
 
 @app.callback()
