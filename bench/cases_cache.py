@@ -2,7 +2,8 @@
 
 * ``config.get`` cache hit beside a plain dict lookup (awaited, as a bot's own dict cache
   would be). DESIGN.md's target is absolute: >= 1M hits/s, read in the ``botdb/s`` column.
-* ``users.get_or_create`` cache hit beside the uncached read a handler does without botdb
+* ``users.ensure`` cache hit (the record alone; ``get_or_create`` adds ``created``) beside
+  the uncached read a handler does without botdb
   (new ORM session + SELECT by primary key).
 * Latency from process A's COMMIT of a config write to process B (a subprocess that had the
   config cached) returning the new value, over 1,000 writes (p99 target < 10 ms).
@@ -73,8 +74,8 @@ def _users_case(backend: str) -> Callable[[dict[str, Any]], Any]:
             id=777_000, is_bot=False, first_name="Ann", last_name="Lee", username="ann",
             language_code="de", is_premium=False,
         )  # fmt: skip
-        await users.get_or_create(tg)
-        await users.get_or_create(tg)  # cached from here on
+        await users.ensure(tg)
+        await users.ensure(tg)  # cached from here on
         statement = select(User).where(User.id == 777_000)
 
         async def baseline() -> int:
@@ -85,7 +86,7 @@ def _users_case(backend: str) -> Callable[[dict[str, Any]], Any]:
 
         async def subject() -> int:
             for _ in range(READS):
-                await users.get_or_create(tg)
+                await users.ensure(tg)
             return READS
 
         try:
@@ -140,13 +141,13 @@ async def invalidation_latency(
 CASES: list[Case] = [
     Case("cached config.get hit (L1), target >= 1M/s", "dict.get (awaited)", None, config_hits),
     Case(
-        "cached users.get_or_create hit, sqlite",
+        "cached users.ensure hit, sqlite",
         "ORM session + select by PK",
         None,
         _users_case("sqlite"),
     ),
     Case(
-        "cached users.get_or_create hit, pg",
+        "cached users.ensure hit, pg",
         "ORM session + select by PK",
         None,
         _users_case("postgresql"),

@@ -255,8 +255,10 @@ async def main(url: str) -> None:
         console.print(f"update_where -> {renamed} rows (the database's own count)")
 
         step("Services: cached users and guild configuration, scoped settings, cases")
-        user = await db.users.get_or_create(id=7, username="ada", display_name="Ada")
-        console.print(f"users.get_or_create -> {user.username!r} (cached; a repeat costs no I/O)")
+        user, created = await db.users.get_or_create(id=7, username="ada", display_name="Ada")
+        console.print(f"users.get_or_create -> ({user.username!r}, created={created})")
+        user = await db.users.ensure(id=7, username="ada", display_name="Ada")
+        console.print(f"users.ensure -> {user.username!r} (cached: a repeat costs no I/O)")
         await db.config.set(GUILD, prefix="?", locale="de")
         config = await db.config.get(GUILD)
         console.print(f"config.get -> prefix={config.prefix!r} locale={config.locale!r}")

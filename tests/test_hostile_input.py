@@ -168,8 +168,10 @@ async def repo_update_where(db: botdb.Database, value: Any, n: int) -> Any:
 
 async def users_get_or_create(db: botdb.Database, value: Any, n: int) -> Any:
     if type(value) is int:
-        return await db.users.get_or_create(id=value)
-    return await db.users.get_or_create(id=42, username=value)
+        record, _ = await db.users.get_or_create(id=value)
+    else:
+        record, _ = await db.users.get_or_create(id=42, username=value)
+    return record
 
 
 async def config_set_prefix(db: botdb.Database, value: Any, n: int) -> Any:
@@ -350,7 +352,7 @@ def test_cli_import_json_prints_a_data_error_not_a_traceback(
 ) -> None:
     path = tmp_path / "members.json"
     path.write_text(store_text(nested(10_000)), encoding="utf-8")
-    result = CliRunner().invoke(app, ["import-json", str(path), "--url", sqlite_url])
+    result = CliRunner().invoke(app, ["import-json", str(path), "--url", sqlite_url, "--init"])
     assert result.exit_code != 0
     assert "DataError" in result.output
     assert "1_2" in result.output

@@ -486,3 +486,63 @@ async def test_the_import_backup_directory_is_created_private_and_a_file_there_i
     blocker.write_text("x")
     with pytest.raises(errors.ConfigurationError, match="backup directory"):
         await import_json(db, path, format="reminders", backup_dir=blocker / "sub")
+
+
+def stamp(value: Any) -> dt.datetime:
+    """A timestamp column as read by raw SQL (SQLite returns its UTC text)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    assert isinstance(value, dt.datetime)
+    return value
+
+
+class TestTimestampsAndSchema:
+    async def test_the_stores_own_timestamps_are_kept(
+        self, db: botdb.Database, tmp_path: Path
+    ) -> None:
+        """A record's created_at/updated_at become the row's (naive = UTC); a record without
+        them in the same batch gets the column's default, never NULL."""
+        stamped = reminder(
+            2001, created_at="2023-05-06T07:08:09", updated_at="2023-06-01T00:00:00+02:00"
+        )
+        path = write(tmp_path / "watched.json", {"2001": stamped, "2002": reminder(2002)})
+        await import_json(db, path)
+        rows = {
+            r["message_id"]: r
+            for r in await db.fetch("SELECT message_id, created_at, updated_at FROM tracked_events")
+        }
+        assert stamp(rows[2001]["created_at"]) == dt.datetime(2023, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+        assert stamp(rows[2001]["updated_at"]) == dt.datetime(2023, 5, 31, 22, tzinfo=dt.UTC)
+        assert stamp(rows[2002]["created_at"]) > stamp(rows[2001]["created_at"])
+
+        members = write(
+            tmp_path / "members.json",
+            {"42_7": member(42, 7, created_at="2022-02-02T02:02:02Z"), "42_8": member(42, 8)},
+        )
+        await import_json(db, members)
+        created = await db.fetchval(
+            "SELECT created_at FROM members WHERE guild_id = 42 AND user_id = 7"
+        )
+        assert stamp(created) == dt.datetime(2022, 2, 2, 2, 2, 2, tzinfo=dt.UTC)
+        preferences = await db.fetchval(
+            "SELECT preferences FROM members WHERE guild_id = 42 AND user_id = 7"
+        )
+        if isinstance(preferences, str):
+            preferences = json.loads(preferences)
+        assert "created_at" not in preferences.get("_legacy", {})
+
+    async def test_an_uninitialised_database_is_refused_before_anything_is_written(
+        self, make_db: Any, tmp_path: Path
+    ) -> None:
+        db = await make_db(create_tables=False)
+        path = write(tmp_path / "watched.json", {"3001": reminder(3001)})
+        with pytest.raises(errors.UndefinedTableError, match="run `botdb init` first") as info:
+            await import_json(db, path)
+        assert info.value.table == "guilds"
+        assert files(tmp_path) == ["watched.json"], "no backup copy either"
+        tables = await db.fetch(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            if db.backend == "sqlite"
+            else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        assert list(tables) == []

@@ -459,3 +459,127 @@ async def test_retention_never_deletes_the_other_backends_backups_of_the_same_na
     for other in others:
         assert other.exists()
         assert other.with_name(other.name + ".json").exists()
+
+
+@pytest.mark.postgres
+async def test_portable_dump_keeps_storage_parameters_and_table_options(
+    pg_url: str, pg_target_url: str, tmp_path: Path
+) -> None:
+    """Storage parameters (table, TOAST, index, constraint index, materialized view),
+    UNLOGGED, column statistics targets/options/storage/collation, replica identity,
+    CLUSTER ON, extended statistics and comments all come back after a logical restore."""
+    async with botdb.connect(pg_url) as db:
+        await db.execute_script(
+            """
+            CREATE TABLE events (
+                id BIGINT PRIMARY KEY WITH (fillfactor = 70),
+                guild BIGINT NOT NULL, kind TEXT COLLATE "C", payload TEXT
+            ) WITH (autovacuum_vacuum_scale_factor = 0.05, fillfactor = 80,
+                    toast.autovacuum_enabled = false);
+            CREATE INDEX events_guild ON events (guild) WITH (fillfactor = 60);
+            ALTER TABLE events ALTER COLUMN guild SET STATISTICS 500;
+            ALTER TABLE events ALTER COLUMN kind SET (n_distinct = 12);
+            ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;
+            ALTER TABLE events REPLICA IDENTITY FULL;
+            ALTER TABLE events CLUSTER ON events_guild;
+            CREATE STATISTICS events_guild_kind (ndistinct) ON guild, kind FROM events;
+            COMMENT ON TABLE events IS 'what happened';
+            COMMENT ON COLUMN events.kind IS 'the event''s kind';
+            CREATE UNLOGGED TABLE scratch (k TEXT PRIMARY KEY, v TEXT);
+            CREATE MATERIALIZED VIEW per_guild WITH (fillfactor = 90)
+                AS SELECT guild, count(*) AS n FROM events GROUP BY guild;
+            ALTER MATERIALIZED VIEW per_guild ALTER COLUMN n SET STATISTICS 50;
+            CREATE INDEX per_guild_n ON per_guild (n);
+            ALTER MATERIALIZED VIEW per_guild CLUSTER ON per_guild_n;
+            INSERT INTO events VALUES (1, 10, 'join', 'x'), (2, 10, 'leave', NULL);
+            """
+        )
+        result = await ops.backup(db, tmp_path / "b", method="logical")
+
+    query = """SELECT c.relname, c.relpersistence::text, c.reloptions, t.reloptions AS toast,
+        c.relreplident::text, obj_description(c.oid, 'pg_class') AS comment
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 'm') ORDER BY c.relname"""
+    columns = """SELECT attname, attstattarget,
+        array(SELECT o FROM unnest(attoptions) o WHERE o LIKE 'n\\_distinct%'), attstorage::text,
+        (SELECT collname FROM pg_collation WHERE oid = attcollation) AS collation,
+        col_description(attrelid, attnum) AS comment
+        FROM pg_attribute WHERE attrelid = 'events'::regclass AND attnum > 0 ORDER BY attnum"""
+    extras = """SELECT (SELECT string_agg(stxname, ',') FROM pg_statistic_ext),
+        (SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text)
+         FROM pg_index WHERE indisclustered),
+        (SELECT attstattarget FROM pg_attribute
+         WHERE attrelid = 'per_guild'::regclass AND attname = 'n')"""
+    async with botdb.connect(pg_url) as db:
+        before = [tuple(r) for r in await db.fetch(query)]
+        before_columns = [tuple(r) for r in await db.fetch(columns)]
+        before_extras = tuple(await db.fetchrow(extras))
+    async with botdb.connect(pg_target_url) as target:
+        await ops.restore(target, result.path)
+        after = [tuple(r) for r in await target.fetch(query)]
+        after_columns = [tuple(r) for r in await target.fetch(columns)]
+        after_extras = tuple(await target.fetchrow(extras))
+        assert await target.fetchval("SELECT n FROM per_guild") == 2
+    assert after == before
+    assert after_columns == before_columns
+    assert after_extras == before_extras == ("events_guild_kind", "events_guild,per_guild_n", 50)
+    options = {r[0]: (r[1], r[2], r[3]) for r in after}
+    assert options["events"] == (
+        "p",
+        ["autovacuum_vacuum_scale_factor=0.05", "fillfactor=80"],
+        ["autovacuum_enabled=false"],
+    )
+    assert options["events_pkey"][1] == ["fillfactor=70"]
+    assert options["events_guild"][1] == ["fillfactor=60"]
+    assert options["per_guild"][1] == ["fillfactor=90"]
+    assert options["scratch"][0] == "u"
+    by_column = {c[0]: c[1:] for c in after_columns}
+    assert by_column["guild"][0] == 500
+    assert by_column["kind"][1:] == (["n_distinct=12"], "x", "C", "the event's kind")
+    assert by_column["payload"][2] == "e"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("script", "listed"),
+    [
+        (
+            "CREATE TABLE base (id INT); CREATE TABLE child (extra INT) INHERITS (base)",
+            "inherited tables: child inherits base",
+        ),
+        (
+            "CREATE TABLE t (id INT); CREATE RULE never AS ON DELETE TO t DO INSTEAD NOTHING",
+            "rules: never on t",
+        ),
+        (
+            "CREATE TABLE t (id INT); ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+            "row-level security: t",
+        ),
+        ('CREATE COLLATION mine (provider = icu, locale = "und")', "collations: mine"),
+    ],
+)
+async def test_portable_dump_refuses_table_options_it_cannot_restore(
+    pg_url: str, tmp_path: Path, script: str, listed: str
+) -> None:
+    async with botdb.connect(pg_url) as db:
+        await db.execute_script(script)
+        with pytest.raises(ops.BackupError, match=re.escape(listed)):
+            await ops.backup(db, tmp_path / "b", method="logical")
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_a_refusal_carries_its_parts_for_the_command_line() -> None:
+    """The library says yes=True; the CLI renders the same refusal with --yes."""
+    refusal = errors.RestoreRefusedError(
+        reason="sqlite:///bot.db is not empty", allow="to replace its content"
+    )
+    assert str(refusal) == (
+        "sqlite:///bot.db is not empty: pass yes=True to replace its content; nothing was changed"
+    )
+    assert refusal.advice("--yes") == (
+        "sqlite:///bot.db is not empty: pass --yes to replace its content; nothing was changed"
+    )
+    assert isinstance(refusal, errors.TargetNotEmptyError)
+    plain = errors.TargetNotEmptyError("the target holds rows")
+    assert (plain.reason, plain.advice("--yes")) == (None, "the target holds rows")

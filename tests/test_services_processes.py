@@ -247,7 +247,7 @@ async def test_services_answer_from_the_database_while_redis_is_down_and_resume_
             scoped.register_member(balance=0)
             assert (await config.set(G, prefix="?")).prefix == "?"
             assert (await config.get(G)).prefix == "?"
-            assert (await users.get_or_create(id=U, username="u")).username == "u"
+            assert (await users.ensure(id=U, username="u")).username == "u"
             assert await scoped.member(G, U).increment("balance", 2) == 2
             assert await scoped.member(G, U).get("balance") == 2
             assert (await CaseService(a).create(G, U, 6, "warn")).case_number == 1

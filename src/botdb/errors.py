@@ -233,7 +233,26 @@ class TargetNotEmptyError(BotDBError):
     """A restore, transfer or import would overwrite existing data; nothing was changed.
 
     Pass ``yes=True`` (``--yes`` on the command line) to allow it.
+
+    Attributes:
+        reason: what is in the way, without the way out (``"sqlite:///bot.db is not
+            empty"``); None when the raiser gave only a message.
+        allow: what passing ``yes`` would do (``"to replace its content"``).
     """
+
+    def __init__(
+        self, message: str | None = None, *, reason: str | None = None, allow: str = "to allow it"
+    ) -> None:
+        self.reason = reason
+        self.allow = allow
+        super().__init__(message if message is not None else self.advice("yes=True"))
+
+    def advice(self, option: str) -> str:
+        """The message with the way out spelled ``option``: the library says ``yes=True``,
+        the command line ``--yes``."""
+        if self.reason is None:
+            return str(self)
+        return f"{self.reason}: pass {option} {self.allow}; nothing was changed"
 
 
 class VerificationError(BotDBError):

@@ -101,7 +101,8 @@ def _run_import(
     work: Callable[[Database, Callable[[int, int], None] | None], Coroutine[Any, Any, Any]],
 ) -> None:
     async def main() -> ChatImportReport:
-        async with connect(url) as db:
+        # Never create a missing SQLite file: it would have no tables (`botdb init` first).
+        async with connect(url, sqlite_create=False) as db:
             with _bar(not json_output and console.is_terminal) as progress:
                 report: ChatImportReport = await work(db, progress)
                 return report

@@ -160,14 +160,18 @@ def health_command(url: UrlOption = None, json_output: JsonOption = False) -> No
 @app.command("info")
 def info_command(
     url: UrlOption = None,
-    tables: Annotated[bool, typer.Option("--tables", help="List every table.")] = False,
+    tables: Annotated[
+        bool,
+        typer.Option("--tables", help="Also list every table (--json always lists them)."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Where the database is, its size, version, settings and pending migrations."""
+    """Where the database is, its size, version, settings, pending migrations and (--json,
+    or --tables) every table with its rows, size and indexes."""
 
     async def main() -> dict[str, Any]:
         async with botdb.connect(url, sqlite_create=False) as db:
-            return await ops.database_info(db, tables=tables)
+            return await ops.database_info(db, tables=tables or json_output)
 
     info = run(with_json_errors(main, json_output))
     if json_output:

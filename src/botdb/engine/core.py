@@ -127,8 +127,24 @@ class EngineCore:
             max_inactive=self.settings.pool_max_inactive_lifetime,
             timeout=self.settings.pool_acquire_timeout,
         )
+        tries = 0
+
+        async def open_first() -> None:
+            nonlocal tries
+            tries += 1
+            await self._open_first()
+
         try:
-            await self.retrier.run(self._open_first, retryable=_connect_retryable)
+            await self.retrier.run(open_first, retryable=_connect_retryable)
+        except errors.ConnectionFailedError as exc:
+            await self.close()
+            # Say how often it was tried: the retries themselves are only logged.
+            where = f"could not connect to {self.settings.url.masked()}"
+            reason = str(exc).removeprefix(f"{where}: ")
+            plural = "s" if tries != 1 else ""
+            raise errors.ConnectionFailedError(
+                f"{where} after {tries} attempt{plural}: {reason}"
+            ) from (exc.__cause__ or exc)
         except BaseException:
             await self.close()
             raise

@@ -39,6 +39,28 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+class _Stamped(BaseModel):
+    """``created_at``/``updated_at`` a legacy record may carry: the imported row keeps them
+    (instead of the import's time)."""
+
+    created_at: dt.datetime | None = Field(
+        default=None, validation_alias=AliasChoices("created_at", "created")
+    )
+    updated_at: dt.datetime | None = Field(
+        default=None, validation_alias=AliasChoices("updated_at", "updated")
+    )
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _stamp_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return _utc(value)
+
+    def stamps(self) -> dict[str, dt.datetime]:
+        """The timestamps the record has (a missing one is left to the column's default)."""
+        found = {"created_at": self.created_at, "updated_at": self.updated_at}
+        return {name: value for name, value in found.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class TableRule:
     """How rows go into one table: the natural key, and the columns an existing row gets
@@ -74,7 +96,7 @@ class Format(abc.ABC):
 # -- the reminder bot's watched_matches.json -------------------------------------------------
 
 
-class ReminderRecord(BaseModel):
+class ReminderRecord(_Stamped):
     """One watched message of a reminder bot's JSON store (``watched_matches.json``)."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
@@ -117,8 +139,9 @@ class RemindersFormat(Format):
     """``{"<message id>": {title, guild_id, channel_id, required_reactions, ...}}``.
 
     Rows: a placeholder guild (``"Guild <id>"`` unless the record has ``guild_name``), a user
-    and a member row per listed user, the tracked event, and one ``event_reactions`` row per
-    user who reacted (emoji :data:`ANY_REACTION`).
+    and a member row per listed user, the tracked event (with the record's ``created_at`` and
+    ``updated_at`` when it has them), and one ``event_reactions`` row per user who reacted
+    (emoji :data:`ANY_REACTION`).
     """
 
     name: str = "reminders"
@@ -185,6 +208,7 @@ class RemindersFormat(Format):
                     "is_paused": record.is_paused,
                     "last_reminder_at": record.last_reminder,
                     "required_reactions": list(record.required_reactions),
+                    **record.stamps(),
                 }
             ],
             "event_reactions": [
@@ -215,7 +239,7 @@ class MemberStatistics(BaseModel):
         return _utc(value)
 
 
-class MemberRecord(BaseModel):
+class MemberRecord(_Stamped):
     """One member of the per-member JSON store (``{"<guild>_<user>": {...}}``)."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
@@ -258,7 +282,8 @@ class MembersFormat(Format):
     """``{"<guild id>_<user id>": {roles, preferences, statistics, join_date, ...}}``.
 
     Rows: a placeholder guild and user, the member (``preferences`` as is, ``message_count``
-    and ``last_active_at`` from ``statistics``), and for numeric role ids a placeholder role
+    and ``last_active_at`` from ``statistics``, the record's ``created_at``/``updated_at``
+    when it has them), and for numeric role ids a placeholder role
     plus a ``member_roles`` row. What has no column (role *names*, other statistics, other
     fields) is kept in ``preferences["_legacy"]``.
     """
@@ -332,6 +357,7 @@ class MembersFormat(Format):
                     "preferences": preferences,
                     "message_count": stats.message_count,
                     "last_active_at": stats.last_active,
+                    **record.stamps(),
                 }
             ],
             "roles": [{"id": r, "guild_id": guild, "name": f"Role {r}"} for r in role_ids],

@@ -70,9 +70,14 @@ async def upsert(
             changed.append(row)
     if new:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        columns = sorted({name for row in new for name in row})
         statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(key))
-        await conn.execute(statement, [{c: row.get(c) for c in columns} for row in new])
+        # One statement per set of columns: a row without a column (a record without its
+        # own created_at) gets the column's default, never NULL.
+        shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in new:
+            shapes.setdefault(frozenset(row), []).append(row)
+        for group in shapes.values():
+            await conn.execute(statement, group)
     if changed:
         values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in update_columns}
         if "updated_at" in table.c and "updated_at" not in values:

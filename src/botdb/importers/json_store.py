@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 FORMATS = ("auto", "reminders", "members", "generic")
+#: How code (rather than the command line) initialises a database, in error messages.
+IN_CODE = " (in code: `await db.migrate()`)"
 #: Bad records kept in a report (all of them are counted).
 MAX_PROBLEMS = 1000
 _DETECT_SAMPLE = 5
@@ -272,6 +274,24 @@ async def _tables(db: EngineDatabase) -> dict[str, Table]:
     return known
 
 
+async def _require_tables(db: EngineDatabase, fmt: Format) -> None:
+    """Refuse a database that has not been initialised, before anything is written."""
+
+    def names(sync_conn: Any) -> set[str]:
+        return set(inspect(sync_conn).get_table_names())
+
+    await db.free_pool_slot()
+    async with db.engine.connect() as conn:
+        present = await conn.run_sync(names)
+    missing = [name for name in fmt.rules if name not in present]
+    if missing:
+        raise errors.UndefinedTableError(
+            f"the database has no botdb schema yet (no table {', '.join(missing)}): "
+            f"run `botdb init` first{IN_CODE}; nothing was imported",
+            table=missing[0],
+        )
+
+
 async def _load_format(db: EngineDatabase, fmt_name: str, spec: Path | None, path: Path) -> Format:
     if spec is not None or fmt_name == "generic":
         if spec is None:
@@ -318,6 +338,8 @@ async def import_json(
     Raises:
         ConfigurationError: an unknown format, a missing file, a bad spec (unknown table or
             column...).
+        UndefinedTableError: the database has no botdb schema yet (never initialised);
+            nothing was written, no backup either.
         DataError: the file is empty, not JSON, not an object, or matches no format.
         ImportValidationError: some records are invalid; ``problems`` lists them.
     """
@@ -330,6 +352,8 @@ async def import_json(
         raise errors.ConfigurationError(f"no such file: {source}")
     started = time.perf_counter()
     fmt = await _load_format(db, format, spec, source)
+    if not isinstance(fmt, GenericFormat):  # a spec's tables are checked by parse_spec
+        await _require_tables(db, fmt)
     report = ImportReport(path=str(source), format=fmt.name, dry_run=dry_run)
     report.tables = {name: TableCounts() for name in fmt.rules}
     before = await asyncio.to_thread(_file_digest, source)

@@ -231,10 +231,7 @@ async def restore(
     await asyncio.to_thread(verify_checksum, path, manifest)
     expected: dict[str, int] = manifest["rows"]
     if not yes and not await _is_empty(db):
-        raise RestoreRefusedError(
-            f"{db.url} is not empty: pass yes=True (--yes) to replace its content; "
-            "nothing was changed"
-        )
+        raise RestoreRefusedError(reason=f"{db.url} is not empty", allow="to replace its content")
     if db.backend == "sqlite":
         rows = await _sqlite.restore_sqlite(db, path, expected, progress=progress)
         method = "sqlite"

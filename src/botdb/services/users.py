@@ -1,8 +1,10 @@
-"""Users seen by the bot: ``get_or_create`` on every event, served from the cache.
+"""Users seen by the bot: ``ensure`` (or ``get_or_create``) on every event, from the cache.
 
-``get_or_create`` accepts a discord.py ``User``/``Member``, an aiogram or python-telegram-bot
+``get_or_create`` returns ``(record, created)`` like the repositories; ``ensure`` returns the
+record alone (and ``get_or_create_user`` is ``ensure`` under a common service-layer name).
+Both accept a discord.py ``User``/``Member``, an aiogram or python-telegram-bot
 ``User``, or plain keyword fields; frameworks are recognised by their attributes (no import).
-Its cached path compares the incoming fields with the cached row and returns without any I/O
+The cached path compares the incoming fields with the cached row and returns without any I/O
 when nothing changed; otherwise one ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE <a
 tracked field differs> RETURNING`` writes only what changed, with no get-then-insert race.
 
@@ -167,7 +169,8 @@ def _record(data: Mapping[str, Any]) -> UserRecord:
 
 
 class UserService:
-    """Users (``db.users``): get-or-create on every event, reads, updates, deactivation.
+    """Users (``db.users``): ensure / get-or-create on every event, reads, updates,
+    deactivation.
 
     Args:
         db: the Database (its session and cache are used).
@@ -176,9 +179,9 @@ class UserService:
     Example::
 
         users = UserService(db)
-        record = await users.get_or_create(message.author)        # discord.py
-        record = await users.get_or_create(message.from_user)     # aiogram / PTB
-        record = await users.get_or_create(id=42, username="ann", platform="telegram")
+        record, created = await users.get_or_create(message.author)   # discord.py
+        record, created = await users.get_or_create(message.from_user)  # aiogram / PTB
+        record = await users.ensure(id=42, username="ann", platform="telegram")  # record only
     """
 
     def __init__(self, db: ServiceDatabase, *, last_seen_interval: float = 60.0) -> None:
@@ -203,8 +206,10 @@ class UserService:
         self._memo[user_id] = (self.key(user_id), data, record)
         return record
 
-    async def get_or_create(self, user: object = None, /, **fields: Any) -> UserRecord:
-        """The user's row, created or brought up to date from the platform's user object.
+    async def get_or_create(self, user: object = None, /, **fields: Any) -> tuple[UserRecord, bool]:
+        """The user's row, created or brought up to date from the platform's user object,
+        and whether it was created: ``(record, created)``, like the repositories'
+        ``get_or_create`` (a bot greets a new user when ``created`` is True).
 
         Args:
             user: a discord.py ``User``/``Member``, an aiogram/PTB ``User`` or a mapping;
@@ -214,8 +219,11 @@ class UserService:
                 they override what ``user`` gave.
 
         Returns:
-            The row after the call. When the cached row already matches the incoming fields
-            (and last_seen is recent) no database or Redis call is made.
+            ``(record, created)``: the row after the call, and True only for the call that
+            inserted it (decided by the INSERT itself, so two racing calls never both say
+            True). When the cached row already matches the incoming fields (and last_seen is
+            recent) no database or Redis call is made. :meth:`ensure` returns the record
+            alone.
 
         Raises:
             ArgumentError: an unknown object or field, or a value of the wrong type.
@@ -223,6 +231,33 @@ class UserService:
         """
         incoming = _fields_of(user) if user is not None else {}
         incoming.update(fields)
+        hit = self._hit(incoming)
+        if hit is not None:
+            return hit, False
+        return await self._load_or_write(incoming)
+
+    async def ensure(self, user: object = None, /, **fields: Any) -> UserRecord:
+        """The user's row, created or brought up to date: :meth:`get_or_create` without
+        ``created``, for the hot path of a handler that only needs the record.
+
+        Takes the same arguments and raises the same errors; a cache hit makes no database
+        or Redis call.
+        """
+        incoming = _fields_of(user) if user is not None else {}
+        incoming.update(fields)
+        hit = self._hit(incoming)
+        if hit is not None:
+            return hit
+        return (await self._load_or_write(incoming))[0]
+
+    async def get_or_create_user(self, user: object = None, /, **fields: Any) -> UserRecord:
+        """:meth:`ensure` under the name of the service layer many bots already have
+        (``user = await user_service.get_or_create_user(message.from_user)``): returns the
+        record alone."""
+        return await self.ensure(user, **fields)
+
+    def _hit(self, incoming: Mapping[str, Any]) -> UserRecord | None:
+        """The cached record when it matches ``incoming`` and last_seen is recent; no I/O."""
         uid = incoming.get("id")
         if type(uid) is int:
             memo = self._memo.get(uid)
@@ -233,13 +268,16 @@ class UserService:
             data = self.db.cache.peek(self.key(uid), MISSING)
             if data is not MISSING and data is not None and self._matches(data, incoming):
                 return self._typed(uid, data)
+        return None
+
+    async def _load_or_write(self, incoming: dict[str, Any]) -> tuple[UserRecord, bool]:
         clean = _validate(incoming)
         uid = clean["id"]
         data = await self.db.cache.get_or_load(
             self.key(uid), lambda: self._load(uid), cache_none=False
         )
         if data is not None and self._matches(data, clean):
-            return self._typed(uid, data)
+            return self._typed(uid, data), False
         return await self._write(clean)
 
     def _matches(self, data: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
@@ -266,12 +304,20 @@ class UserService:
             data[name] = utc_column(self.db, data[name])
         return _cached(data)
 
-    async def _write(self, clean: dict[str, Any]) -> UserRecord:
+    async def _write(self, clean: dict[str, Any]) -> tuple[UserRecord, bool]:
         now = dt.datetime.now(dt.UTC)
         threshold = now - dt.timedelta(seconds=self.last_seen_interval)
         table = User.__table__
         # platform defaults to "discord" for a new row only; an omitted field is never reset.
-        values = {"platform": "discord", **clean, "last_seen": now}
+        # created_at is this call's own `now`: the row RETURNING it was inserted by this call
+        # (an update leaves created_at alone), on both backends, in the one statement.
+        values = {
+            "platform": "discord",
+            **clean,
+            "last_seen": now,
+            "created_at": now,
+            "updated_at": now,
+        }
         insert = upsert(self.db, table)  # type: ignore[arg-type]  # a Table
         changed = [
             table.c[name].is_distinct_from(insert.excluded[name]) for name in clean if name != "id"
@@ -293,16 +339,17 @@ class UserService:
         )
         uid = clean["id"]
 
-        async def write(session: AsyncSession) -> dict[str, Any]:
+        async def write(session: AsyncSession) -> tuple[dict[str, Any], bool]:
             row = (await session.execute(statement)).first()
             if row is not None:
                 await self.db.invalidate(self.key(uid), within=session)
-                return _cached(row._mapping)
+                return _cached(row._mapping), row.created_at == now
             # Nothing differed (another process wrote it first): read the row as it is.
             current = (await session.execute(select(*_COLUMNS).where(User.id == uid))).one()
-            return _cached(current._mapping)
+            return _cached(current._mapping), False
 
-        return _record(await run_session(self.db, write))
+        data, created = await run_session(self.db, write)
+        return _record(data), created
 
     async def get(self, user_id: int) -> UserRecord:
         """The user's row (cached).

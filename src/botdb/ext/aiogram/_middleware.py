@@ -4,7 +4,7 @@ A per-update session middleware and the user service in one middleware: the hand
 ``db``, ``session`` (committed after the handler returns, rolled back and the error re-raised
 if it raises) and ``db_user`` (the :class:`~botdb.services.users.UserRecord` of the update's
 sender, from ``db.users.get_or_create``: served from the cache, written only when the
-sender's fields changed).
+sender's fields changed) with ``db_user_created`` (True on the update that created the user).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class DatabaseMiddleware(BaseMiddleware):
         db: the connected Database (stays the caller's).
         session: open one ORM session per update as ``data["session"]``.
         user: put the sender's user row in ``data["db_user"]`` (None when the update has no
-            sender, e.g. a channel post).
+            sender, e.g. a channel post) and whether this update created it in
+            ``data["db_user_created"]``.
 
     Register it as an outer middleware of the updates, so that every handler (and the
     filters) sees the same session::
@@ -53,7 +54,10 @@ class DatabaseMiddleware(BaseMiddleware):
         data["db"] = db
         if self.user:
             sender = data.get("event_from_user") or getattr(event, "from_user", None)
-            data["db_user"] = None if sender is None else await db.users.get_or_create(sender)
+            if sender is None:
+                data["db_user"], data["db_user_created"] = None, False
+            else:
+                data["db_user"], data["db_user_created"] = await db.users.get_or_create(sender)
         if not self.session:
             return await handler(event, data)
         async with db.session() as session:

@@ -107,7 +107,7 @@ class BotDBCog(commands.Cog):
         """
         if not isinstance(user, discord.abc.User):
             raise errors.ArgumentError(f"expected a discord.py User or Member, got {user!r}")
-        return await self.users.get_or_create(user)
+        return await self.users.ensure(user)
 
     async def upsert_guild(self, guild: discord.Guild) -> models.Guild:
         """Store a guild (name, owner) in one upsert and return its row.

@@ -184,7 +184,7 @@ def channel_info(channel: discord.abc.GuildChannel | discord.Thread) -> ChannelI
 def user_info(user: discord.abc.User) -> UserInfo:
     """A user or member as :class:`~botdb.recorder.UserInfo`: ``username`` is the account
     name, ``display_name`` the account-wide global name (not a guild nick), as
-    ``db.users.get_or_create(user)`` stores them."""
+    ``db.users.ensure(user)`` / ``get_or_create(user)`` store them."""
     return UserInfo(
         user.id,
         _PLATFORM,
