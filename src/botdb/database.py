@@ -33,6 +33,8 @@ from botdb.engine.connection import Connection, QueryAPI
 from botdb.engine.core import HOOK, EngineCore
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from botdb import models
     from botdb.analytics import Stats
     from botdb.analytics.report import ReportFile
@@ -551,6 +553,31 @@ class Database(QueryAPI):
         from botdb import ops
 
         return await ops.optimize(self)
+
+    async def partition_messages(
+        self, *, by: str = "id", interval: str = "month", batch_size: int = 10_000
+    ) -> dict[str, Any]:
+        """PostgreSQL: make the message family range-partitioned by snowflake id, moving the
+        data online in batches; see :func:`botdb.ops.partition_messages`.
+
+        Raises:
+            PartitioningError: SQLite, ``by="created_at"``, or ids that are not snowflakes.
+        """
+        from botdb.ops import partitions
+
+        return await partitions.partition_messages(
+            self, by=by, interval=interval, batch_size=batch_size
+        )
+
+    async def retention(
+        self, older_than: timedelta | str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Remove messages older than ``older_than`` (``"90d"`` or a timedelta): whole
+        partitions dropped when partitioned, else batched deletes; see
+        :func:`botdb.ops.retention`."""
+        from botdb.ops import partitions
+
+        return await partitions.retention(self, older_than, dry_run=dry_run)
 
     async def analyze(self, tables: Iterable[str] | None = None) -> dict[str, Any]:
         """Refresh the planner's statistics of ``tables`` (default: all), e.g. after a bulk

@@ -68,6 +68,7 @@ __all__ = [
     "NotNullViolationError",
     "QueryError",
     "QueryTimeoutError",
+    "PartitioningError",
     "RestoreRefusedError",
     "SQLSyntaxError",
     "SchedulingError",
@@ -280,6 +281,12 @@ class BackupVerificationError(BackupError, VerificationError):
 
 class RestoreRefusedError(BackupError, TargetNotEmptyError):
     """The restore target holds data and ``yes=True`` (``--yes``) was not given."""
+
+
+class PartitioningError(BotDBError):
+    """Partitioning the messages could not be done: the backend is SQLite (partitioning is
+    PostgreSQL's), the ids are not snowflakes, or another object is in the way; nothing was
+    changed. The message says which."""
 
 
 class SpoolError(BotDBError):

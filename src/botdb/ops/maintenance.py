@@ -257,7 +257,9 @@ async def optimize(
 
     Returns:
         ``{"backend", "size_before", "size_after", "steps": [...], "took", "integrity": {...}}``
-        plus, on PostgreSQL, ``"indexes"`` and ``"materialized_views"``.
+        plus, on PostgreSQL, ``"partitions"`` (the message partitions made ahead, see
+        :func:`botdb.ops.partitions.ensure_partitions`), ``"indexes"`` and
+        ``"materialized_views"``.
     """
     started = time.perf_counter()
     report: dict[str, Any] = {"backend": db.backend, "steps": []}
@@ -268,6 +270,9 @@ async def optimize(
         else:
             await _pg_vacuum(conn, report, progress)
     if db.backend == "postgresql":
+        from botdb.ops.partitions import ensure_partitions
+
+        report["partitions"] = await ensure_partitions(db)
         report["indexes"] = await maintain_indexes(
             db, bloat_ratio=reindex_bloat_ratio, min_bytes=reindex_min_bytes
         )

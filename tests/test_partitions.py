@@ -1,0 +1,297 @@
+"""Partitioned messages (PostgreSQL) and retention: ``db.partition_messages``,
+``db.retention``, partitions made ahead by ``optimize``, the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import botdb
+from botdb import errors
+from botdb.cli import app
+from botdb.models.snowflake import time_snowflake
+from botdb.ops import partitions
+from botdb.recorder import (
+    AttachmentInfo,
+    MentionInfo,
+    MessageCreated,
+    MessageDeleted,
+    MessageEdited,
+    ReactionAdded,
+    ReactionCounted,
+)
+from tests.helpers import MakeDB
+
+NOW = datetime.now(UTC)
+G, C, U, V = 1000, 2000, 3000, 3001
+FAMILY = [table for table, _ in partitions.PARTITIONED_TABLES]
+KEYS = {
+    "messages": "id, guild_id",
+    "attachments": "id",
+    "mentions": "message_id, guild_id, target_type, target_id",
+    "reactions": "id",
+    "reaction_counts": "message_id, guild_id, emoji_key",
+}
+
+
+def _at(days_ago: float, n: int = 0) -> tuple[int, datetime]:
+    """A snowflake id and its time, ``days_ago`` before now (``n`` tells ids apart)."""
+    moment = NOW - timedelta(days=days_ago)
+    return time_snowflake(moment) + n, moment
+
+
+def _message(days_ago: float, n: int, content: str) -> MessageCreated:
+    mid, moment = _at(days_ago, n)
+    return MessageCreated(
+        id=mid,
+        guild_id=G,
+        channel_id=C,
+        author_id=U if n % 2 else V,
+        created_at=moment,
+        content=content,
+        attachments=(AttachmentInfo(position=0, filename=f"f{n}.png"),) if n % 3 == 0 else (),
+        mentions=(MentionInfo("user", U),) if n % 4 == 0 else (),
+    )
+
+
+async def _populate(db: botdb.Database) -> list[MessageCreated]:
+    """Messages 200 to 0 days old (a few months of partitions), with children."""
+    created = [
+        _message(days, n, f"word{n % 5} raid night {n}")
+        for n, days in enumerate([200, 190, 150, 120, 95, 80, 60, 40, 20, 10, 5, 1])
+    ]
+    await db.recorder.record_many(created)
+    await db.recorder.record_many(
+        ReactionAdded(m.id, G, C, U, "👍", m.created_at + timedelta(seconds=1))
+        for m in created[::2]
+    )
+    await db.recorder.record_many(ReactionCounted(m.id, G, C, "🔥", 3) for m in created[1::3])
+    await db.recorder.flush()
+    return created
+
+
+async def _snapshot(db: botdb.Database) -> dict[str, Any]:
+    await db.execute("REFRESH MATERIALIZED VIEW stats_message_hourly")
+    tables = {
+        table: [dict(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {KEYS[table]}")]
+        for table in FAMILY
+    }
+    page = await db.messages.find_page(limit=5, filters={"guild_id": G}, order_by="-created_at")
+    search = await db.messages.search("raid", guild_id=G, limit=50)
+    return {
+        "tables": tables,
+        "page": [m.id for m in page.items],
+        "search": sorted(hit.message.id for hit in search.items),
+        "stats": await db.fetch("SELECT * FROM stats_message_hourly ORDER BY 1, 2, 3, 4"),
+    }
+
+
+@pytest.fixture
+def backend() -> str:
+    """PostgreSQL unless a test says otherwise (partitioning is PostgreSQL's)."""
+    return "postgresql"
+
+
+@pytest.fixture
+async def pg_db(make_db: MakeDB, pg_url: str) -> botdb.Database:
+    return await make_db(url=pg_url, create_tables=True, recorder_flush_interval=30.0)
+
+
+async def test_conversion_keeps_data_and_the_recorder_keeps_working(pg_db: botdb.Database) -> None:
+    db = pg_db
+    created = await _populate(db)
+    before = await _snapshot(db)
+    report = await db.partition_messages(batch_size=5)
+    assert report["converted"] and report["rows"]["messages"] == len(created)
+    assert await db.fetchval("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass") == "p"
+    assert await _snapshot(db) == before
+    # Every family table is partitioned the same way and has its DEFAULT partition.
+    for table in FAMILY:
+        parts = await db.fetch(partitions._PARTITIONS, table)
+        assert f"{table}_default" in {p["name"] for p in parts}
+        assert len(parts) == len(report["partitions"]) + 1
+    # The GIN search index exists on each partition.
+    gin = await db.fetchval(
+        "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'messages_p%' "
+        "AND indexdef LIKE '%USING gin%'"
+    )
+    assert gin == len(report["partitions"])
+    # A second call changes nothing.
+    assert (await db.partition_messages())["converted"] is False
+
+    # The recorder's ON CONFLICT paths on the partitioned tables: a replayed message, an edit
+    # and a deletion of an old message, a new reaction on it, counts, a brand new message.
+    old = created[0]
+    fresh = _message(0, 99, "fresh raid")
+    await db.recorder.record_many(
+        [
+            old,
+            MessageEdited(old.id, G, C, NOW, content="edited raid",
+                          attachments=(AttachmentInfo(position=0, filename="new.png"),)),
+            ReactionAdded(old.id, G, C, V, "🎉", NOW),
+            ReactionAdded(old.id, G, C, U, "👍", NOW),
+            ReactionCounted(old.id, G, C, "🔥", 7),
+            MessageDeleted(created[1].id, G, C, NOW),
+            fresh,
+        ]
+    )
+    await db.recorder.flush()
+    row = await db.fetchrow("SELECT content, edited_at FROM messages WHERE id = $1", old.id)
+    assert row["content"] == "edited raid" and row["edited_at"] is not None
+    assert await db.fetchval(
+        "SELECT filename FROM attachments WHERE message_id = $1", old.id
+    ) == "new.png"
+    assert await db.fetchval("SELECT count(*) FROM reactions WHERE message_id = $1", old.id) == 2
+    assert await db.fetchval(
+        "SELECT count FROM reaction_counts WHERE message_id = $1", old.id
+    ) == 7
+    assert await db.fetchval("SELECT deleted FROM messages WHERE id = $1", created[1].id)
+    hits = await db.messages.search("raid", guild_id=G, limit=50)
+    assert fresh.id in {h.message.id for h in hits.items}
+    page = await db.messages.find_page(limit=2, filters={"guild_id": G}, order_by="-created_at")
+    assert [m.id for m in page.items] == [fresh.id, created[-1].id]
+    # A hard delete cascades across the partitioned children.
+    await db.execute("DELETE FROM messages WHERE id = $1 AND guild_id = $2", old.id, G)
+    assert await db.fetchval("SELECT count(*) FROM reactions WHERE message_id = $1", old.id) == 0
+
+
+async def test_retention_drops_old_partitions_and_keeps_the_rest(pg_db: botdb.Database) -> None:
+    db = pg_db
+    created = await _populate(db)
+    await db.partition_messages()
+    layout = await partitions.partitioning(db)
+    assert layout is not None and layout["by"] == "id" and layout["interval"] == "month"
+    # An id beyond every partition lands in DEFAULT and never fails.
+    far, _ = _at(-3000, 1)
+    await db.messages.create(id=far, guild_id=G, channel_id=C, content="future")
+    assert await db.fetchval("SELECT count(*) FROM messages_default") == 1
+
+    dry = await db.retention("90d", dry_run=True)
+    assert dry["mode"] == "partitions" and dry["dropped"]
+    assert await db.fetchval("SELECT count(*) FROM messages") == len(created) + 1
+    report = await db.retention("90d")
+    assert report["dropped"] == dry["dropped"]
+    bound = time_snowflake(NOW - timedelta(days=90))
+    kept = [m.id for m in created if m.id >= bound]
+    remaining = [r["id"] for r in await db.fetch("SELECT id FROM messages ORDER BY id")]
+    # Whole partitions only: every message past the bound stays, plus those sharing the
+    # bound's partition; nothing older than the oldest kept partition remains.
+    assert set(kept) <= set(remaining) and far in remaining
+    oldest = min(p["from"] for p in (await partitions.partitioning(db))["partitions"]
+                 if p["from"] is not None)
+    assert all(mid >= oldest for mid in remaining)
+    assert len(remaining) < len(created) + 1
+    for table in FAMILY:
+        names = {p["name"] for p in await db.fetch(partitions._PARTITIONS, table)}
+        assert not names & {n.replace("messages", table, 1) for n in report["dropped"]}
+    assert await db.fetchval(
+        "SELECT count(*) FROM reactions r LEFT JOIN messages m ON m.id = r.message_id "
+        "WHERE m.id IS NULL"
+    ) == 0
+    assert (await db.retention("90d"))["dropped"] == []
+
+
+async def test_optimize_makes_partitions_ahead(pg_db: botdb.Database) -> None:
+    db = pg_db
+    await _populate(db)
+    await db.partition_messages(interval="week")
+    later = NOW + timedelta(weeks=10)
+    made = await partitions.ensure_partitions(db, ahead=2, now=later)
+    assert len(made["created"]) == 3 and made["skipped"] == []
+    assert (await partitions.ensure_partitions(db, ahead=2, now=later))["created"] == []
+    report = await db.optimize()
+    assert report["partitions"]["partitioned"] is True
+    # A range whose rows already went to DEFAULT is skipped, not failed.
+    mid, _ = _at(-7 * 30, 5)
+    await db.messages.create(id=mid, guild_id=G, channel_id=C)
+    skipped = await partitions.ensure_partitions(db, ahead=1, now=NOW + timedelta(weeks=30))
+    assert len(skipped["skipped"]) == 1
+
+
+async def test_time_bounded_queries_prune_partitions(pg_db: botdb.Database) -> None:
+    db = pg_db
+    await _populate(db)
+    report = await db.partition_messages()
+    await db.execute("ANALYZE messages")
+    since = time_snowflake(NOW - timedelta(days=7))
+    plan = "\n".join(
+        r[0]
+        for r in await db.fetch(
+            f"EXPLAIN SELECT * FROM messages WHERE guild_id = {G} AND id >= {since} "
+            "ORDER BY id DESC LIMIT 10"
+        )
+    )
+    scanned = {name for name in report["partitions"] if name in plan}
+    assert scanned and len(scanned) < len(report["partitions"])
+    assert "messages_default" in plan or len(scanned) <= 4
+
+
+async def test_refusals_change_nothing(pg_db: botdb.Database) -> None:
+    db = pg_db
+    await db.execute("INSERT INTO guilds (id, platform) VALUES ($1, 'telegram')", 7)
+    await db.execute("INSERT INTO channels (id, guild_id) VALUES ($1, $1)", 7)
+    await db.messages.create(id=42, guild_id=7, channel_id=7)
+    with pytest.raises(errors.PartitioningError, match="not Discord snowflakes"):
+        await db.partition_messages()
+    with pytest.raises(errors.PartitioningError, match="created_at"):
+        await db.partition_messages(by="created_at")
+    with pytest.raises(errors.ArgumentError, match="interval"):
+        await db.partition_messages(interval="year")
+    with pytest.raises(errors.ArgumentError, match="90d"):
+        await db.retention("abc")
+    with pytest.raises(errors.ArgumentError, match="positive"):
+        await db.retention(timedelta(0))
+    assert await partitions.partitioning(db) is None
+    assert await db.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_new'") == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_retention_without_partitions_deletes_in_batches(db: botdb.Database) -> None:
+    await db.execute("INSERT INTO guilds (id) VALUES ($1)", G)
+    await db.execute("INSERT INTO channels (id, guild_id) VALUES ($1, $2)", C, G)
+    rows = [
+        {"id": n, "guild_id": G, "channel_id": C, "created_at": NOW - timedelta(days=n * 10)}
+        for n in range(1, 16)
+    ]
+    await db.messages.create_many(rows)
+    await db.execute(
+        "INSERT INTO mentions (message_id, guild_id, target_type, target_id) VALUES ($1, $2, 'here', $2)",
+        15,
+        G,
+    )
+    dry = await db.retention("95d", dry_run=True)
+    assert dry["mode"] == "delete" and dry["deleted"] == 6
+    assert await db.fetchval("SELECT count(*) FROM messages") == 15
+    report = await partitions.retention(db, "95d", batch_size=4)
+    assert report["deleted"] == 6
+    assert [r["id"] for r in await db.fetch("SELECT id FROM messages ORDER BY id")] == list(
+        range(1, 10)
+    )
+    assert await db.fetchval("SELECT count(*) FROM mentions") == 0
+
+
+async def test_sqlite_refuses_partitioning(make_db: MakeDB, sqlite_url: str) -> None:
+    db = await make_db(url=sqlite_url, create_tables=True)
+    with pytest.raises(errors.PartitioningError, match="PostgreSQL's"):
+        await db.partition_messages()
+    assert (await partitions.ensure_partitions(db))["partitioned"] is False
+
+
+def test_cli(pg_url: str, sqlite_url: str) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["retention", "--url", sqlite_url, "--older-than", "abc", "--json"])
+    assert bad.exit_code != 0 and "90d" in bad.output
+    done = runner.invoke(app, ["init", "--url", pg_url])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["partition", "messages", "--url", pg_url, "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["converted"] is True
+    done = runner.invoke(app, ["retention", "--url", pg_url, "--older-than", "30d", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["mode"] == "partitions"
+    refused = runner.invoke(app, ["partition", "messages", "--url", sqlite_url])
+    assert refused.exit_code != 0 and "PostgreSQL" in refused.output
