@@ -106,8 +106,12 @@ async def test_conversion_keeps_data_and_the_recorder_keeps_working(pg_db: botdb
     created = await _populate(db)
     before = await _snapshot(db)
     report = await db.partition_messages(batch_size=5)
-    assert report["converted"] and report["rows"]["messages"] == len(created)
-    assert await db.fetchval("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass") == "p"
+    assert report["converted"]
+    assert report["rows"]["messages"] == len(created)
+    assert (
+        await db.fetchval("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass")
+        == "p"
+    )
     assert await _snapshot(db) == before
     # Every family table is partitioned the same way and has its DEFAULT partition.
     for table in FAMILY:
@@ -130,8 +134,14 @@ async def test_conversion_keeps_data_and_the_recorder_keeps_working(pg_db: botdb
     await db.recorder.record_many(
         [
             old,
-            MessageEdited(old.id, G, C, NOW, content="edited raid",
-                          attachments=(AttachmentInfo(position=0, filename="new.png"),)),
+            MessageEdited(
+                old.id,
+                G,
+                C,
+                NOW,
+                content="edited raid",
+                attachments=(AttachmentInfo(position=0, filename="new.png"),),
+            ),
             ReactionAdded(old.id, G, C, V, "🎉", NOW),
             ReactionAdded(old.id, G, C, U, "👍", NOW),
             ReactionCounted(old.id, G, C, "🔥", 7),
@@ -141,14 +151,14 @@ async def test_conversion_keeps_data_and_the_recorder_keeps_working(pg_db: botdb
     )
     await db.recorder.flush()
     row = await db.fetchrow("SELECT content, edited_at FROM messages WHERE id = $1", old.id)
-    assert row["content"] == "edited raid" and row["edited_at"] is not None
-    assert await db.fetchval(
-        "SELECT filename FROM attachments WHERE message_id = $1", old.id
-    ) == "new.png"
+    assert row["content"] == "edited raid"
+    assert row["edited_at"] is not None
+    assert (
+        await db.fetchval("SELECT filename FROM attachments WHERE message_id = $1", old.id)
+        == "new.png"
+    )
     assert await db.fetchval("SELECT count(*) FROM reactions WHERE message_id = $1", old.id) == 2
-    assert await db.fetchval(
-        "SELECT count FROM reaction_counts WHERE message_id = $1", old.id
-    ) == 7
+    assert await db.fetchval("SELECT count FROM reaction_counts WHERE message_id = $1", old.id) == 7
     assert await db.fetchval("SELECT deleted FROM messages WHERE id = $1", created[1].id)
     hits = await db.messages.search("raid", guild_id=G, limit=50)
     assert fresh.id in {h.message.id for h in hits.items}
@@ -164,14 +174,17 @@ async def test_retention_drops_old_partitions_and_keeps_the_rest(pg_db: botdb.Da
     created = await _populate(db)
     await db.partition_messages()
     layout = await partitions.partitioning(db)
-    assert layout is not None and layout["by"] == "id" and layout["interval"] == "month"
+    assert layout is not None
+    assert layout["by"] == "id"
+    assert layout["interval"] == "month"
     # An id beyond every partition lands in DEFAULT and never fails.
     far, _ = _at(-3000, 1)
     await db.messages.create(id=far, guild_id=G, channel_id=C, content="future")
     assert await db.fetchval("SELECT count(*) FROM messages_default") == 1
 
     dry = await db.retention("90d", dry_run=True)
-    assert dry["mode"] == "partitions" and dry["dropped"]
+    assert dry["mode"] == "partitions"
+    assert dry["dropped"]
     assert await db.fetchval("SELECT count(*) FROM messages") == len(created) + 1
     report = await db.retention("90d")
     assert report["dropped"] == dry["dropped"]
@@ -180,18 +193,25 @@ async def test_retention_drops_old_partitions_and_keeps_the_rest(pg_db: botdb.Da
     remaining = [r["id"] for r in await db.fetch("SELECT id FROM messages ORDER BY id")]
     # Whole partitions only: every message past the bound stays, plus those sharing the
     # bound's partition; nothing older than the oldest kept partition remains.
-    assert set(kept) <= set(remaining) and far in remaining
-    oldest = min(p["from"] for p in (await partitions.partitioning(db))["partitions"]
-                 if p["from"] is not None)
+    assert set(kept) <= set(remaining)
+    assert far in remaining
+    oldest = min(
+        p["from"]
+        for p in (await partitions.partitioning(db))["partitions"]
+        if p["from"] is not None
+    )
     assert all(mid >= oldest for mid in remaining)
     assert len(remaining) < len(created) + 1
     for table in FAMILY:
         names = {p["name"] for p in await db.fetch(partitions._PARTITIONS, table)}
         assert not names & {n.replace("messages", table, 1) for n in report["dropped"]}
-    assert await db.fetchval(
-        "SELECT count(*) FROM reactions r LEFT JOIN messages m ON m.id = r.message_id "
-        "WHERE m.id IS NULL"
-    ) == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM reactions r LEFT JOIN messages m ON m.id = r.message_id "
+            "WHERE m.id IS NULL"
+        )
+        == 0
+    )
     assert (await db.retention("90d"))["dropped"] == []
 
 
@@ -201,7 +221,8 @@ async def test_optimize_makes_partitions_ahead(pg_db: botdb.Database) -> None:
     await db.partition_messages(interval="week")
     later = NOW + timedelta(weeks=10)
     made = await partitions.ensure_partitions(db, ahead=2, now=later)
-    assert len(made["created"]) == 3 and made["skipped"] == []
+    assert len(made["created"]) == 3
+    assert made["skipped"] == []
     assert (await partitions.ensure_partitions(db, ahead=2, now=later))["created"] == []
     report = await db.optimize()
     assert report["partitions"]["partitioned"] is True
@@ -226,7 +247,8 @@ async def test_time_bounded_queries_prune_partitions(pg_db: botdb.Database) -> N
         )
     )
     scanned = {name for name in report["partitions"] if name in plan}
-    assert scanned and len(scanned) < len(report["partitions"])
+    assert scanned
+    assert len(scanned) < len(report["partitions"])
     assert "messages_default" in plan or len(scanned) <= 4
 
 
@@ -259,12 +281,14 @@ async def test_retention_without_partitions_deletes_in_batches(db: botdb.Databas
     ]
     await db.messages.create_many(rows)
     await db.execute(
-        "INSERT INTO mentions (message_id, guild_id, target_type, target_id) VALUES ($1, $2, 'here', $2)",
+        "INSERT INTO mentions (message_id, guild_id, target_type, target_id) "
+        "VALUES ($1, $2, 'here', $2)",
         15,
         G,
     )
     dry = await db.retention("95d", dry_run=True)
-    assert dry["mode"] == "delete" and dry["deleted"] == 6
+    assert dry["mode"] == "delete"
+    assert dry["deleted"] == 6
     assert await db.fetchval("SELECT count(*) FROM messages") == 15
     report = await partitions.retention(db, "95d", batch_size=4)
     assert report["deleted"] == 6
@@ -284,7 +308,8 @@ async def test_sqlite_refuses_partitioning(make_db: MakeDB, sqlite_url: str) -> 
 def test_cli(pg_url: str, sqlite_url: str) -> None:
     runner = CliRunner()
     bad = runner.invoke(app, ["retention", "--url", sqlite_url, "--older-than", "abc", "--json"])
-    assert bad.exit_code != 0 and "90d" in bad.output
+    assert bad.exit_code != 0
+    assert "90d" in bad.output
     done = runner.invoke(app, ["init", "--url", pg_url])
     assert done.exit_code == 0, done.output
     done = runner.invoke(app, ["partition", "messages", "--url", pg_url, "--json"])
@@ -293,5 +318,7 @@ def test_cli(pg_url: str, sqlite_url: str) -> None:
     done = runner.invoke(app, ["retention", "--url", pg_url, "--older-than", "30d", "--json"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["mode"] == "partitions"
+    assert runner.invoke(app, ["init", "--url", sqlite_url]).exit_code == 0
     refused = runner.invoke(app, ["partition", "messages", "--url", sqlite_url])
-    assert refused.exit_code != 0 and "PostgreSQL" in refused.output
+    assert refused.exit_code != 0
+    assert "PostgreSQL" in refused.output

@@ -265,7 +265,9 @@ async def partition_messages(
             raise PartitioningError(
                 f"cannot partition messages: foreign keys of other tables point at it: {listed}"
             )
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE id < $1)", _FIRST_SNOWFLAKE):
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE id < $1)", _FIRST_SNOWFLAKE
+        ):
             raise PartitioningError(
                 "cannot partition messages by id: it holds ids that are not Discord snowflakes "
                 "(Telegram message ids carry no time); delete old rows with db.retention() instead"
@@ -320,10 +322,11 @@ async def _new_tables(conn: Connection, table: str, key: str) -> list[str]:
         if constraint["contype"] == "f":
             definition = constraint["definition"]
             if " REFERENCES messages(" in definition:
-                definition = definition.replace(" REFERENCES messages(", f" REFERENCES messages{_NEW}(")
-            await conn.execute(
-                f"ALTER TABLE {new} ADD CONSTRAINT {quote_ident(constraint['conname'])} {definition}"
-            )
+                definition = definition.replace(
+                    " REFERENCES messages(", f" REFERENCES messages{_NEW}("
+                )
+            foreign = quote_ident(constraint["conname"])
+            await conn.execute(f"ALTER TABLE {new} ADD CONSTRAINT {foreign} {definition}")
             continue
         if key not in cols:
             cols.append(key)
@@ -334,12 +337,16 @@ async def _new_tables(conn: Connection, table: str, key: str) -> list[str]:
             f"ALTER TABLE {new} ADD CONSTRAINT {name} {kind} ({', '.join(map(quote_ident, cols))})"
         )
     for index in await conn.fetch(_INDEXES, table):
-        definition = index["definition"].replace(
-            f"INDEX {index['name']} ON public.{table} ",
-            f"INDEX {quote_ident(index['name'] + _NEW)} ON {new} ",
-        ).replace(
-            f"INDEX {index['name']} ON {table} ",
-            f"INDEX {quote_ident(index['name'] + _NEW)} ON {new} ",
+        definition = (
+            index["definition"]
+            .replace(
+                f"INDEX {index['name']} ON public.{table} ",
+                f"INDEX {quote_ident(index['name'] + _NEW)} ON {new} ",
+            )
+            .replace(
+                f"INDEX {index['name']} ON {table} ",
+                f"INDEX {quote_ident(index['name'] + _NEW)} ON {new} ",
+            )
         )
         if _NEW not in definition:
             raise PartitioningError(f"cannot copy index {index['name']}: {index['definition']}")
@@ -415,13 +422,15 @@ async def _copy(
     # The old table's key order (its own primary key, e.g. attachments' ``id``) walks its index.
     async with db.acquire() as conn:
         old_key = list(
-            (await conn.fetchrow(
-                "SELECT ARRAY(SELECT a.attname FROM unnest(conkey) WITH ORDINALITY k(n, o) "
-                "JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.n "
-                "ORDER BY k.o)::text[] AS columns FROM pg_constraint "
-                "WHERE conrelid = to_regclass(quote_ident($1)) AND contype = 'p'",
-                table,
-            ))["columns"]
+            (
+                await conn.fetchrow(
+                    "SELECT ARRAY(SELECT a.attname FROM unnest(conkey) WITH ORDINALITY k(n, o) "
+                    "JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.n "
+                    "ORDER BY k.o)::text[] AS columns FROM pg_constraint "
+                    "WHERE conrelid = to_regclass(quote_ident($1)) AND contype = 'p'",
+                    table,
+                )
+            )["columns"]
         )
     cols = ", ".join(map(quote_ident, columns))
     order = ", ".join(map(quote_ident, old_key))
@@ -459,9 +468,7 @@ async def _copy(
 
 async def _swap(conn: Connection, names: list[str], interval: str) -> None:
     """Replace the old tables by the new ones in the caller's transaction."""
-    await conn.execute(
-        f"LOCK TABLE {', '.join(map(quote_ident, names))} IN ACCESS EXCLUSIVE MODE"
-    )
+    await conn.execute(f"LOCK TABLE {', '.join(map(quote_ident, names))} IN ACCESS EXCLUSIVE MODE")
     views = []
     for view in await conn.fetch(_VIEWS, names):
         indexes = [r["definition"] for r in await conn.fetch(_VIEW_INDEXES, view["oid"])]
@@ -625,9 +632,7 @@ async def _drop_partitions(
     return dropped
 
 
-async def _delete_rows(
-    db: OpsDatabase, cutoff: datetime, batch_size: int, *, dry_run: bool
-) -> int:
+async def _delete_rows(db: OpsDatabase, cutoff: datetime, batch_size: int, *, dry_run: bool) -> int:
     if dry_run:
         return int(await db.fetchval("SELECT count(*) FROM messages WHERE created_at < $1", cutoff))
     deleted = 0
