@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -322,3 +323,51 @@ def test_cli(pg_url: str, sqlite_url: str) -> None:
     refused = runner.invoke(app, ["partition", "messages", "--url", sqlite_url])
     assert refused.exit_code != 0
     assert "PostgreSQL" in refused.output
+
+
+async def test_writes_during_the_conversion_are_kept(pg_db: botdb.Database) -> None:
+    """The copy runs while the bot writes: inserts, edits and deletes made during it (on rows
+    already copied or not yet) all end up in the partitioned tables."""
+    db = pg_db
+    created = await _populate(db)
+    stop = asyncio.Event()
+    expected: dict[int, str | None] = {m.id: m.content for m in created}
+
+    async def bot() -> None:
+        n = 0
+        while not stop.is_set() or n < 6:
+            n += 1
+            mid, moment = _at(0.5, 1000 + n)
+            await db.execute(
+                "INSERT INTO messages (id, guild_id, channel_id, content, created_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                mid,
+                G,
+                C,
+                f"live {n}",
+                moment,
+            )
+            expected[mid] = f"live {n}"
+            old = created[n % len(created)].id
+            if expected.get(old) is not None:
+                await db.execute("UPDATE messages SET content = $1 WHERE id = $2", f"e{n}", old)
+                expected[old] = f"e{n}"
+            if n % 5 == 0:
+                victim = created[(n * 7) % len(created)].id
+                await db.execute("DELETE FROM messages WHERE id = $1", victim)
+                expected[victim] = None
+            await asyncio.sleep(0)
+
+    writer = asyncio.create_task(bot())
+    try:
+        await db.partition_messages(batch_size=2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(writer, timeout=60)
+    stored = {r["id"]: r["content"] for r in await db.fetch("SELECT id, content FROM messages")}
+    assert stored == {mid: content for mid, content in expected.items() if content is not None}
+    orphans = await db.fetchval(
+        "SELECT count(*) FROM attachments a LEFT JOIN messages m ON m.id = a.message_id "
+        "WHERE m.id IS NULL"
+    )
+    assert orphans == 0
