@@ -31,7 +31,20 @@ from botdb.recorder import MessageCreated
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_BENCH_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 G, C, U = 1000, 2000, 3000
-WORDS = "raid boss loot night guild event party quest dragon sword shield potion".split()
+WORDS = [
+    "raid",
+    "boss",
+    "loot",
+    "night",
+    "guild",
+    "event",
+    "party",
+    "quest",
+    "dragon",
+    "sword",
+    "shield",
+    "potion",
+]
 
 
 async def _median(fn: Callable[[], Awaitable[Any]], runs: int) -> float:
