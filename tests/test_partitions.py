@@ -16,6 +16,7 @@ from botdb import errors
 from botdb.cli import app
 from botdb.models.snowflake import time_snowflake
 from botdb.ops import partitions
+from botdb.ops.transfer import transfer
 from botdb.recorder import (
     AttachmentInfo,
     MentionInfo,
@@ -371,3 +372,16 @@ async def test_writes_during_the_conversion_are_kept(pg_db: botdb.Database) -> N
         "WHERE m.id IS NULL"
     )
     assert orphans == 0
+
+
+async def test_transfer_from_a_partitioned_database(
+    pg_db: botdb.Database, make_db: MakeDB, sqlite_url: str
+) -> None:
+    """``botdb transfer`` reads partitioned tables through their parents, once."""
+    db = pg_db
+    created = await _populate(db)
+    await db.partition_messages()
+    report = await transfer(db, await make_db(url=sqlite_url, create_tables=False))
+    rows = {table.name: table.target_rows for table in report.tables}
+    assert rows["messages"] == len(created)
+    assert not [t for t in rows if "_p2" in t or t.endswith("_default")]

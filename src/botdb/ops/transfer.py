@@ -255,6 +255,11 @@ async def _plan(
 
     def inspect_source(sync_conn: Any) -> dict[str, set[str]]:
         names = [n for n in inspect(sync_conn).get_table_names() if not n.startswith("sqlite_")]
+        if sync_conn.dialect.name == "postgresql":
+            # Partitions of a partitioned table (botdb partition messages): read through it.
+            query = "SELECT relname FROM pg_class WHERE relispartition"
+            parts = set(sync_conn.exec_driver_sql(query).scalars())
+            names = [n for n in names if n not in parts]
         extra = [n for n in names if n not in plan_md.tables and n not in _NEVER_COPIED]
         if extra:
             plan_md.reflect(bind=sync_conn, only=extra, resolve_fks=False)
