@@ -33,6 +33,7 @@ from botdb.ops.maintenance import (
     optimize,
     refresh_materialized_views,
 )
+from botdb.ops.partitions import ensure_partitions, partition_messages, retention
 
 __all__ = [
     "MESSAGE_TABLES",
@@ -45,12 +46,15 @@ __all__ = [
     "analyze",
     "backup",
     "database_info",
+    "ensure_partitions",
     "init",
     "integrity",
     "list_backups",
     "maintain_indexes",
     "optimize",
+    "partition_messages",
     "refresh_materialized_views",
     "restore",
+    "retention",
     "table_info",
 ]

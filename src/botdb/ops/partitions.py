@@ -68,6 +68,7 @@ PARTITIONED_TABLES: Final = (
 INTERVALS: Final = ("month", "week")
 
 _NEW = "_new"
+_IN_PROGRESS = "botdb: partitioning in progress"
 _COMMENT = re.compile(r"^botdb: partitioned by (\w+) per (\w+)$")
 _BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -197,7 +198,7 @@ async def _create_range(
     low, high = time_snowflake(start), time_snowflake(_next(start, interval))
     for table, _ in PARTITIONED_TABLES:
         await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {quote_ident(_partition_name(table, start))} "
+            f"CREATE TABLE {quote_ident(_partition_name(table, start))} "
             f"PARTITION OF {quote_ident(table + parent_suffix)} "
             f"FOR VALUES FROM ({low}) TO ({high})"
         )
@@ -273,22 +274,29 @@ async def partition_messages(
                 "(Telegram message ids carry no time); delete old rows with db.retention() instead"
             )
         await _drop_leftovers(conn)
-        columns = {table: list(await _columns(conn, table)) for table in names}
-        keys = {table: await _new_tables(conn, table, key) for table, key in PARTITIONED_TABLES}
-        made = await _initial_partitions(conn, interval, ahead)
-    report["partitions"] = made
-    report["rows"] = {}
-    for number, (table, _) in enumerate(PARTITIONED_TABLES):
-        if progress is not None:
-            progress(f"copy {table}", number, len(PARTITIONED_TABLES))
+    try:
         async with db.acquire() as conn:
-            await _mirror(conn, table, columns[table], keys[table])
-        report["rows"][table] = await _copy(db, table, columns[table], keys[table], batch_size)
-    if progress is not None:
-        progress("swap", len(PARTITIONED_TABLES), len(PARTITIONED_TABLES))
-    async with db.transaction() as conn:
-        await conn.execute("SET LOCAL statement_timeout = 0")
-        await _swap(conn, names, interval)
+            columns = {table: list(await _columns(conn, table)) for table in names}
+            keys = {t: await _new_tables(conn, t, key) for t, key in PARTITIONED_TABLES}
+            report["partitions"] = await _initial_partitions(conn, interval, ahead)
+        report["rows"] = {}
+        for number, (table, _) in enumerate(PARTITIONED_TABLES):
+            if progress is not None:
+                progress(f"copy {table}", number, len(PARTITIONED_TABLES))
+            async with db.acquire() as conn:
+                await _mirror(conn, table, columns[table], keys[table])
+            report["rows"][table] = await _copy(db, table, columns[table], keys[table], batch_size)
+        if progress is not None:
+            progress("swap", len(PARTITIONED_TABLES), len(PARTITIONED_TABLES))
+        async with db.transaction() as conn:
+            await conn.execute("SET LOCAL statement_timeout = 0")
+            await _swap(conn, names, interval)
+    except BaseException:
+        # The old tables are intact until the swap commits: take the new ones and the
+        # mirroring triggers away again so that the bot's writes cost what they did.
+        async with db.acquire() as conn:
+            await _drop_leftovers(conn)
+        raise
     report["converted"] = True
     report["took"] = round(time.perf_counter() - started, 3)
     return report
@@ -299,11 +307,23 @@ async def _columns(conn: Connection, table: str) -> list[str]:
 
 
 async def _drop_leftovers(conn: Connection) -> None:
-    """What an interrupted conversion left behind (the old tables are intact)."""
+    """What an interrupted conversion left behind (the old tables are intact); a table of
+    the same name that the conversion did not make is refused, never dropped."""
     for table, _ in reversed(PARTITIONED_TABLES):
         await conn.execute(f"DROP TRIGGER IF EXISTS botdb_mirror ON {quote_ident(table)}")
         await conn.execute(f"DROP FUNCTION IF EXISTS {quote_ident('botdb_mirror_' + table)}()")
-        await conn.execute(f"DROP TABLE IF EXISTS {quote_ident(table + _NEW)} CASCADE")
+        comment = await conn.fetchrow(
+            "SELECT obj_description(to_regclass(quote_ident($1)), 'pg_class') AS text",
+            table + _NEW,
+        )
+        if await conn.fetchval("SELECT to_regclass(quote_ident($1))", table + _NEW) is None:
+            continue
+        if comment is None or comment["text"] != _IN_PROGRESS:
+            raise PartitioningError(
+                f"cannot partition messages: a table {table + _NEW} exists that botdb did not "
+                "make; rename it first"
+            )
+        await conn.execute(f"DROP TABLE {quote_ident(table + _NEW)} CASCADE")
 
 
 async def _new_tables(conn: Connection, table: str, key: str) -> list[str]:
@@ -315,6 +335,7 @@ async def _new_tables(conn: Connection, table: str, key: str) -> list[str]:
         f"CREATE TABLE {new} (LIKE {quote_ident(table)} INCLUDING DEFAULTS "
         f"INCLUDING CONSTRAINTS INCLUDING GENERATED) PARTITION BY RANGE ({quote_ident(key)})"
     )
+    await conn.execute(f"COMMENT ON TABLE {new} IS '{_IN_PROGRESS}'")
     primary: list[str] = []
     for constraint in await conn.fetch(_KEYS, table):
         name = quote_ident(constraint["conname"] + _NEW)
@@ -486,6 +507,7 @@ async def _swap(conn: Connection, names: list[str], interval: str) -> None:
     for table in names:
         new = table + _NEW
         await conn.execute(f"ALTER TABLE {quote_ident(new)} RENAME TO {quote_ident(table)}")
+        await conn.execute(f"COMMENT ON TABLE {quote_ident(table)} IS NULL")
         for constraint in await conn.fetch(_KEYS, table):
             name = constraint["conname"]
             if constraint["contype"] != "f" and name.endswith(_NEW):
