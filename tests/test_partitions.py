@@ -216,6 +216,14 @@ async def test_retention_drops_old_partitions_and_keeps_the_rest(pg_db: botdb.Da
         == 0
     )
     assert (await db.retention("90d"))["dropped"] == []
+    # History imported after its partition went lands in DEFAULT; retention deletes it there.
+    late, moment = _at(200, 7)
+    await db.messages.create(id=late, guild_id=G, channel_id=C, created_at=moment)
+    assert await db.fetchval("SELECT count(*) FROM messages_default WHERE id = $1", late) == 1
+    again = await db.retention("90d")
+    assert again["dropped"] == []
+    assert again["deleted"] == 1
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE id = $1", far) == 1
 
 
 async def test_optimize_makes_partitions_ahead(pg_db: botdb.Database) -> None:

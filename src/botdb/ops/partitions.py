@@ -408,10 +408,6 @@ def _snowflake_time(value: int) -> datetime:
     return datetime(2015, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value >> 22)
 
 
-def _where_key(key: list[str], first: int) -> str:
-    return " AND ".join(f"{quote_ident(c)} = ${first + n}" for n, c in enumerate(key))
-
-
 async def _mirror(conn: Connection, table: str, columns: list[str], key: list[str]) -> None:
     """A trigger on the old table repeating every write on the new one."""
     new = quote_ident(table + _NEW)
@@ -588,7 +584,8 @@ async def retention(
     Partitioned (PostgreSQL, see :func:`partition_messages`): every partition whose whole id
     range is older than ``now - older_than`` is detached and dropped, for each family table;
     no row is deleted one by one, and a partition straddling the bound is kept whole. The
-    DEFAULT partition is never dropped. Unpartitioned (either backend): the messages with
+    DEFAULT partition is never dropped: its rows older than the bound (a late import of old
+    history) are deleted in batches, as below. Unpartitioned (either backend): the messages with
     ``created_at`` before the bound are deleted in batches of ``batch_size`` (one transaction
     each, walking the key's index); their children go with them (ON DELETE CASCADE).
 
@@ -601,7 +598,7 @@ async def retention(
 
     Returns:
         ``{"mode": "partitions"|"delete", "cutoff", "dry_run", "dropped": [partition names]
-        (partitions) or "deleted": n (rows, or rows that would be), "took"}``.
+        (partitions only), "deleted": n (rows deleted, or that would be), "took"}``.
 
     Raises:
         ArgumentError: a bad ``older_than`` or ``batch_size``; nothing changed.
@@ -622,6 +619,10 @@ async def retention(
     if layout is not None:
         report["mode"] = "partitions"
         report["dropped"] = await _drop_partitions(db, layout, cutoff, dry_run=dry_run)
+        # Old rows that arrived after their partition went (a late import) sit in DEFAULT.
+        report["deleted"] = await _delete_rows(
+            db, cutoff, batch_size, dry_run=dry_run, table="messages_default"
+        )
     else:
         report["mode"] = "delete"
         report["deleted"] = await _delete_rows(db, cutoff, batch_size, dry_run=dry_run)
@@ -646,7 +647,8 @@ async def _drop_partitions(
             # Children first: the messages partition's detach checks no row refers to it.
             for table, _ in reversed(PARTITIONED_TABLES):
                 name = quote_ident(table + suffix)
-                if await conn.fetchval("SELECT to_regclass($1)", table + suffix) is None:
+                found = await conn.fetchval("SELECT to_regclass(quote_ident($1))", table + suffix)
+                if found is None:
                     continue
                 await conn.execute(f"ALTER TABLE {quote_ident(table)} DETACH PARTITION {name}")
                 await conn.execute(f"DROP TABLE {name}")
@@ -654,23 +656,28 @@ async def _drop_partitions(
     return dropped
 
 
-async def _delete_rows(db: OpsDatabase, cutoff: datetime, batch_size: int, *, dry_run: bool) -> int:
+async def _delete_rows(
+    db: OpsDatabase, cutoff: datetime, batch_size: int, *, dry_run: bool, table: str = "messages"
+) -> int:
+    source = quote_ident(table)
     if dry_run:
-        return int(await db.fetchval("SELECT count(*) FROM messages WHERE created_at < $1", cutoff))
+        return int(
+            await db.fetchval(f"SELECT count(*) FROM {source} WHERE created_at < $1", cutoff)
+        )
     deleted = 0
     cursor: tuple[int, int] | None = None
     while True:
         async with db.transaction() as conn:
             if cursor is None:
                 page = await conn.fetch(
-                    "SELECT id, guild_id, created_at < $1 AS old FROM messages "
+                    f"SELECT id, guild_id, created_at < $1 AS old FROM {source} "
                     "ORDER BY id, guild_id LIMIT $2",
                     cutoff,
                     batch_size,
                 )
             else:
                 page = await conn.fetch(
-                    "SELECT id, guild_id, created_at < $1 AS old FROM messages "
+                    f"SELECT id, guild_id, created_at < $1 AS old FROM {source} "
                     "WHERE (id, guild_id) > ($3, $4) ORDER BY id, guild_id LIMIT $2",
                     cutoff,
                     batch_size,
@@ -679,7 +686,7 @@ async def _delete_rows(db: OpsDatabase, cutoff: datetime, batch_size: int, *, dr
             gone = [(row["id"], row["guild_id"]) for row in page if row["old"]]
             if gone:
                 await conn.execute_many(
-                    "DELETE FROM messages WHERE id = $1 AND guild_id = $2", gone
+                    f"DELETE FROM {source} WHERE id = $1 AND guild_id = $2", gone
                 )
         deleted += len(gone)
         if len(page) < batch_size:
