@@ -69,11 +69,11 @@ INTERVALS: Final = ("month", "week")
 
 _NEW = "_new"
 _IN_PROGRESS = "botdb: partitioning in progress"
-_COMMENT = re.compile(r"^botdb: partitioned by (\w+) per (\w+)$")
 _BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Below this id a message id is not a Discord snowflake (its time would be 2015-01-01).
+_EPOCH: Final = datetime(2015, 1, 1, tzinfo=UTC)
 _FIRST_SNOWFLAKE: Final = time_snowflake(datetime(2015, 1, 2, tzinfo=UTC))
 
 _PARTITIONS = """SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
@@ -96,6 +96,9 @@ _SEQUENCES = """SELECT s.relname AS sequence, a.attname AS column FROM pg_depend
     JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
     WHERE d.refobjid = to_regclass(quote_ident($1)) AND d.deptype = 'a'"""
+_CLONES = """SELECT c.conname AS name, p.conname AS parent FROM pg_constraint c
+    JOIN pg_constraint p ON p.oid = c.conparentid
+    WHERE c.contype = 'f' AND c.conrelid = to_regclass(quote_ident($1)) ORDER BY c.oid"""
 _VIEWS = """SELECT DISTINCT v.oid::bigint AS oid, v.relname AS name, v.relkind::text AS kind,
     pg_get_viewdef(v.oid) AS definition
     FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
@@ -167,13 +170,10 @@ async def partitioning(db: OpsDatabase) -> dict[str, Any] | None:
 
 async def _layout(conn: Connection) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        "SELECT c.relkind::text AS kind, obj_description(c.oid, 'pg_class') AS comment "
-        "FROM pg_class c WHERE c.oid = to_regclass('messages')"
+        "SELECT c.relkind::text AS kind FROM pg_class c WHERE c.oid = to_regclass('messages')"
     )
     if row is None or row["kind"] != "p":
         return None
-    match = _COMMENT.match(row["comment"] or "")
-    by, interval = (match.group(1), match.group(2)) if match else ("id", "month")
     partitions = []
     for part in await conn.fetch(_PARTITIONS, "messages"):
         bound = _BOUND.search(part["bound"])
@@ -184,7 +184,11 @@ async def _layout(conn: Connection) -> dict[str, Any] | None:
                 "to": int(bound.group(2)) if bound else None,
             }
         )
-    return {"by": by, "interval": interval, "partitions": partitions}
+    # The interval is the width of the ranges (a week of snowflakes, or 28-31 days).
+    widths = [p["to"] - p["from"] for p in partitions if p["from"] is not None]
+    week = time_snowflake(_EPOCH + timedelta(weeks=1))
+    interval = "week" if widths and min(widths) <= week else "month"
+    return {"by": "id", "interval": interval, "partitions": partitions}
 
 
 def _partition_name(table: str, start: datetime) -> str:
@@ -290,7 +294,7 @@ async def partition_messages(
             progress("swap", len(PARTITIONED_TABLES), len(PARTITIONED_TABLES))
         async with db.transaction() as conn:
             await conn.execute("SET LOCAL statement_timeout = 0")
-            await _swap(conn, names, interval)
+            await _swap(conn, names)
     except BaseException:
         # The old tables are intact until the swap commits: take the new ones and the
         # mirroring triggers away again so that the bot's writes cost what they did.
@@ -405,7 +409,7 @@ async def _initial_partitions(conn: Connection, interval: str, ahead: int) -> li
 
 
 def _snowflake_time(value: int) -> datetime:
-    return datetime(2015, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value >> 22)
+    return _EPOCH + timedelta(milliseconds=value >> 22)
 
 
 async def _mirror(conn: Connection, table: str, columns: list[str], key: list[str]) -> None:
@@ -483,7 +487,7 @@ async def _copy(
             return copied
 
 
-async def _swap(conn: Connection, names: list[str], interval: str) -> None:
+async def _swap(conn: Connection, names: list[str]) -> None:
     """Replace the old tables by the new ones in the caller's transaction."""
     await conn.execute(f"LOCK TABLE {', '.join(map(quote_ident, names))} IN ACCESS EXCLUSIVE MODE")
     views = []
@@ -517,6 +521,15 @@ async def _swap(conn: Connection, names: list[str], interval: str) -> None:
                 await conn.execute(
                     f"ALTER INDEX {quote_ident(name)} RENAME TO {quote_ident(name[: -len(_NEW)])}"
                 )
+        # PostgreSQL copies a foreign key to a partitioned table once per referenced
+        # partition, named after the table as it was then (``attachments_new_…``): number
+        # them after their parent key, as PostgreSQL names those made later.
+        clones = await conn.fetch(_CLONES, table)
+        for number, clone in enumerate(clones, start=1):
+            await conn.execute(
+                f"ALTER TABLE {quote_ident(table)} RENAME CONSTRAINT {quote_ident(clone['name'])} "
+                f"TO {quote_ident(clone['parent'] + str(number))}"
+            )
         for seq in sequences[table]:
             await conn.execute(
                 f"ALTER SEQUENCE {quote_ident(seq['sequence'])} OWNED BY "
@@ -527,7 +540,6 @@ async def _swap(conn: Connection, names: list[str], interval: str) -> None:
         await conn.execute(f"CREATE {kind} {quote_ident(view['name'])} AS {view['definition']}")
         for index in indexes:
             await conn.execute(index)
-    await conn.execute(f"COMMENT ON TABLE messages IS 'botdb: partitioned by id per {interval}'")
 
 
 async def ensure_partitions(
