@@ -435,3 +435,19 @@ async def test_migrations_see_no_difference_after_partitioning(make_db: MakeDB) 
     await _populate(db)
     await db.partition_messages()
     assert await Migrator(db).check() == []
+
+
+async def test_a_scheduler_job_keeps_partitions_ahead(pg_db: botdb.Database) -> None:
+    db = pg_db
+    await _populate(db)
+    await partitions.partition_messages(db, interval="week", ahead=0)
+    before = len((await partitions.partitioning(db))["partitions"])
+    job = await partitions.schedule_upkeep(db, ahead=4, older_than="400d")
+    again = await partitions.schedule_upkeep(db, ahead=4, older_than="400d")
+    assert again.id == job.id
+    assert job.kind == partitions.JOB_KIND
+    assert await db.scheduler.run_until_idle() == 1
+    after = (await partitions.partitioning(db))["partitions"]
+    assert len(after) == before + 4
+    with pytest.raises(errors.ArgumentError):
+        await partitions.schedule_upkeep(db, older_than="soon")

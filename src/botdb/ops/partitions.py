@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from botdb.errors import ArgumentError, PartitioningError
 from botdb.models.snowflake import time_snowflake
@@ -45,15 +45,25 @@ from botdb.ops._common import Progress, quote_ident
 if TYPE_CHECKING:
     from botdb._protocols import OpsDatabase
     from botdb.engine.connection import Connection
+    from botdb.scheduler import Job, Scheduler
+
+    class UpkeepDatabase(OpsDatabase, Protocol):
+        """A Database with its scheduler."""
+
+        @property
+        def scheduler(self) -> Scheduler: ...
+
 
 __all__ = [
     "INTERVALS",
+    "JOB_KIND",
     "PARTITIONED_TABLES",
     "ensure_partitions",
     "parse_age",
     "partition_messages",
     "partitioning",
     "retention",
+    "schedule_upkeep",
 ]
 
 #: The message family, parents first, with the column each is partitioned by.
@@ -66,6 +76,8 @@ PARTITIONED_TABLES: Final = (
 )
 #: Partition widths.
 INTERVALS: Final = ("month", "week")
+#: The scheduler job kind of :func:`schedule_upkeep`.
+JOB_KIND: Final = "botdb.partitions"
 
 _NEW = "_new"
 _IN_PROGRESS = "botdb: partitioning in progress"
@@ -704,3 +716,39 @@ async def _delete_rows(
         if len(page) < batch_size:
             return deleted
         cursor = (page[-1]["id"], page[-1]["guild_id"])
+
+
+async def schedule_upkeep(
+    db: UpkeepDatabase,
+    *,
+    every: timedelta = timedelta(days=1),
+    ahead: int = 3,
+    older_than: timedelta | str | None = None,
+) -> Job:
+    """Keep the partitions made ahead (and, with ``older_than``, retention applied) by a
+    recurring ``db.scheduler`` job of kind :data:`JOB_KIND`, in the processes that run the
+    scheduler (``await db.scheduler.start()``); call it at start-up in each of them (the job
+    is keyed: scheduling it again keeps the one job). On an unpartitioned database the job
+    makes nothing and, with ``older_than``, deletes in batches.
+
+    Raises:
+        ArgumentError: a bad ``ahead`` or ``older_than``.
+        SchedulingError: a bad ``every``.
+    """
+    if isinstance(ahead, bool) or not isinstance(ahead, int) or not 0 <= ahead <= 120:
+        raise ArgumentError(f"ahead must be an int from 0 to 120, got {ahead!r}")
+    age = None if older_than is None else parse_age(older_than)
+
+    async def upkeep(job: Job) -> None:
+        await ensure_partitions(db, ahead=int(job.payload.get("ahead", ahead)))
+        seconds = job.payload.get("older_than")
+        if seconds is not None:
+            await retention(db, timedelta(seconds=float(seconds)))
+
+    db.scheduler.add_handler(JOB_KIND, upkeep)
+    payload: dict[str, Any] = {"ahead": ahead}
+    if age is not None:
+        payload["older_than"] = age.total_seconds()
+    return await db.scheduler.schedule(
+        JOB_KIND, every=every, delay=0, key=JOB_KIND, payload=payload, misfire="skip"
+    )
