@@ -555,7 +555,7 @@ class Database(QueryAPI):
         return await ops.optimize(self)
 
     async def partition_messages(
-        self, *, by: str = "id", interval: str = "month", batch_size: int = 10_000
+        self, *, by: str = "id", interval: str = "month", ahead: int = 3, batch_size: int = 10_000
     ) -> dict[str, Any]:
         """PostgreSQL: make the message family range-partitioned by snowflake id, moving the
         data online in batches; see :func:`botdb.ops.partition_messages`.
@@ -566,7 +566,7 @@ class Database(QueryAPI):
         from botdb.ops import partitions
 
         return await partitions.partition_messages(
-            self, by=by, interval=interval, batch_size=batch_size
+            self, by=by, interval=interval, ahead=ahead, batch_size=batch_size
         )
 
     async def retention(
