@@ -128,6 +128,10 @@ async def test_conversion_keeps_data_and_the_recorder_keeps_working(pg_db: botdb
         "AND indexdef LIKE '%USING gin%'"
     )
     assert gin == len(report["partitions"])
+    # botdb info reports a partitioned table with its partitions' size.
+    tables = {t["name"]: t for t in (await db.info())["tables"]}
+    assert tables["messages"]["size_bytes"] > 0
+    assert not [name for name in tables if name.startswith("messages_")]
     # A second call changes nothing.
     assert (await db.partition_messages())["converted"] is False
 

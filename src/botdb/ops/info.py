@@ -38,10 +38,13 @@ _PG_SETTINGS = [
     "default_transaction_isolation",
     "autovacuum",
 ]
-# User tables of PostgreSQL: ordinary and partitioned tables outside the system schemas.
+# User tables of PostgreSQL: ordinary and partitioned tables outside the system schemas (a
+# partitioned table's size is its partitions').
 _PG_TABLES = """
 SELECT n.nspname AS schema, c.relname AS name, c.oid::bigint AS oid,
-       pg_total_relation_size(c.oid) AS size, GREATEST(c.reltuples, 0)::bigint AS estimate,
+       (SELECT COALESCE(sum(pg_total_relation_size(t.relid)), 0)::bigint
+        FROM pg_partition_tree(c.oid) t) AS size,
+       GREATEST(c.reltuples, 0)::bigint AS estimate,
        COALESCE(array_agg(i.relname::text ORDER BY i.relname)
                 FILTER (WHERE i.relname IS NOT NULL), '{}') AS indexes
 FROM pg_class c
