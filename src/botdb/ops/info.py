@@ -42,8 +42,9 @@ _PG_SETTINGS = [
 # partitioned table's size is its partitions').
 _PG_TABLES = """
 SELECT n.nspname AS schema, c.relname AS name, c.oid::bigint AS oid,
-       (SELECT COALESCE(sum(pg_total_relation_size(t.relid)), 0)::bigint
-        FROM pg_partition_tree(c.oid) t) AS size,
+       CASE WHEN c.relkind = 'p' THEN (SELECT COALESCE(sum(pg_total_relation_size(t.relid)), 0)
+            FROM pg_partition_tree(c.oid) t)::bigint
+            ELSE pg_total_relation_size(c.oid) END AS size,
        GREATEST(c.reltuples, 0)::bigint AS estimate,
        COALESCE(array_agg(i.relname::text ORDER BY i.relname)
                 FILTER (WHERE i.relname IS NOT NULL), '{}') AS indexes
