@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -455,3 +456,16 @@ async def test_a_scheduler_job_keeps_partitions_ahead(pg_db: botdb.Database) -> 
     assert len(after) == before + 4
     with pytest.raises(errors.ArgumentError):
         await partitions.schedule_upkeep(db, older_than="soon")
+
+
+async def test_backup_and_restore_of_a_partitioned_database(
+    pg_db: botdb.Database, tmp_path: Path
+) -> None:
+    db = pg_db
+    created = await _populate(db)
+    await db.partition_messages()
+    result = await db.backup(tmp_path)
+    await db.execute("DELETE FROM messages")
+    await db.restore(result.path, yes=True)
+    assert await db.fetchval("SELECT count(*) FROM messages") == len(created)
+    assert await partitions.partitioning(db) is not None
