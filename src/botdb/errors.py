@@ -36,6 +36,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── BackupError                   a backup or restore could not be made
     │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
     │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
+    ├── UnportableSchemaError         a transfer cannot move a column, view, function...
     ├── SpoolError                    the recorder's spool file cannot be written or read
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
     └── DatabaseError                 any other error the server reported with a code
@@ -75,6 +76,7 @@ __all__ = [
     "UndefinedColumnError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnportableSchemaError",
     "UnsupportedSQLError",
     "VerificationError",
 ]
@@ -257,6 +259,19 @@ class BackupVerificationError(BackupError, VerificationError):
 
 class RestoreRefusedError(BackupError, TargetNotEmptyError):
     """The restore target holds data and ``yes=True`` (``--yes``) was not given."""
+
+
+class UnportableSchemaError(BotDBError):
+    """A transfer was refused before anything was written: part of the source's schema has
+    no equivalent on the target's backend.
+
+    Attributes:
+        problems: one ``"table.column: reason"`` (or ``"view name: reason"``) per problem.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class SpoolError(BotDBError):
