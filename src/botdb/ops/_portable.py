@@ -108,7 +108,7 @@ def _pg_to_sqlite(column: Column[Any], kind: Any, table: str) -> tuple[Any, Conv
             native_enum=False,
             create_constraint=True,
             length=max((len(x) for x in labels), default=1),
-            name=f"ck_{table}_{column.name}",
+            name=column.name,
         ), None
     if isinstance(kind, pg.INTERVAL):
         return Double(), _seconds
@@ -226,6 +226,7 @@ def portable_table(
     kinds: dict[str, set[str]] | None = None,
     drop_foreign_keys: set[str] | None = None,
     known_tables: set[str] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[Table, list[Converter | None], list[str]]:
     """The target's version of the reflected ``source`` table, added to ``metadata``.
 
@@ -235,6 +236,7 @@ def portable_table(
     ``declared``/``kinds``: SQLite's declared type text and stored storage classes per column.
     ``drop_foreign_keys``: names of foreign keys not to copy (PostgreSQL's NOT VALID ones).
     ``known_tables``: the tables copied; a foreign key to any other table is not made.
+    ``notes``: gets a line for each constraint or index left out.
     """
     columns: list[Column[Any]] = []
     converters: list[Converter | None] = []
@@ -271,10 +273,16 @@ def portable_table(
         converters.append(conv)
     table = Table(source.name, metadata, *columns)
     for constraint in source.foreign_key_constraints:
+        said = notes if notes is not None else []
         if constraint.name and constraint.name in (drop_foreign_keys or set()):
+            said.append(
+                f"{source.name}: foreign key {constraint.name} is NOT VALID in the source"
+                " (old rows unchecked): not made"
+            )
             continue
         targets = [fk.target_fullname.split(".")[-2:] for fk in constraint.elements]
         if known_tables is not None and any(t[0] not in known_tables for t in targets):
+            said.append(f"{source.name}: foreign key to a table not copied: not made")
             continue
         table.append_constraint(
             ForeignKeyConstraint(
@@ -291,7 +299,10 @@ def portable_table(
                 UniqueConstraint(*[c.name for c in unique.columns], name=unique.name)
             )
     for index in source.indexes:
-        if index.dialect_kwargs or any(c is None for c in index.columns) or not index.columns:
+        special = {k: v for k, v in index.dialect_kwargs.items() if v}
+        if special or not index.columns or len(index.columns) != len(index.expressions):
+            if notes is not None and source_backend != target_backend:
+                notes.append(f"{source.name}: index {index.name} is backend-specific: not made")
             continue  # GIN, partial, expression indexes: the backend's own
         Index(index.name, *[table.c[c.name] for c in index.columns], unique=index.unique)
     return table, converters, problems

@@ -358,7 +358,9 @@ async def _plan(
         raise errors.ConfigurationError(f"unknown table(s): {', '.join(sorted(unknown))}")
     extra = [n for n in info.names if n not in plan_md.tables and n not in _NEVER_COPIED]
     mapped: dict[str, tuple[Table, list[Converter | None]]] = {}
-    problems = await _map_tables(source, target, extra, plan_md, mapped) if extra else []
+    problems = (
+        await _map_tables(source, target, extra, plan_md, mapped, report.notes) if extra else []
+    )
     if not info.is_botdb:
         objects = await _unportable_objects(source)
         if objects and not skip_unportable:
@@ -407,6 +409,7 @@ async def _map_tables(
     names: list[str],
     plan_md: MetaData,
     mapped: dict[str, tuple[Table, list[Converter | None]]],
+    notes: list[str],
 ) -> list[str]:
     """Reflect ``names`` from the source and add their target versions to ``plan_md``;
     returns the columns that cannot move."""
@@ -448,6 +451,7 @@ async def _map_tables(
             kinds=kinds.get(name),
             drop_foreign_keys=not_valid,
             known_tables=known,
+            notes=notes,
         )
         problems.extend(bad)
         mapped[name] = (reflected.tables[name], convert)
