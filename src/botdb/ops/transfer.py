@@ -37,16 +37,16 @@ import contextlib
 import datetime as dt
 import decimal
 import hashlib
-import uuid
 import os
 import time
+import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Column, MetaData, Table, Text, TypeDecorator, cast, inspect, select, tuple_
+from sqlalchemy import Column, MetaData, Table, TypeDecorator, inspect
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,6 +55,7 @@ from botdb import errors
 from botdb.analytics._schema import sqlite_objects
 from botdb.models._search import SEARCH_TABLES
 from botdb.models.base import is_builtin
+from botdb.models.types import UTCDateTime
 from botdb.ops._portable import Converter, portable_table, value_kinds_sql
 
 if TYPE_CHECKING:
@@ -576,53 +577,124 @@ async def _migrate(
 # -- copying ----------------------------------------------------------------------------------
 
 
-def _is_json(column: Column[Any]) -> bool:
+# -- values: raw driver values <-> the values copied ------------------------------------------
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _base_type(column: Column[Any]) -> Any:
     kind: Any = column.type
-    if isinstance(kind, TypeDecorator):
-        kind = kind.impl_instance
-    return isinstance(kind, sqltypes.JSON)
+    return kind.impl_instance if isinstance(kind, TypeDecorator) else kind
+
+
+def _is_json(column: Column[Any]) -> bool:
+    return isinstance(_base_type(column), sqltypes.JSON)
+
+
+def _is_aware(column: Column[Any]) -> bool:
+    kind = _base_type(column)
+    return isinstance(column.type, UTCDateTime) or bool(getattr(kind, "timezone", False))
+
+
+def _json_loads(value: Any) -> Any:
+    # SQLite's JSON columns have NUMERIC affinity: a bare number is stored as one.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _with_json(
-    columns: Sequence[Column[Any]], convert: Sequence[Converter | None]
-) -> list[Converter | None]:
-    """``convert`` with orjson's decoding first for the JSON columns (read as text)."""
-    out: list[Converter | None] = []
-    for column, conv in zip(columns, convert, strict=True):
-        if not _is_json(column):
-            out.append(conv)
-        elif conv is None:
-            out.append(orjson.loads)
-        else:
-            out.append(_after_json(conv))
-    return out
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
-def _after_json(conv: Converter) -> Converter:
-    def decode(text: Any) -> Any:
-        return conv(orjson.loads(text))
-
-    return decode
+def _interval(text: str) -> dt.timedelta:
+    return dt.datetime.fromisoformat(text) - _EPOCH
 
 
-def _converters(
-    columns: Sequence[Column[Any]], target: Dialect
-) -> list[Callable[[Any], Any] | None]:
-    """The target dialect's bind processors (rows are read with SQLAlchemy Core, so values
-    are already Python objects: aware datetimes, decoded JSON, booleans). JSON is written as
-    orjson's text (what both drivers take for a JSON column), without SQLAlchemy's stdlib
-    ``json`` or botdb's value checks: the values come from a JSON column already."""
-    return [
-        _json_text if _is_json(column) else column.type._cached_bind_processor(target)
-        for column in columns
-    ]
+def _decimal(value: Any) -> decimal.Decimal:
+    return decimal.Decimal(str(value))
 
 
-def _convert(rows: Iterable[Sequence[Any]], conv: list[Callable[[Any], Any] | None]) -> list[Any]:
+def _decoder(column: Column[Any], backend: str) -> Converter | None:
+    """What turns the driver's raw value into the Python value SQLAlchemy would give (what is
+    copied and digested). Rows are read through the drivers themselves: SQLAlchemy's result
+    processing (and its stdlib ``json``) was most of a transfer's time."""
+    if _is_json(column):
+        return _json_loads
+    if backend != "sqlite":
+        return None  # asyncpg returns Python values; JSON is read as text (see _select)
+    kind = _base_type(column)
+    if isinstance(kind, sqltypes.Boolean):
+        return bool
+    if isinstance(kind, sqltypes.DateTime):
+        return _utc if _is_aware(column) else dt.datetime.fromisoformat
+    if isinstance(kind, sqltypes.Date):
+        return dt.date.fromisoformat
+    if isinstance(kind, sqltypes.Time):
+        return dt.time.fromisoformat
+    if isinstance(kind, sqltypes.Interval):
+        return _interval
+    if isinstance(kind, sqltypes.Uuid):
+        return uuid.UUID if kind.as_uuid else None
+    if isinstance(kind, sqltypes.Numeric) and not isinstance(kind, sqltypes.Float):
+        return _decimal if kind.asdecimal else None
+    return None
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.UTC:
+        return value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _sqlite_datetime(value: dt.datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text (what botdb's models read), in UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _sqlite_time(value: dt.time) -> str:
+    return value.replace(tzinfo=None).isoformat("microseconds")
+
+
+def _encoder(column: Column[Any], dialect: Dialect) -> Converter | None:
+    """The Python value copied -> what the target driver takes (COPY's binary encoders on
+    PostgreSQL, sqlite3's parameters): the fast paths for the common types, SQLAlchemy's
+    bind processor for the rest."""
+    if _is_json(column):
+        return _json_text
+    kind = _base_type(column)
+    if dialect.name == "sqlite":
+        if isinstance(kind, sqltypes.DateTime):
+            return _sqlite_datetime
+        if isinstance(kind, sqltypes.Date):
+            return dt.date.isoformat
+        if isinstance(kind, sqltypes.Time):
+            return _sqlite_time
+        if isinstance(kind, sqltypes.Boolean):
+            return int
+    elif isinstance(kind, sqltypes.DateTime) and _is_aware(column):
+        return _to_utc
+    processor: Converter | None = column.type._cached_bind_processor(dialect)
+    return processor
+
+
+def _compose(first: Converter | None, then: Converter | None) -> Converter | None:
+    if first is None or then is None:
+        return first or then
+
+    def both(value: Any) -> Any:
+        return then(first(value))
+
+    return both
+
+
+def _convert(rows: Iterable[Sequence[Any]], conv: Sequence[Converter | None]) -> list[Any]:
     active = [(i, f) for i, f in enumerate(conv) if f is not None]
     if not active:
         return [tuple(row) for row in rows]
@@ -636,45 +708,68 @@ def _convert(rows: Iterable[Sequence[Any]], conv: list[Callable[[Any], Any] | No
     return out
 
 
+def _select(db: OpsDatabase, table: str, columns: Sequence[Column[Any]]) -> str:
+    postgres = db.backend == "postgresql"
+    exprs = ", ".join(
+        f"{_q(c.name)}::text" if postgres and _is_json(c) else _q(c.name) for c in columns
+    )
+    return f"SELECT {exprs} FROM {_q(table)}"
+
+
 async def _batches(
     db: OpsDatabase,
+    table: str,
     columns: list[Column[Any]],
     key: list[Column[Any]],
     batch_size: int,
     after: list[Any] | None,
-) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
-    """The table's rows in primary-key order, ``batch_size`` at a time (keyset pagination).
+) -> AsyncGenerator[list[Any], None]:
+    """The table's raw rows in primary-key order, ``batch_size`` at a time (keyset
+    pagination on the key's raw values: never OFFSET, no snapshot held between batches).
 
-    JSON columns are read as their text (decoded by the caller with orjson, see
-    :func:`_with_json`: SQLAlchemy's stdlib ``json`` was a fifth of a transfer's time).
-
-    Read with SQLAlchemy Core, whose result processors turn SQLite's TEXT timestamps and JSON
-    into Python values (twice as fast as the raw API plus explicit conversion, measured on
-    100k messages: a 5000-row read outlasts the raw API's inline budget and runs twice). A
-    table without a primary key (no rowid to page on in PostgreSQL) is streamed with a
-    server-side cursor instead, in one read transaction.
+    Read through the driver (asyncpg; sqlite3 in a worker thread): decode with
+    :func:`_decoder`. A table without a primary key is streamed instead, with a server-side
+    cursor in one read transaction (PostgreSQL) or one SQLite cursor.
     """
-    query = select(*[cast(c, Text).label(c.name) if _is_json(c) else c for c in columns])
-    await db.free_pool_slot()
-    async with db.engine.connect() as conn:
+    base = _select(db, table, columns)
+    postgres = db.backend == "postgresql"
+    async with db.acquire() as conn:
+        driver = conn.driver_connection
         if not key:
-            result = await conn.stream(query)
-            async for part in result.partitions(batch_size):
-                yield list(part)
+            if postgres:
+                async with driver.transaction(readonly=True):
+                    cursor = await driver.cursor(base)
+                    while page := await cursor.fetch(batch_size):
+                        yield page
+                return
+            cursor = await asyncio.to_thread(driver.execute, base)
+            try:
+                while page := await asyncio.to_thread(cursor.fetchmany, batch_size):
+                    yield page
+            finally:
+                cursor.close()
             return
-        keys = tuple_(*key)
+        names = ", ".join(_q(c.name) for c in key)
+        marks = ", ".join(f"${i}" if postgres else "?" for i in range(1, len(key) + 1))
+        first = f"{base} ORDER BY {names} LIMIT {batch_size}"
+        later = f"{base} WHERE ({names}) > ({marks}) ORDER BY {names} LIMIT {batch_size}"
         key_at = [columns.index(c) for c in key]
-        ordered = query.order_by(*key).limit(batch_size)
         while True:
-            page = ordered if after is None else ordered.where(keys > tuple_(*after))
-            rows = (await conn.execute(page)).all()
-            await conn.rollback()  # end the read transaction: no snapshot held between batches
+            sql, args = (first, ()) if after is None else (later, tuple(after))
+            if postgres:
+                rows = await driver.fetch(sql, *args)
+            else:
+                rows = await asyncio.to_thread(_sqlite_fetch, driver, sql, args)
             if not rows:
                 return
             yield rows
             if len(rows) < batch_size:
                 return
             after = [rows[-1][i] for i in key_at]
+
+
+def _sqlite_fetch(driver: Any, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return list(driver.execute(sql, args).fetchall())
 
 
 def _key_to_text(values: list[Any]) -> str:
@@ -765,7 +860,7 @@ class _TableCopy:
         entry: TableTransfer,
     ) -> None:
         self.plan = plan
-        self.bind = _converters(plan.columns, dialect)
+        self.bind = [_encoder(c, dialect) for c in plan.columns]
         self.upsert = upsert
         self.fingerprint = fingerprint
         self.entry = entry
@@ -781,9 +876,11 @@ class _TableCopy:
     ) -> None:
         plan = self.plan
         key_at = [plan.source_columns.index(c) for c in plan.source_key]
-        convert = _with_json(plan.source_columns, plan.convert)
+        convert = _decoders(source, plan.source_columns, plan.convert)
         active = any(f is not None for f in convert)
-        batches = _batches(source, plan.source_columns, plan.source_key, batch_size, after)
+        batches = _batches(
+            source, plan.table.name, plan.source_columns, plan.source_key, batch_size, after
+        )
         async with aclosing(batches) as pages:
             async for page in pages:
                 last = _key_to_text([page[-1][i] for i in key_at]) if key_at else None
@@ -918,36 +1015,47 @@ def _canonical(value: Any) -> Any:
     return str(value)
 
 
-_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_ARRAYS = (list, tuple)
+_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 
 
 def row_digest(row: Sequence[Any]) -> int:
     """The digest of one row: sha256 of its canonical JSON form, as an integer.
 
-    The form is orjson's, with JSON objects' keys sorted (at any depth), datetimes as UTC
-    ISO 8601 (naive ones read as UTC), Decimal normalised, bytes as hex; columns are in name
-    order. Both sides read a column with the same type, so a value has the same Python type
+    The form is orjson's, with JSON objects' keys sorted (at any depth), datetimes in
+    ISO 8601 with their offset (naive ones read as UTC; both drivers return UTC), Decimal
+    normalised, bytes as hex; columns are in name order. Both sides read a column with the same type, so a value has the same Python type
     on both (booleans are booleans, JSON is decoded). A table's checksum is the sum of its
     rows' digests modulo 2**256 (order-independent: SQLite and PostgreSQL collate text keys
     differently), shown as 64 hex digits, next to its row count.
     """
     canon = orjson.dumps(
-        row if type(row) is list else list(row), default=_canonical, option=_DIGEST_OPTIONS
+        row if type(row) in _ARRAYS else list(row), default=_canonical, option=_DIGEST_OPTIONS
     )
     return int.from_bytes(hashlib.sha256(canon).digest(), "big")
 
 
+def _decoders(
+    db: OpsDatabase, columns: Sequence[Column[Any]], convert: Sequence[Converter | None]
+) -> list[Converter | None]:
+    """Per column: the driver's raw value -> the value copied (decoded, then mapped)."""
+    return [
+        _compose(_decoder(c, db.backend), conv) for c, conv in zip(columns, convert, strict=True)
+    ]
+
+
 async def _checksum(
     db: OpsDatabase,
+    table: str,
     columns: list[Column[Any]],
     key: list[Column[Any]],
     convert: list[Converter | None],
     batch_size: int,
 ) -> tuple[int, str]:
-    convert = _with_json(columns, convert)
+    convert = _decoders(db, columns, convert)
     active = any(f is not None for f in convert)
     count = total = 0
-    async with aclosing(_batches(db, columns, key, batch_size, None)) as batches:
+    async with aclosing(_batches(db, table, columns, key, batch_size, None)) as batches:
         async for page in batches:
             rows = _convert(page, convert) if active else page
             for row in rows:
@@ -956,70 +1064,14 @@ async def _checksum(
     return count, f"{total % _MODULUS:064x}"
 
 
-def _landed(column: Column[Any], backend: str) -> Converter | None:
-    """What turns the target driver's raw value back into the value that was copied (JSON is
-    read as text on both backends; SQLite keeps datetimes, booleans, decimals as text/ints)."""
-    if _is_json(column):
-        return orjson.loads
-    if backend != "sqlite":
-        return None
-    kind: Any = column.type
-    if isinstance(kind, TypeDecorator):
-        kind = kind.impl_instance
-    if isinstance(kind, sqltypes.Boolean):
-        return bool
-    if isinstance(kind, sqltypes.DateTime):
-        return dt.datetime.fromisoformat
-    if isinstance(kind, sqltypes.Time):
-        return dt.time.fromisoformat
-    if isinstance(kind, sqltypes.Uuid):
-        return uuid.UUID
-    if isinstance(kind, sqltypes.Numeric) and not isinstance(kind, sqltypes.Float):
-        return _decimal if kind.asdecimal else None
-    return None
-
-
-def _decimal(value: Any) -> decimal.Decimal:
-    return decimal.Decimal(str(value))
-
-
 async def _target_checksum(
     target: OpsDatabase, plan: _TablePlan, batch_size: int
 ) -> tuple[int, str]:
     """Count and checksum of what landed: one streaming read of the target table through
-    the driver itself (no ORDER BY, no SQLAlchemy result processing), each raw value turned
-    back into the copied value (see :func:`_landed`), then digested like the source side."""
-    postgres = target.backend == "postgresql"
-    exprs = ", ".join(
-        f"{_q(c.name)}::text" if postgres and _is_json(c) else _q(c.name) for c in plan.columns
+    the driver (no ORDER BY), each raw value decoded, digested like the source side."""
+    return await _checksum(
+        target, plan.table.name, plan.columns, [], [None] * len(plan.columns), batch_size
     )
-    sql = f"SELECT {exprs} FROM {_q(plan.table.name)}"
-    convert = [_landed(c, target.backend) for c in plan.columns]
-    active = any(f is not None for f in convert)
-    count = total = 0
-
-    def add(page: Sequence[Sequence[Any]]) -> None:
-        nonlocal count, total
-        rows = _convert(page, convert) if active else page
-        for row in rows:
-            total += row_digest(row)
-        count += len(rows)
-
-    async with target.acquire() as conn:
-        driver = conn.driver_connection
-        if postgres:
-            async with driver.transaction(readonly=True):
-                cursor = await driver.cursor(sql)
-                while page := await cursor.fetch(batch_size):
-                    add(page)
-        else:
-            cursor = await asyncio.to_thread(driver.execute, sql)
-            try:
-                while page := await asyncio.to_thread(cursor.fetchmany, batch_size):
-                    add(page)
-            finally:
-                cursor.close()
-    return count, f"{total % _MODULUS:064x}"
 
 
 async def _verify(
@@ -1041,7 +1093,12 @@ async def _verify(
     for plan, entry in zip(plans, report.tables, strict=True):
         if not entry.source_checksum:
             entry.source_rows, entry.source_checksum = await _checksum(
-                source, plan.source_columns, plan.source_key, plan.convert, batch_size
+                source,
+                plan.table.name,
+                plan.source_columns,
+                plan.source_key,
+                plan.convert,
+                batch_size,
             )
         entry.target_rows, entry.target_checksum = await _target_checksum(
             target, plan, max(batch_size, 10_000)
