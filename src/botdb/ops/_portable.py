@@ -233,7 +233,8 @@ def portable_table(
     Returns ``(table, converters, problems)``: one converter per column (value read ->
     value written, None: unchanged), and the ``"table.column: reason"`` of each column that
     cannot move (the table is still returned; the caller refuses the transfer).
-    ``declared``/``kinds``: SQLite's declared type text and stored storage classes per column.
+    ``declared``: each column's declared type (SQLite) or ``format_type`` (PostgreSQL);
+    ``kinds``: the storage classes each SQLite column holds.
     ``drop_foreign_keys``: names of foreign keys not to copy (PostgreSQL's NOT VALID ones).
     ``known_tables``: the tables copied; a foreign key to any other table is not made.
     ``notes``: gets a line for each constraint or index left out.
@@ -248,7 +249,11 @@ def portable_table(
             if source_backend == target_backend:
                 new_type, conv = kind, None
             elif source_backend == "postgresql":
-                new_type, conv = _pg_to_sqlite(column, kind, source.name)
+                try:
+                    new_type, conv = _pg_to_sqlite(column, kind, source.name)
+                except Unportable:
+                    name = (declared or {}).get(column.name) or str(kind)
+                    raise Unportable(f"type {name} has no SQLite equivalent") from None
                 if isinstance(new_type, Integer) and not (column.primary_key and single_key):
                     new_type = BigInteger()
             else:

@@ -41,6 +41,7 @@ import hashlib
 import os
 import time
 import uuid
+import warnings
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
@@ -50,7 +51,7 @@ import orjson
 from sqlalchemy import Column, MetaData, Table, TypeDecorator, inspect
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import SAWarning, SQLAlchemyError
 
 from botdb import errors
 from botdb.analytics._schema import sqlite_objects
@@ -357,7 +358,9 @@ async def _plan(
     builtin_md = metadata
     await source.free_pool_slot()
     async with source.engine.connect() as conn:
-        info = await conn.run_sync(lambda c: _inspect_source(c, builtin_md))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)  # unknown types: refused by name later
+            info = await conn.run_sync(lambda c: _inspect_source(c, builtin_md))
     report.source_schema = "botdb" if info.is_botdb else "reflected"
     plan_md = MetaData(naming_convention=metadata.naming_convention)
     if info.is_botdb:
@@ -432,7 +435,10 @@ async def _map_tables(
     reflected = MetaData()
     await source.free_pool_slot()
     async with source.engine.connect() as conn:
-        await conn.run_sync(lambda c: reflected.reflect(bind=c, only=names, resolve_fks=False))
+        with warnings.catch_warnings():
+            # An unknown type is reflected as NullType and refused below, by its name.
+            warnings.simplefilter("ignore", SAWarning)
+            await conn.run_sync(lambda c: reflected.reflect(bind=c, only=names, resolve_fks=False))
     not_valid: set[str] = set()
     declared: dict[str, dict[str, str]] = {}
     kinds: dict[str, dict[str, set[str]]] = {}
@@ -441,6 +447,15 @@ async def _map_tables(
             "SELECT conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"
         )
         not_valid = {row["conname"] for row in rows}
+        rows = await source.fetch(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type"
+            " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0"
+            " AND NOT a.attisdropped AND c.relname = ANY($1::text[])",
+            names,
+        )
+        for row in rows:
+            declared.setdefault(row["relname"], {})[row["attname"]] = row["type"]
     elif target.backend != "sqlite":
         for name in names:
             info = await source.fetch(f"PRAGMA table_info({_q(name)})")
