@@ -50,6 +50,7 @@ from botdb.errors import (
     UndefinedColumnError,
     UndefinedTableError,
     UniqueViolationError,
+    UnportableSchemaError,
     UnsupportedSQLError,
     VerificationError,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "UndefinedColumnError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnportableSchemaError",
     "UnsupportedSQLError",
     "VerificationError",
     "__version__",
