@@ -185,10 +185,14 @@ def _sqlite_to_pg(
             )
         return BigInteger(), None
     if affinity == "TEXT":
+        if _BLOB in kinds:
+            raise Unportable(f"declared {declared} but holds blobs")
         return Text(), _as_text
     if affinity == "REAL":
         if kinds - {_INT, _REAL}:
-            raise Unportable(f"declared {declared} but holds text values")
+            raise Unportable(
+                f"declared {declared} but holds {'/'.join(sorted(kinds - {_INT, _REAL}))} values"
+            )
         return Double(), _as_float
     if affinity == "NUMERIC" and kinds & {_TEXT}:
         raise Unportable(f"declared {declared} but holds text values")
@@ -211,8 +215,9 @@ def _aware(value: Any) -> Any:
 
 
 def value_kinds_sql(table: str, columns: list[str]) -> str:
-    """One scan telling, per column, which storage classes it holds (SQLite)."""
-    parts = [f"max(typeof({_q(c)}) = '{k}')" for c in columns for k in (_INT, _REAL, _TEXT, _BLOB)]
+    """One scan telling, per column, which storage classes it holds (SQLite): a row of
+    comma-separated ``typeof()`` names (``null`` included), one column per column."""
+    parts = [f"group_concat(DISTINCT typeof({_q(c)}))" for c in columns]
     return f"SELECT {', '.join(parts)} FROM {_q(table)}"
 
 

@@ -463,11 +463,7 @@ async def _map_tables(
             declared[name] = {row["name"]: row["type"] or "" for row in info}
             flags = await source.fetchrow(value_kinds_sql(name, cols)) if cols else None
             kinds[name] = {
-                col: {
-                    k
-                    for j, k in enumerate(("integer", "real", "text", "blob"))
-                    if flags is not None and flags[4 * i + j]
-                }
+                col: set((flags[i] or "").split(",")) - {"null", ""} if flags else set()
                 for i, col in enumerate(cols)
             }
     problems: list[str] = []
@@ -907,7 +903,13 @@ class _TableCopy:
         async with aclosing(batches) as pages:
             async for page in pages:
                 last = _key_to_text([page[-1][i] for i in key_at]) if key_at else None
-                rows: list[Any] = _convert(page, convert) if active else list(page)
+                try:
+                    rows: list[Any] = _convert(page, convert) if active else list(page)
+                except (ValueError, TypeError) as exc:  # e.g. a malformed datetime text
+                    raise errors.DataError(
+                        f"{plan.table.name}: a stored value cannot be read as its column's "
+                        f"type ({type(exc).__name__}: {exc}); nothing of this batch was copied"
+                    ) from exc
                 self.digest += _digest_rows(rows)
                 self.count += len(rows)
                 await queue.put((rows, last))
