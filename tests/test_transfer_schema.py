@@ -303,3 +303,29 @@ def test_cli_refusal_and_skip_in_a_pipe(pg_url: str, tmp_path: Path) -> None:
     assert len(data["skipped"]) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.db"]
     assert sqlite_tables(target) == TABLES
+
+
+class Interrupt(Exception):
+    pass
+
+
+async def test_an_interrupted_transfer_of_a_reflected_schema_resumes(
+    pg_url: str, tmp_path: Path
+) -> None:
+    await load_fixture(pg_url)
+    target = f"sqlite:///{tmp_path / 'bot.db'}"
+
+    def stop(table: str, done: int, total: int) -> None:
+        if table == "reactions" and done >= 20:
+            raise Interrupt  # after the second batch of a three-column key was committed
+
+    with pytest.raises(Interrupt):
+        await copy(pg_url, target, skip_unportable=True, batch_size=10, progress=stop)
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        assert conn.execute("SELECT count(*) FROM reactions").fetchone()[0] == 20
+    conn.close()
+    report = await copy(pg_url, target, skip_unportable=True, batch_size=10)
+    assert report.resumed
+    assert report.verified
+    entry = next(t for t in report.tables if t.name == "reactions")
+    assert (entry.resumed_at, entry.copied, entry.target_rows) == (20, 20, 40)
