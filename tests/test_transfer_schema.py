@@ -329,3 +329,28 @@ async def test_an_interrupted_transfer_of_a_reflected_schema_resumes(
     assert report.verified
     entry = next(t for t in report.tables if t.name == "reactions")
     assert (entry.resumed_at, entry.copied, entry.target_rows) == (20, 20, 40)
+
+
+async def test_a_schema_the_target_cannot_take_leaves_no_new_table(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """PostgreSQL's index names are per schema: the target already has ``ix_seen`` on another
+    table, so making the copied table's index fails after the tables were made."""
+    path = tmp_path / "legacy.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE seen (id INTEGER PRIMARY KEY, at TEXT)")
+        conn.execute("CREATE INDEX ix_seen ON seen (at)")
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO seen VALUES (1, 'x')")
+    conn.close()
+    async with botdb.connect(pg_url) as pg:
+        await pg.execute("CREATE TABLE other (a int)")
+        await pg.execute("CREATE INDEX ix_seen ON other (a)")
+    with pytest.raises(errors.UnportableSchemaError, match="could not be made"):
+        await copy(f"sqlite:///{path}", pg_url)
+    async with botdb.connect(pg_url) as pg:
+        names = {
+            r["tablename"]
+            for r in await pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    assert names == {"other"}

@@ -570,7 +570,7 @@ async def _create_schema(
             async with target.transaction() as tx:
                 for name in sorted(made):
                     await tx.execute(f"DROP TABLE IF EXISTS {_q(name)}{cascade}")
-        if isinstance(exc, SQLAlchemyError):
+        if isinstance(exc, SQLAlchemyError | errors.QueryError):
             raise errors.UnportableSchemaError(
                 f"the target's tables could not be made, nothing was copied: {_one_line(exc)}"
             ) from exc
