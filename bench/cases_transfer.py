@@ -166,7 +166,7 @@ async def sqlite_to_pg(env: dict[str, Any]) -> AsyncIterator[Pair]:
             await raw.execute("DROP TABLE IF EXISTS raw_messages; " + PG_DDL)
             async with raw.transaction():
                 for start in range(0, ROWS, CHUNK):
-                    rows = [(start + i,) + t[1:] for i, t in enumerate(template)]
+                    rows = [(start + i, *t[1:]) for i, t in enumerate(template)]
                     await raw.copy_records_to_table("raw_messages", records=rows, columns=COLUMNS)
             await raw.execute("DROP TABLE raw_messages")
             return ROWS
@@ -181,6 +181,20 @@ async def sqlite_to_pg(env: dict[str, Any]) -> AsyncIterator[Pair]:
             await raw.close()
 
 
+def _raw_sqlite_load(path: Path, template: list[tuple[Any, ...]]) -> int:
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(SQLITE_DDL)
+        with conn:
+            for start in range(0, ROWS, CHUNK):
+                rows = [(start + i, *t[1:]) for i, t in enumerate(template)]
+                conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
+    finally:
+        conn.close()
+    return ROWS
+
+
 @asynccontextmanager
 async def pg_to_sqlite(env: dict[str, Any]) -> AsyncIterator[Pair]:
     async with _world(env) as world:
@@ -189,17 +203,8 @@ async def pg_to_sqlite(env: dict[str, Any]) -> AsyncIterator[Pair]:
         template = [_sqlite_row(i) for i in range(CHUNK)]
 
         async def baseline() -> int:
-            raw_path.unlink(missing_ok=True)
-            conn = sqlite3.connect(raw_path)
-            try:
-                conn.execute(SQLITE_DDL)
-                with conn:
-                    for start in range(0, ROWS, CHUNK):
-                        rows = [(start + i,) + t[1:] for i, t in enumerate(template)]
-                        conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
-            finally:
-                conn.close()
-            return ROWS
+            # Blocking on purpose: the raw sqlite3 baseline, as a script would run it.
+            return _raw_sqlite_load(raw_path, template)
 
         async def subject() -> int:
             return await _to_sqlite(world)
