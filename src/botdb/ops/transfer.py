@@ -3,31 +3,37 @@
 ``botdb transfer sqlite:///bot.db postgresql://...`` (or the other way round) is how a bot
 moves to PostgreSQL when it outgrows its SQLite file. What happens, in order:
 
-1. **Plan.** Every table of the metadata (default: ``botdb.models.Base.metadata``, so built-in
-   tables and the user's own models) plus every table that exists only in the source
-   (reflected, with portable column types). Rows go parents first (``sorted_tables``).
+1. **Plan.** The source is inspected. A botdb database (its ``botdb_alembic_version`` table,
+   or built-in tables with exactly botdb's columns) is copied with botdb's models (default
+   ``botdb.models.Base.metadata``: built-in tables and the user's models) plus its other
+   tables, reflected. Any other database is reflected whole: its schema is the truth. A
+   reflected table's types are mapped for the target (:mod:`botdb.ops._portable`); a column
+   that cannot move, or (unless ``skip_unportable``) a view, materialized view, function or
+   trigger, raises :class:`UnportableSchemaError` before anything is written.
 2. **Refuse or resume.** A target that holds rows is refused (:class:`TargetNotEmptyError`)
    unless ``yes=True``, which empties the copied tables first. A target holding this module's
    progress table (``botdb_transfer_state``) from an interrupted run of the *same* source is
    resumed; from a different source it is refused.
-3. **Schema.** ``target.migrate()`` (the packaged Alembic migrations), then ``create_all`` for
-   what migrations do not cover (user tables, reflected tables).
-4. **Copy.** Keyset pagination on the primary key (never OFFSET), ``batch_size`` rows at a
-   time; each batch is written with ``copy_records_to_table`` (COPY on PostgreSQL) *in the same
-   transaction as its progress row*, so an interruption loses at most the batch in flight and
-   a re-run continues after the last committed one, without duplicates. Values are converted
-   with the columns' SQLAlchemy types (the source dialect's result processors, then the target
-   dialect's bind processors: SQLite's TEXT timestamps and JSON become ``timestamptz``/``jsonb``
-   and back). Computed columns are skipped. Foreign-key checks are off on the copying
-   connection (the source was consistent; self-references may point forward); SQLite runs
-   ``PRAGMA foreign_key_check`` at the end.
+3. **Schema.** For a botdb source ``target.migrate()``, then ``create_all`` for the rest; for
+   any other, ``create_all`` of the mapped tables. If this fails, the tables it made are
+   dropped again.
+4. **Copy.** Per table, a reader task pages through the source in primary-key order (keyset,
+   never OFFSET; a table without a key is streamed) through the driver, decodes and maps each
+   value, and adds each row's digest to the source checksum; the writer encodes the rows for
+   the target driver and writes each batch with its bulk path (COPY on PostgreSQL, one
+   ``executemany`` on SQLite) *in the same transaction as its progress row*, so an
+   interruption loses at most the batch in flight and a re-run continues after the last
+   committed one, without duplicates. A bounded queue between them bounds memory. Foreign-key
+   checks are off on the copying connection (the source was consistent; self-references may
+   point forward); SQLite runs ``PRAGMA foreign_key_check`` at the end.
 5. **Sequences** are moved past the copied ids on PostgreSQL.
-6. **Verify.** Row counts and a checksum per table, computed the same way on both sides (see
-   :func:`row_digest`); a mismatch raises :class:`VerificationError`. On success the progress
-   table is dropped.
+6. **Verify.** Row counts and a checksum per table (see :func:`row_digest`): the source side
+   from the copy pass, the target side from one streaming re-read of what landed; a mismatch
+   raises :class:`VerificationError`. On success the progress table is dropped.
 
 ``transfer`` takes two connected Databases; the ``botdb transfer`` command opens them from
-its URLs (the source with ``sqlite_create=False``, so a mistyped path is not created).
+its URLs (the source with ``sqlite_create=False``, so a mistyped path is not created; a new
+SQLite target is written as ``<path>.partial`` and renamed once verified).
 """
 
 from __future__ import annotations
