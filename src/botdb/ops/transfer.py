@@ -680,9 +680,9 @@ def _to_utc(value: dt.datetime) -> dt.datetime:
 
 def _sqlite_datetime(value: dt.datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text (what botdb's models read), in UTC."""
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    if value.tzinfo is not None and value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00" of aware ones
 
 
 def _sqlite_time(value: dt.time) -> str:
