@@ -196,7 +196,8 @@ async def transfer(
 
     Both are connected Databases, opened and closed by the caller (``botdb transfer`` opens
     them from its two URLs). The target's in-process cache is cleared, since the rows under
-    it were replaced.
+    it were replaced. Python's cyclic garbage collector is paused while rows move (it was
+    more than half the time of a large copy) and turned back on afterwards.
 
     Args:
         source: the database to read (SQLite or PostgreSQL); it is never written.
