@@ -52,6 +52,7 @@ from botdb.errors import (
     UndefinedTableError,
     UniqueViolationError,
     UnknownJobKindError,
+    UnportableSchemaError,
     UnsupportedSQLError,
     VerificationError,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "UndefinedTableError",
     "UniqueViolationError",
     "UnknownJobKindError",
+    "UnportableSchemaError",
     "UnsupportedSQLError",
     "VerificationError",
     "__version__",
