@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +158,8 @@ def reminder_commands(db: botdb.Database) -> list[CommandHandler[Any, None]]:
 def reminder_hooks(
     db: botdb.Database,
 ) -> tuple[
-    Callable[[Application[Any, Any, Any, Any, Any, Any]], Awaitable[None]],
-    Callable[[Application[Any, Any, Any, Any, Any, Any]], Awaitable[None]],
+    Callable[[Application[Any, Any, Any, Any, Any, Any]], Coroutine[Any, Any, None]],
+    Callable[[Application[Any, Any, Any, Any, Any, Any]], Coroutine[Any, Any, None]],
 ]:
     """``post_init`` (send reminders with the app's bot, start the worker) and ``post_stop``
     (stop it) for the Application."""
