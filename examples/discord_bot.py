@@ -275,6 +275,8 @@ class ExampleBot(commands.Bot):
         super().__init__(
             command_prefix=prefix_from_config(default="!", mention=True),
             intents=intents,
+            # Echoed user text (a reminder, an error quoting it) never pings @everyone.
+            allowed_mentions=ONLY_USERS,
             **options,
         )
 
