@@ -11,7 +11,8 @@ Run it:
 * against Telegram: ``BOT_TOKEN=123:abc python examples/aiogram_bot.py [DATABASE_URL]``
   (``DATABASE_URL`` defaults to ``sqlite:///aiogram_bot.db``);
 * offline, with sample updates and a stand-in for Telegram's HTTP API that prints the
-  replies: ``python examples/aiogram_bot.py --offline [DATABASE_URL] [TEXT ...]``.
+  replies: ``python examples/aiogram_bot.py --offline [DATABASE_URL] [TEXT ...]`` (it stays
+  for reminders due within 10 s: ``--offline sqlite:///x.db "/remind 2s tea"``).
 
 Commands: ``/start`` (the form: name, then age), ``/cancel``, ``/count``, ``/profile``, and
 reminders through ``db.reminders``: ``/remind 10m text`` ("90s", "2h", "1d", "1h30m"),
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -260,6 +262,9 @@ class OfflineSession(BaseSession):
         """Nothing to close."""
 
 
+#: Offline, reminders due within this many seconds are waited for.
+OFFLINE_WAIT = 10.0
+
 _update_ids = itertools.count(int(dt.datetime.now(dt.UTC).timestamp()) % 1_000_000 * 1000)
 
 
@@ -277,6 +282,19 @@ def text_update(text: str, *, user_id: int = 1001, first_name: str = "Ann") -> U
     )
 
 
+async def wait_for_reminders(db: botdb.Database, session: OfflineSession, user_id: int) -> None:
+    """Stay while ``user_id`` has reminders due within :data:`OFFLINE_WAIT` seconds ("/remind
+    2s tea"), for the worker to send them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OFFLINE_WAIT + 5
+    while loop.time() < deadline:
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=OFFLINE_WAIT)
+        if not any(r.due_at <= soon for r in await db.reminders.list_for(user_id)):
+            return
+        with contextlib.suppress(TimeoutError):  # look again after each send, or each second
+            await session.wait_sent(len(session.sent) + 1, timeout=1.0)
+
+
 async def run_offline(
     url: str, texts: Sequence[str], *, user_id: int = 1001, repeat: int = 1
 ) -> list[str]:
@@ -292,6 +310,7 @@ async def run_offline(
             for _ in range(repeat):
                 for text in texts:
                     await dp.feed_update(bot, text_update(text, user_id=user_id))
+            await wait_for_reminders(db, session, user_id)
         finally:
             await dp.emit_shutdown(bot=bot)
             await dp.fsm.close()

@@ -209,6 +209,13 @@ async def test_bad_reminder_commands_are_answered_and_change_nothing(
     assert await bot.db.fetchval("SELECT count(*) FROM scheduled_jobs") == 0
 
 
+async def test_offline_mode_stays_for_a_reminder_due_soon(db_url: str) -> None:
+    replies = await example.run_offline(db_url, ["/remind 1s tea", "/remind 1h stretch"])
+    assert replies[0].startswith("Reminder #1 set for ")
+    assert replies[1].startswith("Reminder #2 set for ")
+    assert replies[2:] == ["⏰ tea"]  # waited for; the one an hour away is not
+
+
 CHILD = """
 import asyncio, importlib.util, sys
 import botdb
