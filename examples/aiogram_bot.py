@@ -18,7 +18,7 @@ Commands: ``/start`` (the form: name, then age), ``/cancel``, ``/count``, ``/pro
 reminders through ``db.reminders``: ``/remind 10m text`` ("90s", "2h", "1d", "1h30m"),
 ``/reminders`` (yours, soonest first) and ``/forget ID``. The reminders live in the database
 and are sent by ``db.scheduler``'s worker, started on the Dispatcher's startup and stopped on
-its shutdown: a restart forgets none, and several processes on one database send each once.
+its shutdown: a restart forgets none, and of several processes on one database one sends each.
 """
 
 from __future__ import annotations
