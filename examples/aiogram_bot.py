@@ -11,15 +11,21 @@ Run it:
 * against Telegram: ``BOT_TOKEN=123:abc python examples/aiogram_bot.py [DATABASE_URL]``
   (``DATABASE_URL`` defaults to ``sqlite:///aiogram_bot.db``);
 * offline, with sample updates and a stand-in for Telegram's HTTP API that prints the
-  replies: ``python examples/aiogram_bot.py --offline [DATABASE_URL] [TEXT ...]``.
+  replies: ``python examples/aiogram_bot.py --offline [DATABASE_URL] [TEXT ...]`` (it stays
+  for reminders due within 10 s: ``--offline sqlite:///x.db "/remind 2s tea"``).
 
-Commands: ``/start`` (the form: name, then age), ``/cancel``, ``/count``, ``/profile``.
+Commands: ``/start`` (the form: name, then age), ``/cancel``, ``/count``, ``/profile``, and
+reminders through ``db.reminders``: ``/remind 10m text`` ("90s", "2h", "1d", "1h30m"),
+``/reminders`` (yours, soonest first) and ``/forget ID``. The reminders live in the database
+and are sent by ``db.scheduler``'s worker, started on the Dispatcher's startup and stopped on
+its shutdown: a restart forgets none, and of several processes on one database one sends each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -29,7 +35,7 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.base import BaseSession
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import TelegramMethod
@@ -38,8 +44,10 @@ from aiogram.types import Chat, Message, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import botdb
+from botdb.errors import BotDBError
 from botdb.ext.aiogram import DatabaseMiddleware, SQLStorage
 from botdb.models import KeyValue
+from botdb.services import DueReminder, parse_duration
 from botdb.services.users import UserRecord
 
 
@@ -101,6 +109,75 @@ async def count(message: Message, state: FSMContext) -> None:
     await message.answer(f"Count: {total}")
 
 
+# -- reminders: db.reminders keeps them, the scheduler's worker sends them -----------------------
+
+
+async def remind(message: Message, command: CommandObject, db: botdb.Database) -> None:
+    """``/remind 10m take the cake out``: one reminder, in this chat, after the delay."""
+    assert message.from_user is not None
+    when, _, text = (command.args or "").strip().partition(" ")
+    if not when or not text.strip():
+        await message.answer("Usage: /remind 10m take the cake out (s, m, h, d or w)")
+        return
+    try:
+        reminder = await db.reminders.remind(
+            message.from_user.id,
+            text.strip(),
+            delay=parse_duration(when),
+            channel_id=message.chat.id,
+        )
+    except BotDBError as exc:  # DataError: not a duration, too long, text too long
+        await message.answer(f"Cannot set that reminder: {exc}")
+        return
+    await message.answer(f"Reminder #{reminder.id} set for {reminder.due_at:%Y-%m-%d %H:%M} UTC.")
+
+
+async def reminders(message: Message, db: botdb.Database) -> None:
+    """``/reminders``: the sender's reminders still to come."""
+    assert message.from_user is not None
+    upcoming = await db.reminders.list_for(message.from_user.id)
+    if not upcoming:
+        await message.answer("No reminders. Set one with /remind 10m text")
+        return
+    lines = [f"#{r.id} {r.due_at:%Y-%m-%d %H:%M} UTC: {r.content}" for r in upcoming]
+    await message.answer("\n".join(lines))
+
+
+async def forget(message: Message, command: CommandObject, db: botdb.Database) -> None:
+    """``/forget 3``: cancel the sender's reminder #3 (nobody else's)."""
+    assert message.from_user is not None
+    arg = (command.args or "").strip().lstrip("#")
+    if not arg.isdigit():
+        await message.answer("Usage: /forget ID (see /reminders)")
+        return
+    try:
+        gone = await db.reminders.cancel(int(arg), user_id=message.from_user.id)
+    except BotDBError:  # NotFoundError: no such reminder of this user
+        await message.answer(f"You have no reminder #{arg}.")
+        return
+    await message.answer(f"Reminder #{gone.id} cancelled: {gone.content}")
+
+
+def install_reminders(dp: Dispatcher, db: botdb.Database) -> None:
+    """Send due reminders with the bot and run the scheduler's worker while the Dispatcher
+    runs (``start_polling`` emits startup with the bot, and shutdown when it stops)."""
+
+    async def on_startup(bot: Bot) -> None:
+        @db.reminders.on_reminder
+        async def send(due: DueReminder) -> None:
+            # Only the sending: the service reads the reminder, skips a cancelled one and
+            # marks it sent (or keeps the error, and the scheduler retries).
+            await bot.send_message(due.reminder.channel_id, f"⏰ {due.reminder.content}")
+
+        await db.scheduler.start()
+
+    async def on_shutdown() -> None:
+        await db.scheduler.stop()
+
+    dp.startup.register(on_startup)
+    dp.shutdown.register(on_shutdown)
+
+
 def build_router() -> Router:
     """The bot's handlers (a new Router each call: a Router joins one Dispatcher only)."""
     router = Router(name="example")
@@ -108,17 +185,22 @@ def build_router() -> Router:
     router.message.register(cancel, Command("cancel"))
     router.message.register(count, Command("count"))
     router.message.register(profile, Command("profile"))
+    router.message.register(remind, Command("remind"))
+    router.message.register(reminders, Command("reminders"))
+    router.message.register(forget, Command("forget"))
     router.message.register(got_name, Form.name, F.text)
     router.message.register(got_age, Form.age, F.text)
     return router
 
 
 def build_dispatcher(db: botdb.Database, *, lease: float = 30.0) -> Dispatcher:
-    """The bot's Dispatcher: FSM in ``db``, cross-process isolation, the middleware."""
+    """The bot's Dispatcher: FSM in ``db``, cross-process isolation, the middleware, and
+    the reminders' worker on startup."""
     storage = SQLStorage(db)
     dp = Dispatcher(storage=storage, events_isolation=storage.create_isolation(lease=lease))
     dp.update.outer_middleware(DatabaseMiddleware(db))
     dp.include_router(build_router())
+    install_reminders(dp, db)
     return dp
 
 
@@ -134,6 +216,7 @@ class OfflineSession(BaseSession):
         self.bot_id = bot_id
         self.sent: list[tuple[int, str]] = []
         self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
 
     async def make_request(
         self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None
@@ -145,7 +228,9 @@ class OfflineSession(BaseSession):
         if name == "sendMessage":
             chat_id = int(getattr(method, "chat_id"))  # noqa: B009 - typed per method
             text = str(getattr(method, "text"))  # noqa: B009
-            self.sent.append((chat_id, text))
+            async with self._changed:
+                self.sent.append((chat_id, text))
+                self._changed.notify_all()
             answer = Message(
                 message_id=next(self._ids),
                 date=dt.datetime.now(dt.UTC),
@@ -154,6 +239,13 @@ class OfflineSession(BaseSession):
             )
             return answer  # type: ignore[return-value]  # sendMessage returns a Message
         raise NotImplementedError(f"the offline session does not answer {name}")
+
+    async def wait_sent(self, count: int, timeout: float = 30.0) -> list[tuple[int, str]]:
+        """Wait until ``count`` messages were sent in all (a reminder sent by the worker);
+        returns them."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.sent) >= count), timeout)
+        return self.sent[:count]
 
     async def stream_content(
         self,
@@ -169,6 +261,9 @@ class OfflineSession(BaseSession):
     async def close(self) -> None:
         """Nothing to close."""
 
+
+#: Offline, reminders due within this many seconds are waited for.
+OFFLINE_WAIT = 10.0
 
 _update_ids = itertools.count(int(dt.datetime.now(dt.UTC).timestamp()) % 1_000_000 * 1000)
 
@@ -187,6 +282,19 @@ def text_update(text: str, *, user_id: int = 1001, first_name: str = "Ann") -> U
     )
 
 
+async def wait_for_reminders(db: botdb.Database, session: OfflineSession, user_id: int) -> None:
+    """Stay while ``user_id`` has reminders due within :data:`OFFLINE_WAIT` seconds ("/remind
+    2s tea"), for the worker to send them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OFFLINE_WAIT + 5
+    while loop.time() < deadline:
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=OFFLINE_WAIT)
+        if not any(r.due_at <= soon for r in await db.reminders.list_for(user_id)):
+            return
+        with contextlib.suppress(TimeoutError):  # look again after each send, or each second
+            await session.wait_sent(len(session.sent) + 1, timeout=1.0)
+
+
 async def run_offline(
     url: str, texts: Sequence[str], *, user_id: int = 1001, repeat: int = 1
 ) -> list[str]:
@@ -197,11 +305,14 @@ async def run_offline(
         await db.migrate()
         dp = build_dispatcher(db)
         bot = Bot("4242:offline", session=session)
+        await dp.emit_startup(bot=bot)  # as start_polling does: the reminders' worker
         try:
             for _ in range(repeat):
                 for text in texts:
                     await dp.feed_update(bot, text_update(text, user_id=user_id))
+            await wait_for_reminders(db, session, user_id)
         finally:
+            await dp.emit_shutdown(bot=bot)
             await dp.fsm.close()
             await bot.session.close()
     return [text for _, text in session.sent]
@@ -213,7 +324,9 @@ async def run_polling(url: str, token: str) -> None:
         await db.migrate()
         dp = build_dispatcher(db)
         bot = Bot(token)
-        await dp.start_polling(bot)  # closes the storage and isolation on shutdown
+        # Emits startup (the reminders' worker starts) and, when stopped, shutdown; closes
+        # the storage and isolation.
+        await dp.start_polling(bot)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

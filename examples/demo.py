@@ -4,7 +4,8 @@ Creates ``demo-data/bot.db`` (anew each run) and shows: the packaged migrations,
 API with asyncpg-style ``$1`` placeholders and PostgreSQL-isms, transactions with retries,
 repositories over the chat models, the cached services a bot calls on every event, a chat
 export imported, live events recorded, search, activity statistics and the HTML report
-(``demo-data/report.html``), typed errors, then the operations (info, backup with retention,
+(``demo-data/report.html``), the durable scheduler and reminders firing, typed errors, then
+the operations (info, backup with retention,
 optimize), the health check and the statistics. The same code runs on PostgreSQL: pass a URL
 as the first argument.
 """
@@ -30,6 +31,8 @@ from botdb.recorder import (
     MessageEdited,
     ReactionAdded,
 )
+from botdb.scheduler import Job
+from botdb.services import DueReminder, EventReminder, parse_duration
 
 console = Console()
 GUILD = 1_150_000_000_000_000_001  # a Discord snowflake: 64-bit ids everywhere
@@ -138,6 +141,90 @@ async def chat_history(db: botdb.Database) -> None:
     )
     console.print(
         f"written to [bold]{report.path}[/] ({report.size / 2**20:.1f} MB, works offline)"
+    )
+
+
+async def reminders(db: botdb.Database) -> None:
+    """The durable scheduler and ``db.reminders``: what the bot sends, a second later."""
+    step("Scheduler: durable jobs, idempotent keys, woken early instead of polling")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    fired: asyncio.Queue[str] = asyncio.Queue()
+
+    def late(due: dt.datetime) -> str:
+        return f"{(dt.datetime.now(dt.UTC) - due).total_seconds() * 1000:.0f} ms late"
+
+    @db.scheduler.handler("demo.digest")
+    async def digest(job: Job) -> None:
+        await fired.put(f"job {job.kind} {job.payload} ({late(job.run_at)})")
+
+    # The same key schedules once: a retried command or a second shard adds nothing.
+    jobs = [
+        await db.scheduler.schedule(
+            "demo.digest", delay=0.3, payload={"guild": "Python Hub"}, key="digest:1"
+        )
+        for _ in range(2)
+    ]
+    console.print(f"schedule(key='digest:1') twice -> job ids {[job.id for job in jobs]}")
+    try:
+        await db.scheduler.schedule("demo.digest", at=dt.datetime(2030, 1, 1))
+    except botdb.BotDBError as exc:
+        console.print(f"a naive datetime -> [red]{type(exc).__name__}[/]: {exc}")
+
+    step("Reminders: personal and tracked events; the bot's code only sends")
+    channel = {100: "#chat-0"}
+
+    @db.reminders.on_reminder
+    async def send(due: DueReminder) -> None:
+        where = channel.get(due.reminder.channel_id, due.reminder.channel_id)
+        text = f"<@{due.reminder.user_id}> {due.reminder.content}"
+        await fired.put(f"{where}: {text} ({late(due.scheduled_at)})")
+
+    async def who_can_see(event: object) -> list[int]:
+        return [7, 8, 9]  # a bot asks its framework's member cache
+
+    @db.reminders.on_event_reminder(candidates=who_can_see)
+    async def nag(due: EventReminder) -> None:
+        mentions = " ".join(f"<@{user}>" for user in due.users)
+        where = channel.get(due.event.channel_id, due.event.channel_id)
+        await fired.put(f"{where}: {due.event.title}, please react: {mentions}")
+
+    delay = parse_duration("1s")  # what a user types after !remind
+    reminder = await db.reminders.remind(
+        7, "stand up and stretch", delay=delay, channel_id=100, guild_id=GUILD
+    )
+    weekly = await db.reminders.remind(
+        7, "weekly sync", cron="0 9 * * MON", tz="Europe/Paris", channel_id=100, guild_id=GUILD
+    )
+    console.print(
+        f"!remind 1s -> reminder #{reminder.id}; the weekly one next at"
+        f" {weekly.due_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC (9:00 in Paris)"
+    )
+    event = await db.reminders.track(
+        1_196_000_000_000_000_100,
+        GUILD,
+        100,
+        "Saturday match",
+        required_reactions=["✅", "❌"],
+        interval=dt.timedelta(hours=6),
+    )
+    await db.reminders.record_reaction(event, 7, "✅")  # from the reaction listener
+    await db.reminders.remind_now(event)  # a moderator's !nag; the 6-hour schedule stays
+    console.print(f"tracking 'Saturday match': every {event.interval_minutes} min, 7 reacted")
+
+    await db.scheduler.start()  # in setup_hook / post_init / the Dispatcher's startup
+    for _ in range(3):
+        console.print(f"  [green]->[/] {await asyncio.wait_for(fired.get(), timeout=30)}")
+    await db.scheduler.stop()
+    log = (await db.reminders.logs(event))[0]
+    console.print(f"reminder_logs: {log['status']} to {log['users_notified']} users")
+    upcoming = [r.content for r in await db.reminders.list_for(7)]
+    console.print(f"list_for(7) -> {upcoming} (the one-shot was sent)")
+    await db.reminders.cancel(weekly.id, user_id=7)
+    stats = db.scheduler.stats()
+    console.print(
+        f"worker: {stats['succeeded']} jobs run, lateness p50 {stats['lateness_ms']['p50']} ms;"
+        f" {loop.time() - started:.1f} s for this step"
     )
 
 
@@ -272,6 +359,7 @@ async def main(url: str) -> None:
         console.print(f"moderation cases numbered {first.case_number}, {second.case_number}")
 
         await chat_history(db)
+        await reminders(db)
 
         step("Typed errors")
         for query in ("SELECT * FROM no_such_table", "SELEC 1"):

@@ -3,6 +3,9 @@
 * ``/count`` counts per user (``context.user_data["count"]``);
 * ``/start`` runs a persistent :class:`~telegram.ext.ConversationHandler` (name, then colour);
   ``/cancel`` leaves it. A restart resumes the conversation where it was.
+* reminders through ``db.reminders``: ``/remind 10m text`` ("90s", "2h", "1d", "1h30m"),
+  ``/reminders`` (yours, soonest first), ``/forget ID``. They live in the database and
+  ``db.scheduler``'s worker sends them: started in ``post_init``, stopped in ``post_stop``.
 
 Run it:
 
@@ -24,10 +27,11 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from telegram import Update
+from telegram import Chat, Message, Update, User
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -40,7 +44,9 @@ from telegram.ext import (
 from telegram.request import BaseRequest, RequestData
 
 import botdb
+from botdb.errors import BotDBError
 from botdb.ext.ptb import SQLPersistence
+from botdb.services import DueReminder, parse_duration
 
 NAME, COLOUR = range(2)
 BOT_USER = {"id": 1, "is_bot": True, "first_name": "botdb", "username": "botdb_example_bot"}
@@ -84,6 +90,95 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
     return ConversationHandler.END
 
 
+# -- reminders: db.reminders keeps them, the scheduler's worker sends them -----------------------
+
+
+def sender(update: Update) -> tuple[Message, User, Chat]:
+    """The message of a command update, who sent it and in which chat."""
+    message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    assert message is not None
+    assert user is not None
+    assert chat is not None
+    return message, user, chat
+
+
+def reminder_commands(db: botdb.Database) -> list[CommandHandler[Any, None]]:
+    """``/remind``, ``/reminders`` and ``/forget`` on ``db.reminders``."""
+
+    async def remind(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/remind 10m take the cake out``: one reminder, in this chat, after the delay."""
+        message, user, chat = sender(update)
+        args = context.args or []
+        if len(args) < 2:
+            await message.reply_text("Usage: /remind 10m take the cake out (s, m, h, d or w)")
+            return
+        try:
+            delay = parse_duration(args[0])
+            reminder = await db.reminders.remind(
+                user.id, " ".join(args[1:]), delay=delay, channel_id=chat.id
+            )
+        except BotDBError as exc:  # DataError: not a duration, too long, text too long
+            await message.reply_text(f"Cannot set that reminder: {exc}")
+            return
+        await message.reply_text(
+            f"Reminder #{reminder.id} set for {reminder.due_at:%Y-%m-%d %H:%M} UTC."
+        )
+
+    async def reminders(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/reminders``: the sender's reminders still to come."""
+        message, user, _ = sender(update)
+        upcoming = await db.reminders.list_for(user.id)
+        if not upcoming:
+            await message.reply_text("No reminders. Set one with /remind 10m text")
+            return
+        lines = [f"#{r.id} {r.due_at:%Y-%m-%d %H:%M} UTC: {r.content}" for r in upcoming]
+        await message.reply_text("\n".join(lines))
+
+    async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/forget 3``: cancel the sender's reminder #3 (nobody else's)."""
+        message, user, _ = sender(update)
+        arg = (context.args or [""])[0].lstrip("#")
+        if not arg.isdigit():
+            await message.reply_text("Usage: /forget ID (see /reminders)")
+            return
+        try:
+            gone = await db.reminders.cancel(int(arg), user_id=user.id)
+        except BotDBError:  # NotFoundError: no such reminder of this user
+            await message.reply_text(f"You have no reminder #{arg}.")
+            return
+        await message.reply_text(f"Reminder #{gone.id} cancelled: {gone.content}")
+
+    return [
+        CommandHandler("remind", remind),
+        CommandHandler("reminders", reminders),
+        CommandHandler("forget", forget),
+    ]
+
+
+def reminder_hooks(
+    db: botdb.Database,
+) -> tuple[
+    Callable[[Application[Any, Any, Any, Any, Any, Any]], Coroutine[Any, Any, None]],
+    Callable[[Application[Any, Any, Any, Any, Any, Any]], Coroutine[Any, Any, None]],
+]:
+    """``post_init`` (send reminders with the app's bot, start the worker) and ``post_stop``
+    (stop it) for the Application."""
+
+    async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        @db.reminders.on_reminder
+        async def send(due: DueReminder) -> None:
+            # Only the sending: the service reads the reminder, skips a cancelled one and
+            # marks it sent (or keeps the error, and the scheduler retries).
+            await app.bot.send_message(due.reminder.channel_id, f"⏰ {due.reminder.content}")
+
+        await db.scheduler.start()
+
+    async def post_stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await db.scheduler.stop()
+
+    return post_init, post_stop
+
+
 def build_application(
     db: botdb.Database,
     token: str,
@@ -92,12 +187,20 @@ def build_application(
     namespace: str = "default",
     update_interval: float = 60,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """The bot: its handlers, with :class:`SQLPersistence` on ``db``.
+    """The bot: its handlers, with :class:`SQLPersistence` on ``db``, and the reminders'
+    worker from ``post_init`` (``run_polling`` calls it after ``initialize``) to ``post_stop``.
 
     ``request`` replaces PTB's HTTP layer (a stub for offline runs and tests).
     """
     persistence = SQLPersistence(db, namespace=namespace, update_interval=update_interval)
-    builder = ApplicationBuilder().token(token).persistence(persistence)
+    post_init, post_stop = reminder_hooks(db)
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .persistence(persistence)
+        .post_init(post_init)
+        .post_stop(post_stop)
+    )
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
     app = builder.build()
@@ -115,6 +218,7 @@ def build_application(
         )
     )
     app.add_handler(CommandHandler("count", count))
+    app.add_handlers(reminder_commands(db))
     return app
 
 
@@ -128,6 +232,14 @@ class OfflineRequest(BaseRequest):
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self._message_id = 1000
+        self._changed = asyncio.Condition()
+
+    async def wait_sent(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` messages were sent in all (a reminder sent by the worker);
+        returns them."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.sent) >= count), timeout)
+        return self.sent[:count]
 
     @property
     def read_timeout(self) -> float | None:
@@ -158,7 +270,9 @@ class OfflineRequest(BaseRequest):
             result = []
         elif endpoint == "sendMessage":
             self._message_id += 1
-            self.sent.append(dict(params))
+            async with self._changed:
+                self.sent.append(dict(params))
+                self._changed.notify_all()
             result = {
                 "message_id": self._message_id,
                 "date": 0,

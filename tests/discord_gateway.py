@@ -217,6 +217,7 @@ class Gateway:
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self.sent: list[tuple[int, str]] = []
+        self._sent_changed = asyncio.Condition()
         self._ids = itertools.count(1)
         bot.http.request = self.request  # type: ignore[method-assign]
         #: Set when discord.py closes its HTTP session, the last step of ``Client.close``.
@@ -247,10 +248,21 @@ class Gateway:
         if route.method == "POST" and route.path == "/channels/{channel_id}/messages":
             channel_id = int(route.channel_id)  # type: ignore[arg-type]
             content = kwargs["json"]["content"]
-            self.sent.append((channel_id, content))
+            async with self._sent_changed:
+                self.sent.append((channel_id, content))
+                self._sent_changed.notify_all()
             mid = snowflake(60_000, next(self._ids))
             return message(mid, channel_id, user(BOT_ID, "botdb-bot", bot=True), content)
         raise AssertionError(f"unexpected HTTP call {route.method} {route.path}")
+
+    async def wait_sent(self, count: int, timeout: float = 30.0) -> list[tuple[int, str]]:
+        """Wait until the bot has sent ``count`` messages in all (e.g. one sent by a
+        background worker, not by a command); returns them."""
+        async with self._sent_changed:
+            await asyncio.wait_for(
+                self._sent_changed.wait_for(lambda: len(self.sent) >= count), timeout
+            )
+        return self.sent[:count]
 
     async def login(self) -> None:
         """The real ``Client.login`` (``setup_hook`` included) against the stub."""

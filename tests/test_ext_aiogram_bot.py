@@ -64,6 +64,12 @@ class Running:
         self.dp = dp
         self.session = example.OfflineSession()
         self.bot = Bot("4242:offline", session=self.session)
+        self.started = False
+
+    async def startup(self) -> None:
+        """What ``start_polling`` does first: emit startup (the reminders' worker starts)."""
+        await self.dp.emit_startup(bot=self.bot, **self.dp.workflow_data)
+        self.started = True
 
     async def send(self, text: str, user_id: int = ANN) -> Any:
         return await self.dp.feed_update(self.bot, example.text_update(text, user_id=user_id))
@@ -72,6 +78,9 @@ class Running:
         return [text for _, text in self.session.sent]
 
     async def stop(self) -> None:
+        if self.started:
+            self.started = False
+            await self.dp.emit_shutdown(bot=self.bot, **self.dp.workflow_data)
         await self.dp.fsm.close()
         await self.bot.session.close()
 
@@ -137,6 +146,74 @@ async def test_users_do_not_share_state(start_bot: Callable[..., Awaitable[Runni
     await bot.send("Bob", user_id=1)
     await bot.send("/count", user_id=2)
     assert bot.replies()[1:] == ["Count: 1", "How old are you?", "Count: 2"]
+
+
+async def test_a_reminder_set_with_remind_is_sent_by_the_worker_started_on_startup(
+    start_bot: Callable[..., Awaitable[Running]],
+) -> None:
+    bot = await start_bot()
+    await bot.startup()
+    assert bot.db.scheduler.running
+    await bot.send("/remind 1s tea is ready")
+    (reply,) = bot.replies()
+    assert reply.startswith("Reminder #1 set for ")
+    sent = await bot.session.wait_sent(2)  # the worker sends it about a second later
+    assert sent[1] == (ANN, "⏰ tea is ready")
+    await bot.stop()  # shutdown stops the worker, once the run it sent is written
+    assert not bot.db.scheduler.running
+    reminder = await bot.db.reminders.get(1)
+    assert reminder is not None
+    assert reminder.sent_at is not None
+    assert await bot.db.reminders.list_for(ANN) == []
+    assert len(bot.session.sent) == 2  # sent once
+
+
+async def test_reminders_are_listed_and_cancelled_per_user(
+    start_bot: Callable[..., Awaitable[Running]],
+) -> None:
+    bot = await start_bot()
+    await bot.send("/remind 2h stretch")
+    await bot.send("/remind 10m take the cake out")
+    await bot.send("/remind 1d call mum", user_id=2)
+    await bot.send("/reminders")
+    mine = bot.replies()[-1].splitlines()
+    assert [line.split(" UTC: ")[1] for line in mine] == ["take the cake out", "stretch"]
+    assert [line.split()[0] for line in mine] == ["#2", "#1"]
+    await bot.send("/forget 3")  # user 2's
+    assert bot.replies()[-1] == "You have no reminder #3."
+    await bot.send("/forget #2")
+    assert bot.replies()[-1] == "Reminder #2 cancelled: take the cake out"
+    await bot.send("/reminders")
+    assert bot.replies()[-1].endswith(" UTC: stretch")
+    jobs = await bot.db.scheduler.jobs(kind="reminder", state="scheduled")
+    assert sorted(j.payload["reminder_id"] for j in jobs) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("/remind", "Usage: /remind 10m take the cake out (s, m, h, d or w)"),
+        ("/remind 10m", "Usage: /remind 10m take the cake out (s, m, h, d or w)"),
+        ("/remind soon tea", "Cannot set that reminder: not a duration: 'soon'"),
+        ("/remind 400d tea", "Cannot set that reminder: '400d' is longer than the maximum"),
+        ("/forget", "Usage: /forget ID (see /reminders)"),
+    ],
+)
+async def test_bad_reminder_commands_are_answered_and_change_nothing(
+    start_bot: Callable[..., Awaitable[Running]], text: str, reply: str
+) -> None:
+    bot = await start_bot()
+    await bot.send(text)
+    assert bot.replies()[-1].startswith(reply)
+    assert await bot.db.fetchval("SELECT count(*) FROM user_reminders") == 0
+    assert await bot.db.fetchval("SELECT count(*) FROM scheduled_jobs") == 0
+
+
+async def test_offline_mode_stays_for_a_reminder_due_soon(db_url: str) -> None:
+    replies = await example.run_offline(db_url, ["/remind 1s tea", "/remind 1h stretch"])
+    assert replies[0].startswith("Reminder #1 set for ")
+    assert replies[1].startswith("Reminder #2 set for ")
+    assert replies[2:] == ["⏰ tea"]  # waited for; the one an hour away is not
 
 
 CHILD = """

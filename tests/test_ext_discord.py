@@ -1073,6 +1073,107 @@ async def test_example_bot_runs_offline(
     assert prefix == "?"
 
 
+async def example_bot(db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch) -> Gateway:
+    """The example bot logged in offline, in a guild where @everyone reads the channels."""
+    monkeypatch.setenv("BOTDB_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOTDB_RECORDER_SPOOL_PATH", spool)
+    bot = _example_module().ExampleBot(chunk_guilds_at_startup=False)
+    _BOTS.append(bot)
+    gw = await started(bot)  # setup_hook: ... the reminders' worker starts
+    payload = guild_payload()
+    everyone = discord.Permissions(view_channel=True, send_messages=True, add_reactions=True)
+    payload["roles"][0]["permissions"] = str(everyone.value)
+    gw.feed("GUILD_CREATE", payload)
+    return gw
+
+
+async def test_example_bot_reminders_are_set_listed_cancelled_and_sent(
+    make_db: MakeDB, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await example_bot(db_url, spool, monkeypatch)
+    bot = gw.bot
+    assert bot.db.scheduler.running  # type: ignore[attr-defined]
+    await gw.invoke(message(snowflake(1), GENERAL, ANN, "!remind 2h stretch", guild_id=GUILD))
+    assert gw.sent[-1][1].startswith("Reminder #1 set, <t:")
+    await gw.invoke(message(snowflake(2), GENERAL, BOB, "!remind 1d call mum", guild_id=GUILD))
+    await gw.invoke(message(snowflake(3), GENERAL, ANN, "!reminders", guild_id=GUILD))
+    (line,) = gw.sent[-1][1].splitlines()
+    assert line.startswith("#1 <t:")
+    assert line.endswith(":R>: stretch")
+    await gw.invoke(message(snowflake(4), GENERAL, ANN, "!cancel 2", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "You have no reminder #2.")  # Bob's
+    await gw.invoke(message(snowflake(5), GENERAL, ANN, "!cancel #1", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "Reminder #1 cancelled: stretch")
+    await gw.invoke(message(snowflake(6), GENERAL, ANN, "!reminders", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "No reminders. Set one with !remind 10m text")
+    await gw.invoke(message(snowflake(7), GENERAL, ANN, "!remind soon tea", guild_id=GUILD))
+    assert gw.sent[-1][1].startswith("Cannot set that reminder: not a duration: 'soon'")
+    await gw.invoke(message(snowflake(8), GENERAL, ANN, "!remind 10m", guild_id=GUILD))
+    assert gw.sent[-1][1].startswith("Usage: !remind 10m take the cake out")
+
+    await gw.invoke(message(snowflake(9), GENERAL, ANN, "!remind 1s tea is ready", guild_id=GUILD))
+    count = len(gw.sent)
+    sent = await gw.wait_sent(count + 1)  # from the worker, about a second later
+    assert sent[-1] == (GENERAL, f"<@{OWNER_ID}> ⏰ tea is ready")
+    await bot.close()  # the cog stops the worker before the database closes
+    reader = await make_db(recorder_spool_path=spool + ".reader")
+    rows = await reader.fetch("SELECT content, sent_at FROM user_reminders ORDER BY id")
+    assert [(r["content"], r["sent_at"] is not None) for r in rows] == [
+        ("call mum", False),
+        ("tea is ready", True),
+    ]
+    assert len(gw.sent) == count + 1  # sent once
+
+
+async def test_example_bot_tracked_event_pings_who_has_not_reacted(
+    make_db: MakeDB, db_url: str, spool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await example_bot(db_url, spool, monkeypatch)
+    match = snowflake(1)
+    gw.feed("MESSAGE_CREATE", message(match, GENERAL, ANN, "Saturday match 18:00", guild_id=GUILD))
+    await gw.invoke(message(snowflake(2), GENERAL, ANN, f"!track {match} ✅ ❌", guild_id=GUILD))
+    assert gw.sent[-1] == (
+        GENERAL,
+        f"Tracking message {match}: reminding who has not reacted with ✅ ❌ every 360 min.",
+    )
+    gw.feed("MESSAGE_REACTION_ADD", reaction(match, GENERAL, OWNER_ID, "✅", guild_id=GUILD))
+    gw.feed("MESSAGE_REACTION_ADD", reaction(match, GENERAL, BOB_ID, "👍", guild_id=GUILD))
+    await gw.settle()  # the raw reaction listeners have recorded them
+
+    link = f"https://discord.com/channels/{GUILD}/{GENERAL}/{match}"
+    ping = (GENERAL, f"**Saturday match 18:00**: please react with ✅ ❌ {link}\n<@{BOB_ID}>")
+    await gw.invoke(message(snowflake(3), GENERAL, ANN, f"!nag {match}", guild_id=GUILD))
+    count = len(gw.sent)
+    assert (await gw.wait_sent(count + 1))[-1] == ping  # Bob's 👍 is not one of them
+
+    gw.feed("MESSAGE_REACTION_ADD", reaction(match, GENERAL, BOB_ID, "❌", guild_id=GUILD))
+    await gw.settle()  # listeners run as tasks: the removal must come after the add
+    gw.feed("MESSAGE_REACTION_REMOVE", reaction(match, GENERAL, BOB_ID, "❌", guild_id=GUILD))
+    await gw.settle()
+    await gw.invoke(message(snowflake(4), GENERAL, ANN, f"!nag {match}", guild_id=GUILD))
+    assert (await gw.wait_sent(count + 2))[-1] == ping  # took it back: still pending
+
+    with pytest.raises(commands.MissingPermissions):
+        await gw.invoke(message(snowflake(5), GENERAL, BOB, f"!untrack {match}", guild_id=GUILD))
+    await gw.invoke(message(snowflake(6), GENERAL, ANN, "!nag 12345", guild_id=GUILD))
+    assert gw.sent[-1] == (GENERAL, "Message 12345 is not tracked.")
+    await gw.invoke(message(snowflake(7), GENERAL, ANN, f"!track {match} ✅", guild_id=GUILD))
+    assert gw.sent[-1][1].startswith("Cannot track that message: ")
+    await gw.bot.close()
+
+    reader = await make_db(recorder_spool_path=spool + ".reader")
+    event = await reader.reminders.get_event_by_message(GUILD, match)
+    assert event is not None
+    logs = await reader.reminders.logs(event)
+    assert [(log["status"], log["users_notified"]) for log in logs] == [("sent", 1), ("sent", 1)]
+    assert await reader.reminders.reactions(event) == {OWNER_ID: ["✅"], BOB_ID: ["👍"]}
+    assert [job.state for job in await reader.scheduler.jobs(kind="event_reminder")] == [
+        "done",
+        "done",
+        "scheduled",
+    ]
+
+
 # -- the database away when the bot closes ----------------------------------------------------
 
 

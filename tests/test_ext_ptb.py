@@ -474,8 +474,15 @@ class Bot:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.app.post_stop is not None:  # what run_polling does after stop()
+            await self.app.post_stop(self.app)
         await self.app.shutdown()  # saves (update_persistence) and flushes
         await self.db.close()
+
+    async def post_init(self) -> None:
+        """What ``run_polling`` does after ``initialize``: the reminders' worker starts."""
+        assert self.app.post_init is not None
+        await self.app.post_init(self.app)
 
     async def send(self, user_id: int, text: str) -> str:
         """Process a text message from ``user_id``; return the bot's reply."""
@@ -552,6 +559,68 @@ async def test_application_drop_user_data_deletes_the_rows(store: str, db: botdb
         await bot.app.update_persistence()
         assert await rows(db, "user", "42") == {}
     assert set(await rows(db, "user", "43")) == {'"count"'}
+
+
+async def test_a_reminder_set_with_remind_is_sent_by_the_worker_started_in_post_init(
+    store: str,
+) -> None:
+    async with Bot(store) as bot:
+        await bot.post_init()
+        assert bot.db.scheduler.running
+        assert (await bot.send(42, "/remind 1s tea is ready")).startswith("Reminder #1 set for ")
+        sent = await bot.request.wait_sent(2)  # the worker sends it about a second later
+        assert (sent[1]["chat_id"], sent[1]["text"]) == (42, "⏰ tea is ready")
+        assert bot.app.post_stop is not None
+        await bot.app.post_stop(bot.app)  # waits for the run it sent to be written
+        assert not bot.db.scheduler.running
+        assert await bot.send(42, "/reminders") == "No reminders. Set one with /remind 10m text"
+        reminder = await bot.db.reminders.get(1)
+        assert reminder is not None
+        assert reminder.sent_at is not None
+        assert len(bot.request.sent) == 3  # the reminder went out once
+
+
+async def test_a_reminder_set_before_a_restart_is_sent_after_it(store: str) -> None:
+    async with Bot(store) as bot:  # no worker in this process
+        assert (await bot.send(42, "/remind 1s stretch")).startswith("Reminder #1 set")
+    async with Bot(store, bot.update_id) as later:  # a new Application and a new Database
+        await later.post_init()
+        (sent,) = await later.request.wait_sent(1)
+        assert (sent["chat_id"], sent["text"]) == (42, "⏰ stretch")
+
+
+async def test_reminders_are_listed_and_cancelled_per_user(store: str) -> None:
+    async with Bot(store) as bot:
+        await bot.send(42, "/remind 2h stretch")
+        await bot.send(42, "/remind 10m take the cake out")
+        await bot.send(43, "/remind 1d call mum")
+        mine = (await bot.send(42, "/reminders")).splitlines()
+        assert [line.split(" UTC: ")[1] for line in mine] == ["take the cake out", "stretch"]
+        assert [line.split()[0] for line in mine] == ["#2", "#1"]
+        assert await bot.send(42, "/forget 3") == "You have no reminder #3."
+        assert await bot.send(42, "/forget #2") == "Reminder #2 cancelled: take the cake out"
+        assert (await bot.send(42, "/reminders")).endswith(" UTC: stretch")
+        jobs = await bot.db.scheduler.jobs(kind="reminder", state="scheduled")
+        assert sorted(job.payload["reminder_id"] for job in jobs) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("/remind", "Usage: /remind 10m take the cake out (s, m, h, d or w)"),
+        ("/remind 10m", "Usage: /remind 10m take the cake out (s, m, h, d or w)"),
+        ("/remind soon tea", "Cannot set that reminder: not a duration: 'soon'"),
+        ("/remind 0s tea", "Cannot set that reminder: a duration must be more than zero"),
+        ("/forget x", "Usage: /forget ID (see /reminders)"),
+    ],
+)
+async def test_bad_reminder_commands_are_answered_and_change_nothing(
+    store: str, db: botdb.Database, text: str, reply: str
+) -> None:
+    async with Bot(store) as bot:
+        assert (await bot.send(42, text)).startswith(reply)
+    assert await db.fetchval("SELECT count(*) FROM user_reminders") == 0
+    assert await db.fetchval("SELECT count(*) FROM scheduled_jobs") == 0
 
 
 def test_the_example_without_a_token_says_what_to_set() -> None:

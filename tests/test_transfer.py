@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import decimal
 import json
 import subprocess
 import sys
@@ -586,12 +587,18 @@ async def test_a_checksum_mismatch_raises_verification_error(
 
 
 def test_row_digest_normalises_values_the_same_way_on_both_backends() -> None:
-    aware = dt.datetime(2024, 1, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    # Both drivers return aware datetimes in UTC; a naive one is read as UTC. JSON objects
+    # compare whatever their key order (PostgreSQL's jsonb reorders keys), at any depth.
+    aware = dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
     naive_utc = dt.datetime(2024, 1, 1, 12)
-    assert row_digest([1, aware, True, {"b": 1, "a": 2}]) == row_digest(
-        [1, naive_utc, 1, {"a": 2, "b": 1}]
+    assert row_digest([1, aware, True, {"b": 1, "a": {"d": 2, "c": 3}}]) == row_digest(
+        (1, naive_utc, True, {"a": {"c": 3, "d": 2}, "b": 1})
+    )
+    assert row_digest([decimal.Decimal("1.50"), b"\x00"]) == row_digest(
+        [decimal.Decimal("1.5"), memoryview(b"\x00")]
     )
     assert row_digest([1, "x"]) != row_digest([1, "y"])
+    assert row_digest([None]) != row_digest(["null"])
 
 
 def test_cli_transfer_json_and_refusal_exit_codes(sqlite_url: str, tmp_path: Any) -> None:

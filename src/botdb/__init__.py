@@ -53,6 +53,7 @@ from botdb.errors import (
     UndefinedTableError,
     UniqueViolationError,
     UnknownJobKindError,
+    UnportableSchemaError,
     UnsupportedSQLError,
     VerificationError,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "UndefinedTableError",
     "UniqueViolationError",
     "UnknownJobKindError",
+    "UnportableSchemaError",
     "UnsupportedSQLError",
     "VerificationError",
     "__version__",

@@ -36,6 +36,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── BackupError                   a backup or restore could not be made
     │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
     │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
+    ├── UnportableSchemaError         a transfer cannot move a column, view, function...
     ├── SpoolError                    the recorder's spool file cannot be written or read
     ├── SchedulingError               a job asked of db.scheduler is invalid; nothing written
     │   └── UnknownJobKindError       no handler or register_kind() for the job's kind
@@ -80,6 +81,7 @@ __all__ = [
     "UndefinedTableError",
     "UniqueViolationError",
     "UnknownJobKindError",
+    "UnportableSchemaError",
     "UnsupportedSQLError",
     "VerificationError",
 ]
@@ -287,6 +289,19 @@ class PartitioningError(BotDBError):
     """Partitioning the messages could not be done: the backend is SQLite (partitioning is
     PostgreSQL's), the ids are not snowflakes, or another object is in the way; nothing was
     changed. The message says which."""
+
+
+class UnportableSchemaError(BotDBError):
+    """A transfer was refused before anything was written: part of the source's schema has
+    no equivalent on the target's backend.
+
+    Attributes:
+        problems: one ``"table.column: reason"`` (or ``"view name: reason"``) per problem.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class SpoolError(BotDBError):

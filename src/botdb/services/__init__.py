@@ -5,7 +5,8 @@
 * :class:`ScopedConfig` (``db.scoped(namespace)``): Red-DiscordBot-style scoped settings.
 * :class:`CaseService` (``db.cases``): moderation cases with gapless per-guild numbers.
 * :class:`ReminderService` (``db.reminders``): tracked events and personal reminders, fired
-  by the scheduler; the bot's handler only sends.
+  by the scheduler; the bot's handler only sends. :func:`parse_duration` reads what users
+  type after ``/remind`` ("10m", "2h", "1d").
 
 Each takes the :class:`~botdb.Database` and knows no framework. See ``docs/cache.md`` for
 what the cache promises across processes.
@@ -15,7 +16,12 @@ from __future__ import annotations
 
 from botdb.services.cases import CaseService
 from botdb.services.guild_config import GuildConfigService, GuildSettings
-from botdb.services.reminders import DueReminder, EventReminder, ReminderService
+from botdb.services.reminders import (
+    DueReminder,
+    EventReminder,
+    ReminderService,
+    parse_duration,
+)
 from botdb.services.scoped import ScopedConfig, ScopeGroup
 from botdb.services.users import UserRecord, UserService
 
@@ -30,4 +36,5 @@ __all__ = [
     "ScopedConfig",
     "UserRecord",
     "UserService",
+    "parse_duration",
 ]

@@ -47,6 +47,7 @@ from botdb import errors
 from botdb.models import TrackedEvent, UserReminder
 from botdb.services import _reminder_sql as sql
 from botdb.services._common import check_guild_id, check_id, check_int, utc_column
+from botdb.services._duration import parse_duration
 from botdb.services._reminder_runs import (
     CandidatesFn,
     DueReminder,
@@ -72,6 +73,7 @@ __all__ = [
     "DueReminder",
     "EventReminder",
     "ReminderService",
+    "parse_duration",
 ]
 
 
