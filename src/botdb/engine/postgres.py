@@ -7,6 +7,7 @@ mode, where a prepared statement may land on another server connection).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,10 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         # named server-side prepared statements may outlive one statement.
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
+        # The ORM's statements (SQLAlchemy prepares them by name inside its transactions):
+        # names unique across every client, so two clients that got the same server
+        # connection never collide on asyncpg's per-connection counter.
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
     return create_async_engine(
         settings.url.sqlalchemy_url(),
         pool_size=settings.pool_max_size,
@@ -78,6 +83,10 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.pool_pre_ping,
         connect_args=connect_args,
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__botdb_{uuid.uuid4().hex}__"
 
 
 async def wrap_postgres(proxied: PoolProxiedConnection) -> DriverConnection:
