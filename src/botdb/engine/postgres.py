@@ -134,7 +134,9 @@ class PostgresConnection(DriverConnection):
         return self.driver.fetchval(query, *args, column=column, timeout=timeout)
 
     async def describe(self, query: str, _args: Sequence[Any], timeout: float | None) -> None:
-        await self.driver.prepare(query, timeout=timeout)
+        # A name no other client can have chosen: behind pgbouncer the statement stays on a
+        # server connection that other clients (other processes) use next.
+        await self.driver.prepare(query, name=_unique_statement_name(), timeout=timeout)
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
