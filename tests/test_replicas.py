@@ -189,11 +189,21 @@ async def test_repository_and_service_reads_use_the_replica(db: botdb.Database) 
 
     async def service_read() -> object:
         before = replica.reads
-        missing = await db.users.get_or_none(777)  # not cached: read every time
+        missing = await db.reminders.get_event_or_none(777)
         assert replica.reads == before + 1
         return missing
 
     assert await in_fresh_task(service_read) is None
+
+    async def cache_fill() -> object:
+        # What the cache keeps for its TTL is read from the primary (never stale).
+        before, primary_before = replica.reads, replicas.primary_reads
+        missing = await db.users.get_or_none(777)  # not cached: loaded every time
+        assert replica.reads == before
+        assert replicas.primary_reads == primary_before + 1
+        return missing
+
+    assert await in_fresh_task(cache_fill) is None
 
 
 async def test_a_lagging_replica_is_skipped(

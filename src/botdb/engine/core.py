@@ -152,7 +152,7 @@ class EngineCore:
             await self.close()
             raise
         if self.settings.replica_urls:
-            self.replicas = ReplicaSet(self.settings)
+            self.replicas = ReplicaSet(self.settings, self)
             await self.replicas.start()
 
     async def _open_first(self) -> None:

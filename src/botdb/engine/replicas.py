@@ -2,10 +2,12 @@
 
 A :class:`ReplicaSet` holds one :class:`~botdb.engine.core.EngineCore` (pool, retries) per
 replica URL and a background task that checks every replica each ``replica_check_interval``
-seconds with one cheap query: is it reachable, and how far behind is its replay
-(``pg_last_xact_replay_timestamp()``, counted as no lag when everything received has been
-replayed, so an idle primary does not make its replicas look late). A replica that is down or
-lags beyond ``replica_max_lag`` is skipped until a later check finds it healthy again.
+seconds with one cheap query each: is it reachable, and how far has it replayed the WAL
+(``pg_last_wal_replay_lsn()``). The primary's WAL position (``pg_current_wal_lsn()``) is
+sampled at each check too; a replica's lag is the age of the oldest sample it has not replayed
+yet, so it is bounded by the check interval and is zero for a replica that has caught up,
+however long the primary was idle. A replica that is down or lags beyond ``replica_max_lag``
+is skipped until a later check finds it healthy again.
 
 What goes to a replica: ``fetch``/``fetchrow``/``fetchval`` of the raw API (which the
 repositories' and services' reads use) outside a transaction, of a statement that only reads
@@ -27,6 +29,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from contextvars import ContextVar, Token
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -49,12 +52,13 @@ _LAST_WRITE: ContextVar[float] = ContextVar("botdb_last_write", default=-math.in
 #: True inside ``db.primary``: every read of this task goes to the primary.
 _FORCE_PRIMARY: ContextVar[bool] = ContextVar("botdb_force_primary", default=False)
 
-_LAG_SQL: Final = (
-    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0::float8 "
-    "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() "
-    "THEN 0::float8 "
-    "ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()),"
-    " 0)::float8 END"
+# Positions in the WAL as byte counts. The primary's is sampled at every check; a replica is
+# as late as the oldest sample it has not replayed yet. (Its own last replayed commit time is
+# no measure: after an idle minute, the first new commit would make it look a minute late.)
+_PRIMARY_LSN_SQL: Final = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
+_REPLAY_LSN_SQL: Final = (
+    "SELECT CASE WHEN pg_is_in_recovery() "
+    "THEN (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint END"
 )
 # Reads that take a lock or change state although they are SELECTs: the primary's.
 _PRIMARY_ONLY = re.compile(
@@ -97,6 +101,8 @@ class Replica:
         self.error: str | None = "not checked yet"
         self.reads = 0
         self.fallbacks = 0
+        #: The WAL position it had replayed at the last check (None: unknown or primary).
+        self.replayed: int | None = None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -110,10 +116,13 @@ class Replica:
 class ReplicaSet:
     """The replicas of one Database (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, primary: EngineCore) -> None:
         from botdb.config import Settings as _Settings
         from botdb.engine.core import EngineCore
 
+        self._primary = primary
+        #: (monotonic time, primary WAL position) at each check, oldest first.
+        self._samples: deque[tuple[float, int]] = deque(maxlen=100_000)
         self._window = settings.replica_read_your_writes
         self._max_lag = settings.replica_max_lag
         self._interval = settings.replica_check_interval
@@ -166,16 +175,40 @@ class ReplicaSet:
 
     async def check(self) -> None:
         """Check every replica now: reachable, and its replay lag."""
+        try:
+            position = await self._primary._call_once(
+                "fetchval", _PRIMARY_LSN_SQL, (), 5.0, (), True
+            )
+        except errors.BotDBError as exc:  # the primary's own trouble shows everywhere else
+            log.debug("could not sample the primary's WAL position: %s", exc)
+        else:
+            self._samples.append((time.monotonic(), int(position)))
         await asyncio.gather(*(self._check_one(replica) for replica in self.replicas))
+        # Samples every replica has replayed are not needed any more (keep the latest). A
+        # replica that is down keeps its last position: its samples stay until it is back.
+        replayed = min((r.replayed for r in self.replicas if r.replayed is not None), default=None)
+        samples = self._samples
+        while replayed is not None and len(samples) > 1 and samples[0][1] <= replayed:
+            samples.popleft()
+
+    def _lag(self, replayed: int) -> float:
+        """Seconds since the primary first had WAL beyond ``replayed`` (0: caught up)."""
+        for taken, position in self._samples:
+            if position > replayed:
+                return max(0.0, time.monotonic() - taken)
+        return 0.0
 
     async def _check_one(self, replica: Replica) -> None:
         before = replica.status
         try:
             if not replica.core.is_open:
                 await replica.core.connect()
-            lag = float(
-                await replica.core.call("fetchval", _LAG_SQL, (), 5.0, retryable=False) or 0.0
+            replayed = await replica.core.call(
+                "fetchval", _REPLAY_LSN_SQL, (), 5.0, retryable=False
             )
+            # Not in recovery (a promoted replica, or a primary): nothing to wait for.
+            replica.replayed = None if replayed is None else int(replayed)
+            lag = 0.0 if replayed is None else self._lag(int(replayed))
         except errors.BotDBError as exc:
             replica.status, replica.lag = "down", None
             replica.error = f"{type(exc).__name__}: {exc}"
