@@ -39,7 +39,7 @@ async def test_two_clients_share_server_connections_without_collisions(
         # Parameterised statements (unnamed prepared statements, one Sync each).
         await db.execute("INSERT INTO pb VALUES ($1, $2, $3)", base, owner, "raw")
         assert await db.fetchval("SELECT body FROM pb WHERE id = $1", base) == "raw"
-        # A named prepared statement (checked once, then run).
+        # A prepared statement (checked once, then run).
         statement = await db.prepare_statement(f"s{owner}_{n}", "SELECT count(*) FROM pb")
         assert await statement.fetchval() >= 1
         # A transaction keeps its server connection to the end.
@@ -67,3 +67,40 @@ async def test_the_cache_does_not_listen_behind_pgbouncer(pgbouncer_url: str) ->
     async with botdb.connect(pgbouncer_url, pgbouncer=True) as db:
         assert db.cache._listener is None
         assert db.settings.pgbouncer is True
+
+
+_OTHER_PROCESS = """
+import asyncio, sys
+import botdb
+from sqlalchemy import text
+
+async def main():
+    async with botdb.connect(sys.argv[1], pgbouncer=True, pool_max_size=2) as db:
+        for _ in range(60):
+            async with db.session() as session:
+                await session.execute(text("SELECT count(*) FROM pb2 WHERE id > :n"), {"n": 0})
+            await (await db.prepare_statement("p", "SELECT count(*) FROM pb2")).fetchval()
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_share_server_connections_without_name_collisions(
+    pgbouncer_url: str,
+) -> None:
+    """Named prepared statements (asyncpg's per-process counter) would collide between two
+    processes on one pgbouncer server connection: with the caches off none are named, for
+    the raw API, ``prepare_statement`` and the ORM alike."""
+    import sys
+
+    async with botdb.connect(pgbouncer_url, pgbouncer=True, pool_max_size=2) as db:
+        await db.execute("CREATE TABLE pb2 (id int PRIMARY KEY)")
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OTHER_PROCESS, pgbouncer_url, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(60):
+            async with db.session() as session:
+                await session.execute(text("SELECT count(*) FROM pb2 WHERE id > :n"), {"n": 0})
+            await (await db.prepare_statement("p", "SELECT count(*) FROM pb2")).fetchval()
+        _, stderr = await other.communicate()
+        assert other.returncode == 0, stderr.decode()[-2000:]

@@ -7,7 +7,6 @@ mode, where a prepared statement may land on another server connection).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,12 +67,10 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
     if settings.pgbouncer:
         # Transaction pooling: the next statement may run on another server connection, so no
         # named server-side prepared statements may outlive one statement.
+        # With the cache off asyncpg prepares unnamed statements (also for ``prepare()``):
+        # parsed, bound and run before one Sync, so never outliving one server connection.
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
-        # The ORM's statements (SQLAlchemy prepares them by name inside its transactions):
-        # names unique across every client, so two clients that got the same server
-        # connection never collide on asyncpg's per-connection counter.
-        connect_args["prepared_statement_name_func"] = _unique_statement_name
     return create_async_engine(
         settings.url.sqlalchemy_url(),
         pool_size=settings.pool_max_size,
@@ -83,10 +80,6 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.pool_pre_ping,
         connect_args=connect_args,
     )
-
-
-def _unique_statement_name() -> str:
-    return f"__botdb_{uuid.uuid4().hex}__"
 
 
 async def wrap_postgres(proxied: PoolProxiedConnection) -> DriverConnection:
@@ -134,9 +127,7 @@ class PostgresConnection(DriverConnection):
         return self.driver.fetchval(query, *args, column=column, timeout=timeout)
 
     async def describe(self, query: str, _args: Sequence[Any], timeout: float | None) -> None:
-        # A name no other client can have chosen: behind pgbouncer the statement stays on a
-        # server connection that other clients (other processes) use next.
-        await self.driver.prepare(query, name=_unique_statement_name(), timeout=timeout)
+        await self.driver.prepare(query, timeout=timeout)
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], timeout: float | None
