@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.botdb-installed
 PYTHON ?= python3
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test test-pgbouncer bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every suite marked PGBOUNCER_CONTRACT through a private pgbouncer (transaction mode).
+test-pgbouncer: $(STAMP)
+	BOTDB_TEST_PGBOUNCER_ALL=1 $(PY) -m pytest -k pgbouncer $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

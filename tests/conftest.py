@@ -15,13 +15,20 @@ seed themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import settings
@@ -34,6 +41,9 @@ PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:
 REDIS_URL = os.environ.get("BOTDB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
 IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
+# The "pgbouncer" backend runs in the modules with PGBOUNCER_CONTRACT = True; with this set,
+# also in those with PGBOUNCER_CONTRACT = "extended" (``make test-pgbouncer``).
+PGBOUNCER_ALL = os.environ.get("BOTDB_TEST_PGBOUNCER_ALL", "") not in ("", "0", "false")
 
 # The same examples on every CI run, no example database (nothing carried between runs), no
 # per-example time limit on a shared, noisy machine; the failing example's blob is printed so
@@ -45,8 +55,22 @@ settings.register_profile("dev", max_examples=100, deadline=None, print_blob=Tru
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under a derandomized profile, refuse a test that would bring chance back in."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the ``pgbouncer`` backend only in the modules that ask for it; under a
+    derandomized profile, refuse a test that would bring chance back in."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        via_pgbouncer = callspec is not None and callspec.params.get("backend") == "pgbouncer"
+        contract = getattr(getattr(item, "module", None), "PGBOUNCER_CONTRACT", False)
+        if via_pgbouncer and not (contract is True or (contract and PGBOUNCER_ALL)):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
     if not settings.default.derandomize:
         return
     for item in items:
@@ -125,9 +149,16 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bot.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Parametrizes a test over every backend; use with ``db_url``."""
+    """Parametrizes a test over every backend; use with ``db_url``.
+
+    ``"pgbouncer"`` is PostgreSQL through a private pgbouncer in transaction mode (with
+    ``BOTDB_PGBOUNCER=1`` set for the test); it runs only in the modules that set
+    ``PGBOUNCER_CONTRACT = True`` (the contract suites: raw API, repositories, services,
+    recorder), in those with ``PGBOUNCER_CONTRACT = "extended"`` too when
+    ``BOTDB_TEST_PGBOUNCER_ALL=1`` (``make test-pgbouncer``), and is deselected elsewhere.
+    """
     return str(request.param)
 
 
@@ -136,7 +167,81 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> str:
     """A clean database URL on the backend chosen by ``backend``."""
     if backend == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
+    if backend == "pgbouncer":
+        monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("BOTDB_PGBOUNCER", "1")
+        return str(request.getfixturevalue("pgbouncer_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(pg_server_url: str) -> Iterator[str]:
+    """URL of the run's PostgreSQL database through a private pgbouncer (transaction
+    pooling, Debian's ``pgbouncer``) on a free port; skips (fails in CI) without it."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        _unavailable("pgbouncer is not installed (apt-get install pgbouncer)")
+    server = urlsplit(pg_server_url)
+    workdir = Path(tempfile.mkdtemp(prefix="botdb-pgbouncer-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    (workdir / "userlist.txt").write_text(f'"{server.username or "root"}" ""\n')
+    (workdir / "pgbouncer.ini").write_text(
+        textwrap.dedent(f"""\
+            [databases]
+            * = host={server.hostname} port={server.port or 5432}
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = {port}
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = {workdir / "userlist.txt"}
+            pool_mode = transaction
+            default_pool_size = 20
+            max_client_conn = 500
+            logfile = {workdir / "pgbouncer.log"}
+            pidfile = {workdir / "pgbouncer.pid"}
+            """)
+    )
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        shutil.chown(workdir, "postgres")
+        for file in workdir.iterdir():
+            shutil.chown(file, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    process = subprocess.Popen(
+        [*prefix, binary, str(workdir / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15.0
+        while True:
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.settimeout(0.5)
+                probe.connect(("127.0.0.1", port))
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = workdir / "pgbouncer.log"
+                detail = log.read_text()[-500:] if log.exists() else ""
+                _unavailable(f"pgbouncer did not start: {detail}")
+            time.sleep(0.05)  # waiting for the listener to appear, bounded by the deadline
+        yield urlunsplit(server._replace(netloc=f"{server.username or 'root'}@127.0.0.1:{port}"))
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def pgbouncer_url(pg_url: str, pgbouncer_server: str) -> str:
+    """This test's clean PostgreSQL database (``pg_url``) reached through pgbouncer."""
+    return pgbouncer_server
 
 
 @pytest.fixture

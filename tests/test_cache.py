@@ -28,6 +28,9 @@ from botdb.cache import Cache, cached
 from botdb.errors import ConfigurationError, DataError
 from tests.helpers import start_redis_server, wait_until
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 
 class Loader:
     """An async loader that counts its calls and returns what ``source`` holds."""

@@ -21,6 +21,9 @@ import botdb
 from botdb import errors
 from tests.helpers import wait_until
 
+#: The raw API's contract also runs through pgbouncer in transaction mode (see conftest).
+PGBOUNCER_CONTRACT = True
+
 
 @pytest.fixture
 async def one_conn_db(db_url: str) -> AsyncIterator[botdb.Database]:

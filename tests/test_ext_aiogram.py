@@ -30,6 +30,9 @@ from botdb.ext.aiogram import SQLEventIsolation, SQLStorage
 from tests.aiogram_contract import storage_contract
 from tests.helpers import MakeDB, wait_until
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 REQUIRE_SERVICES = os.environ.get("BOTDB_REQUIRE_SERVICES", "") not in ("", "0", "false")
 KEY = StorageKey(bot_id=42, chat_id=-1001, user_id=7)
 
@@ -344,8 +347,9 @@ async def test_a_failing_handler_releases_the_lock(
 
 
 async def held_locks(db: botdb.Database) -> int:
-    """Locks held on the database: advisory locks (PostgreSQL) or lease rows (SQLite)."""
-    if db.backend == "postgresql":
+    """Locks held on the database: advisory locks (PostgreSQL) or lease rows (SQLite, and
+    PostgreSQL behind pgbouncer)."""
+    if db.backend == "postgresql" and not db.settings.pgbouncer:
         query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         return int(await db.fetchval(query))
     return int(await db.fetchval("SELECT count(*) FROM fsm_locks"))

@@ -38,6 +38,9 @@ from botdb.recorder._events import (
 )
 from tests.helpers import MakeDB, file_digest, row_counts
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 V2 = EXPORTS / "discord_v2_channel.json"
 CHANNEL = EXPORTS / "discord_channel.json"

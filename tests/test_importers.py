@@ -33,6 +33,9 @@ from botdb.importers._stream import JSONStreamError, ObjectReader
 from botdb.importers.json_store import ImportReport, _validate
 from tests.helpers import file_digest, row_counts
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 TABLES = (
     "guilds",
     "users",

@@ -35,6 +35,9 @@ from botdb.recorder import (
 )
 from botdb.recorder._writer import COPY_MIN_ROWS, write_events
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 G, C, U = 1000, 2000, 3000
 

@@ -29,6 +29,9 @@ from botdb.models import (
 from botdb.repository import KeysetPage, Page, Repository
 from tests.helpers import wait_until
 
+#: This contract also runs through pgbouncer in transaction mode (see conftest).
+PGBOUNCER_CONTRACT = True
+
 
 class Widget(TimestampMixin, Base):
     """A user-defined model: surrogate key, a unique (guild_id, name), a relationship."""

@@ -22,6 +22,9 @@ from botdb.scheduler import Job, Scheduler, ScheduleRequest
 from botdb.scheduler._jobs import first_after, next_fire
 from tests.helpers import MakeDB, wait_until
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -17,6 +17,9 @@ from botdb import errors
 from botdb.models import ModerationCase
 from botdb.services import CaseService
 
+#: This contract also runs through pgbouncer in transaction mode (see conftest).
+PGBOUNCER_CONTRACT = True
+
 G = 1_150_000_000_000_000_001
 IN_AN_HOUR = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 

@@ -15,6 +15,9 @@ from botdb import errors
 from botdb.services import GuildConfigService, GuildSettings
 from tests.helpers import statements
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 GUILD = 1_150_000_000_000_000_001
 
 

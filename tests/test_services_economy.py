@@ -16,6 +16,9 @@ import botdb
 from botdb import errors
 from tests.helpers import MakeDB
 
+#: This contract also runs through pgbouncer in transaction mode (see conftest).
+PGBOUNCER_CONTRACT = True
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "economy.py"
 G, ALICE, BOB = 1, 10, 20
 

@@ -31,6 +31,9 @@ from botdb.services.reminders import (
 )
 from tests.helpers import MakeDB, statements, wait_until
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 G = 1_150_000_000_000_000_001
 CH = 1_150_000_000_000_000_002
 MSG = 1_150_000_000_000_000_003

@@ -15,6 +15,9 @@ import botdb
 from botdb import errors
 from botdb.services import ScopedConfig
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 
 

@@ -17,6 +17,9 @@ from botdb import errors
 from botdb.services import UserRecord, UserService
 from tests.helpers import statements
 
+#: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
+PGBOUNCER_CONTRACT = "extended"
+
 
 def discord_user(**overrides: Any) -> types.SimpleNamespace:
     """What discord.py's User/Member looks like to duck typing."""

@@ -90,6 +90,16 @@ def _parse_bool(name: str, raw: str) -> bool:
 _Bool = Annotated[bool, BeforeValidator(_to_bool)]
 
 
+def _to_url_list(value: Any) -> Any:
+    """A comma-separated string (``BOTDB_REPLICA_URLS``) becomes a tuple of URLs."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+_URLList = Annotated[tuple[str, ...], BeforeValidator(_to_url_list)]
+
+
 def _postgres_from_parts(environ: Mapping[str, str], names: tuple[str, ...]) -> str:
     host_var, port_var, user_var, password_var, db_var = names
     port_text = environ.get(port_var, "").strip()
@@ -191,7 +201,16 @@ class Settings(BaseSettings):
         application_name: shown in ``pg_stat_activity``.
         ssl_mode: libpq-style SSL mode; see :meth:`ssl_context`.
         ssl_ca_file: CA certificates for ``verify-ca`` / ``verify-full``.
-        pgbouncer: behind pgbouncer in transaction mode: no server-side prepared statements.
+        pgbouncer: behind pgbouncer in transaction mode: no server-side prepared statements,
+            no ``LISTEN`` (the cache and the scheduler poll instead). See ``docs/growing.md``.
+        replica_urls: PostgreSQL read replicas (``BOTDB_REPLICA_URLS``, comma-separated).
+            Reads outside a transaction go to a healthy replica, everything else to the
+            primary (``database_url``). See ``docs/growing.md``.
+        replica_read_your_writes: seconds after a write during which the same asyncio task
+            reads from the primary, so that it sees its own writes.
+        replica_max_lag: seconds of replay lag beyond which a replica is skipped.
+        replica_check_interval: seconds between two checks of every replica's lag and
+            reachability (one cheap query each).
         sqlite_busy_timeout: seconds SQLite waits on a lock before ``DatabaseBusyError``.
         sqlite_create: create the SQLite file when it does not exist (False: a missing file is
             a ConfigurationError; the read-only ``botdb`` commands use False).
@@ -262,6 +281,10 @@ class Settings(BaseSettings):
     ssl_mode: SSLMode = "prefer"
     ssl_ca_file: Path | None = None
     pgbouncer: _Bool = False
+    replica_urls: _URLList = Field(default=(), repr=False)
+    replica_read_your_writes: float = Field(default=2.0, ge=0)
+    replica_max_lag: float = Field(default=5.0, gt=0)
+    replica_check_interval: float = Field(default=1.0, gt=0)
     # SQLite
     sqlite_busy_timeout: float = Field(default=5.0, ge=0)
     sqlite_create: bool = True
@@ -362,6 +385,20 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"sslmode={url_mode!r} in the database URL is not one of {get_args(SSLMode)}"
             )
+        if self.replica_urls:
+            if self._url.backend != "postgresql":
+                raise ConfigurationError(
+                    "replica_urls needs a PostgreSQL primary: SQLite has no read replicas"
+                )
+            for replica in self.replica_urls:
+                try:
+                    parsed = DatabaseURL.parse(replica)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"replica_urls: {exc.message}") from exc
+                if parsed.backend != "postgresql":
+                    raise ConfigurationError(
+                        f"replica_urls: {parsed.masked()!r} is not a PostgreSQL URL"
+                    )
         return self
 
     @classmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import Token
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from botdb.cache import Cache, InvalidationBatch
 from botdb.config import Settings
 from botdb.engine.connection import Connection, QueryAPI
 from botdb.engine.core import HOOK, EngineCore
+from botdb.engine.replicas import force_primary, reset_primary
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
     from botdb.services.reminders import ReminderService
 
-__all__ = ["Database", "connect"]
+__all__ = ["Database", "PrimaryView", "connect"]
 
 _log = logging.getLogger("botdb.recorder")
 
@@ -296,7 +298,18 @@ class Database(QueryAPI):
         ``latency_ms``, ``pool`` and ``errors`` (a list of messages, empty when healthy)."""
         from botdb.ops.health import health_check
 
-        return await health_check(self._core, degraded_after_ms=degraded_after_ms)
+        report = await health_check(self._core, degraded_after_ms=degraded_after_ms)
+        replicas = self._core.replicas
+        if replicas is not None:
+            # Each replica: {"url", "status": "ok"/"lagging"/"down", "lag_s", "error"}. One
+            # that is not ok costs nothing but load on the primary: the database is degraded.
+            report["replicas"] = states = await replicas.health()
+            for state in states:
+                if state["status"] != "ok":
+                    report["errors"].append(f"replica {state['url']} {state['status']}")
+                    if report["status"] == "healthy":
+                        report["status"] = "degraded"
+        return report
 
     async def check_connection_health(self) -> bool:
         """True when the database answers a trivial query now."""
@@ -331,7 +344,20 @@ class Database(QueryAPI):
         snapshot = self._core.stats.snapshot()
         snapshot["pool"] = self.pool_stats()
         snapshot["backend"] = self.backend
+        if self._core.replicas is not None:
+            snapshot["reads"] = self._core.replicas.stats()
         return snapshot
+
+    @property
+    def primary(self) -> PrimaryView:
+        """This database with every read on the primary (``replica_urls``).
+
+        ``await db.primary.fetchrow(...)`` reads one statement from the primary;
+        ``async with db.primary:`` (or ``with``) sends every read of the current task there
+        for the block, repositories' and services' reads included. Without replicas it is
+        the same as ``db``.
+        """
+        return PrimaryView(self)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -634,6 +660,60 @@ class Database(QueryAPI):
         from botdb.importers import import_telegram
 
         return await import_telegram(self, path, **options)
+
+
+class PrimaryView(QueryAPI):
+    """:attr:`Database.primary`: the raw API, and a block, whose reads go to the primary."""
+
+    __slots__ = ("_db", "_tokens")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._tokens: list[Token[bool]] = []
+
+    def _call(
+        self,
+        method: str,
+        query: str,
+        args: Any,
+        timeout: float | None,
+        *extra: Any,
+        retryable: bool = True,
+    ) -> Awaitable[Any]:
+        return self._forced(method, query, args, timeout, *extra, retryable=retryable)
+
+    async def _forced(
+        self,
+        method: str,
+        query: str,
+        args: Any,
+        timeout: float | None,
+        *extra: Any,
+        retryable: bool = True,
+    ) -> Any:
+        token = force_primary()
+        try:
+            return await self._db._core.call(
+                method, query, args, timeout, *extra, retryable=retryable
+            )
+        finally:
+            reset_primary(token)
+
+    def __enter__(self) -> Database:
+        self._tokens.append(force_primary())
+        return self._db
+
+    def __exit__(self, *exc: object) -> None:
+        reset_primary(self._tokens.pop())
+
+    async def __aenter__(self) -> Database:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
+
+    def __repr__(self) -> str:
+        return f"<primary of {self._db!r}>"
 
 
 def _model(name: str) -> Any:

@@ -42,6 +42,7 @@ import orjson
 from botdb.cache._channel import DatabaseChannel
 from botdb.cache._core import CacheCore, check_key, dumps
 from botdb.cache._redis import RedisLink
+from botdb.engine.replicas import force_primary
 from botdb.errors import ConfigurationError
 
 __all__ = ["Cache", "InvalidationBatch", "cached"]
@@ -292,6 +293,10 @@ class Cache(CacheCore):
         ttl: float | None,
         cache_none: bool,
     ) -> Any:
+        # A value kept for the cache's TTL is read from the primary, never from a read
+        # replica that may not have replayed the write whose invalidation caused this load.
+        # (This runs in a task of its own: the setting ends with it.)
+        force_primary()
         epoch = self._epoch
         self._begin(key)
         try:

@@ -35,6 +35,7 @@ from botdb.engine._translate import translate_error
 from botdb.engine.base import DriverConnection, LeasePool
 from botdb.engine.connection import CommitHook, Connection, RunStatement, rollback_quietly
 from botdb.engine.events import WROTE, install_events
+from botdb.engine.replicas import ReplicaSet, note_write
 from botdb.engine.retry import Retrier, RetryPolicy, may_retry, whole_unit_retryable
 from botdb.engine.sql import is_read_only, translate_for_sqlite
 from botdb.engine.stats import QueryStats
@@ -99,6 +100,8 @@ class EngineCore:
         self._postgres = self.backend == "postgresql"
         #: Ask a writing transaction's id before COMMIT (see the module docstring).
         self._commit_check = self._postgres and settings.resolve_lost_commits
+        #: The read replicas (``replica_urls``); None without any.
+        self.replicas: ReplicaSet | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -148,6 +151,9 @@ class EngineCore:
         except BaseException:
             await self.close()
             raise
+        if self.settings.replica_urls:
+            self.replicas = ReplicaSet(self.settings, self)
+            await self.replicas.start()
 
     async def _open_first(self) -> None:
         leases = self.require_leases()
@@ -208,6 +214,9 @@ class EngineCore:
 
     async def close(self) -> None:
         """Hand every connection back and close the pool. Safe to call twice."""
+        replicas, self.replicas = self.replicas, None
+        if replicas is not None:
+            await replicas.close()
         leases, self.leases = self.leases, None
         if leases is not None:
             await leases.close()
@@ -254,6 +263,17 @@ class EngineCore:
         leases = self.leases
         if leases is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
+        replicas = self.replicas
+        if replicas is not None:
+            if method in _READS:
+                replica = replicas.pick(query)
+                if replica is not None:
+                    try:
+                        return await replica.core.call(method, query, args, timeout, *extra)
+                    except errors.BotDBError as exc:
+                        replicas.failed(replica, exc)  # the primary answers instead
+            else:
+                note_write()
         if timeout is None:
             timeout = self._timeout
         conn = leases.take_idle()
@@ -348,6 +368,8 @@ class EngineCore:
                 f"unknown isolation level {isolation!r}; use one of {', '.join(ISOLATION_LEVELS)}"
             )
         leases = self.require_leases()
+        if self.replicas is not None and not readonly:
+            note_write()
         driver = await leases.acquire()
         conn = Connection(driver, self.stats, self._timeout)
         hook = conn.hook = self._new_hook()
@@ -375,6 +397,8 @@ class EngineCore:
             await self._commit_failed(exc, xid, hook)
         else:
             leases.release(driver)
+        if self.replicas is not None and not readonly:
+            note_write()  # the read-your-writes window starts at the COMMIT
         await hook.after_commit()
 
     async def _rollback_and_release(self, driver: DriverConnection) -> None:
@@ -462,6 +486,8 @@ class EngineCore:
         if self._sessions is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
         leases = self.require_leases()
+        if self.replicas is not None:
+            note_write()
         leases.sessions_open += 1
         try:
             await leases.yield_idle()
@@ -480,6 +506,8 @@ class EngineCore:
                     await session.commit()
                 except BaseException as exc:
                     await self._commit_failed(exc, xid, hook)
+                if self.replicas is not None:
+                    note_write()
                 # Right after the COMMIT, before the session hands its connection back: the
                 # other processes' window of stale reads is as short as it can be.
                 await hook.after_commit()

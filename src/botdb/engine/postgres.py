@@ -67,6 +67,8 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
     if settings.pgbouncer:
         # Transaction pooling: the next statement may run on another server connection, so no
         # named server-side prepared statements may outlive one statement.
+        # With the cache off asyncpg prepares unnamed statements (also for ``prepare()``):
+        # parsed, bound and run before one Sync, so never outliving one server connection.
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
     return create_async_engine(

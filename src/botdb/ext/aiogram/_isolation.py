@@ -9,6 +9,9 @@
   atomic ``INSERT ... ON CONFLICT DO UPDATE ... WHERE the lease has expired``, renewed by a
   background task while held. A holder that crashed stops renewing, and its lease expires
   after ``lease`` seconds.
+* PostgreSQL behind pgbouncer in transaction mode (``pgbouncer=True``): the same lease rows,
+  since a session-level advisory lock would be taken on whichever server connection pgbouncer
+  lent for that one statement and could be released on another, or never.
 
 Waiters retry with exponential backoff and jitter. Nothing ever waits for a dead holder.
 """
@@ -69,7 +72,7 @@ class SQLEventIsolation(BaseEventIsolation):
 
     Args:
         db: the connected Database (migrated: SQLite uses the ``fsm_locks`` table).
-        lease: SQLite only: seconds a lease lasts unless renewed (it is renewed every
+        lease: SQLite and pgbouncer mode: seconds a lease lasts unless renewed (it is renewed every
             ``lease / 3`` while held); a crashed holder's key is free after at most this.
         retry_initial: first wait (seconds) before trying a busy lock again; doubled after
             each failed try, with jitter.
@@ -100,7 +103,8 @@ class SQLEventIsolation(BaseEventIsolation):
         self.clock = clock
         #: Who holds a lease (SQLite): host, process and a random part for this object.
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(6)}"
-        self._postgres = db.backend == "postgresql"
+        # Advisory locks need a session of their own: not behind pgbouncer (lease rows then).
+        self._postgres = db.backend == "postgresql" and not db.settings.pgbouncer
         self._local: dict[str, _LocalLock] = {}
         self._held: set[str] = set()
         # PostgreSQL: the connection holding this process's advisory locks.
