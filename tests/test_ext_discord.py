@@ -1180,19 +1180,9 @@ async def test_example_bot_tracked_event_pings_who_has_not_reacted(
 @pytest.fixture
 def private_cluster() -> Iterator[Any]:
     """A PostgreSQL cluster of this test's own, which the test stops and starts."""
-    from tests.test_recorder_faults import PG_BIN, PrivateCluster  # the fault tests' cluster
+    from tests.test_recorder_faults import started_private_cluster  # the fault tests' cluster
 
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL 15 binaries in {PG_BIN}")
-    cluster = PrivateCluster()
-    try:
-        cluster.init()
-        cluster.ctl("start")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        cluster.remove()
-        pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
-    yield cluster
-    cluster.remove()
+    yield from started_private_cluster()
 
 
 @pytest.mark.slow

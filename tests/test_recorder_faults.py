@@ -183,8 +183,8 @@ class PrivateCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def private_cluster() -> Iterator[PrivateCluster]:
+def started_private_cluster() -> Iterator[PrivateCluster]:
+    """Make and start a private cluster, yield it, remove it; skip when it cannot start."""
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"no PostgreSQL 15 binaries in {PG_BIN}")
     cluster = PrivateCluster()
@@ -196,6 +196,11 @@ def private_cluster() -> Iterator[PrivateCluster]:
         pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
     yield cluster
     cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def private_cluster() -> Iterator[PrivateCluster]:
+    yield from started_private_cluster()
 
 
 async def test_server_restarted_mid_ingest(private_cluster: PrivateCluster, tmp_path: Path) -> None:
