@@ -198,8 +198,9 @@ def pgbouncer_server(pg_server_url: str) -> Iterator[str]:
             auth_type = trust
             auth_file = {workdir / "userlist.txt"}
             pool_mode = transaction
-            default_pool_size = 20
+            default_pool_size = 40
             max_client_conn = 500
+            server_idle_timeout = 10
             logfile = {workdir / "pgbouncer.log"}
             pidfile = {workdir / "pgbouncer.pid"}
             """)

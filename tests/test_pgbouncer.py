@@ -20,7 +20,16 @@ import botdb
 @pytest.fixture
 async def two(pgbouncer_url: str) -> list[botdb.Database]:
     dbs = [
-        await botdb.connect(pgbouncer_url, pgbouncer=True, pool_max_size=8, pool_min_size=1)
+        # 15 tasks per Database share 8 pool slots, and behind them pgbouncer's server
+        # connections, which the whole run's pgbouncer tests share: on a loaded machine a
+        # slot can wait longer than the default acquire timeout.
+        await botdb.connect(
+            pgbouncer_url,
+            pgbouncer=True,
+            pool_max_size=8,
+            pool_min_size=1,
+            pool_acquire_timeout=60.0,
+        )
         for _ in range(2)
     ]
     yield dbs  # type: ignore[misc]
