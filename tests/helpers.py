@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import inspect
+import os
 import subprocess
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import pytest
@@ -142,3 +145,22 @@ def file_digest(path: Path) -> str:
 async def row_counts(db: botdb.Database, tables: Iterable[str]) -> dict[str, int]:
     """``{table: count(*)}`` for each of ``tables``."""
     return {t: int(await db.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
+
+
+def child_env() -> dict[str, str]:
+    """Environment for a child Python process that imports this checkout's botdb (and the
+    ``tests`` package)."""
+    src = str(Path(botdb.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def load_example(path: Path, name: str) -> ModuleType:
+    """Import an example script (``examples/*.py``) as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import socket
 import sqlite3
 import subprocess
@@ -23,10 +22,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-import botdb.cache
 from botdb.cache import Cache, cached
 from botdb.errors import ConfigurationError, DataError
-from tests.helpers import start_redis_server, wait_until
+from tests.helpers import child_env, start_redis_server, wait_until
 
 #: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
 PGBOUNCER_CONTRACT = "extended"
@@ -43,12 +41,6 @@ class Loader:
         self.calls += 1
         await asyncio.sleep(0)
         return self.value
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a child Python process that imports this checkout's botdb."""
-    src = str(Path(botdb.cache.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
 
 
 def closed_port() -> int:

@@ -28,7 +28,7 @@ import botdb
 from botdb import errors
 from botdb.ext.aiogram import SQLEventIsolation, SQLStorage
 from tests.aiogram_contract import storage_contract
-from tests.helpers import MakeDB, wait_until
+from tests.helpers import MakeDB, child_env, wait_until
 
 #: Also runs through pgbouncer in transaction mode with BOTDB_TEST_PGBOUNCER_ALL=1 (conftest).
 PGBOUNCER_CONTRACT = "extended"
@@ -445,11 +445,6 @@ async def main(url, mode, rounds, lease):
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
 """
-
-
-def child_env() -> dict[str, str]:
-    src = str(Path(botdb.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,27 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import botdb
 from botdb.ext.aiogram import DatabaseMiddleware, SQLStorage
 from botdb.models import KeyValue
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, child_env, load_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aiogram_bot.py"
 ANN = 1001
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("aiogram_bot_example", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
-
-
-def child_env() -> dict[str, str]:
-    src = str(Path(botdb.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+example = load_example(EXAMPLE, "aiogram_bot_example")
 
 
 @pytest.fixture

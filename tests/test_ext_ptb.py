@@ -8,12 +8,9 @@ JSON), then a real PTB ``Application`` with a stub network layer (``examples/ptb
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -30,31 +27,14 @@ from telegram.ext import (
 import botdb
 from botdb import errors
 from botdb.ext.ptb import SQLPersistence
-from tests.helpers import MakeDB, wait_until
+from tests.helpers import MakeDB, child_env, load_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ptb_bot.py"
 TOKEN = "123456:offline"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("botdb_example_ptb_bot", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a child Python process that imports this checkout's botdb."""
-    src = str(Path(botdb.__file__).resolve().parents[1])
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join([src, root, os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path}
+example = load_example(EXAMPLE, "botdb_example_ptb_bot")
 
 
 async def rows(db: botdb.Database, kind: str, scope: str, namespace: str = "default") -> dict:

@@ -12,7 +12,6 @@ every run.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 
 import botdb
 from botdb.scheduler import Job, ScheduleRequest
-from tests.helpers import MakeDB, wait_until
+from tests.helpers import MakeDB, child_env, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,12 +83,6 @@ async def schedule_restart_jobs(sched):
 
 asyncio.run(main(*sys.argv[1:]))
 """
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a child Python process that imports this checkout's botdb."""
-    src = str(Path(botdb.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
 
 
 class Child:

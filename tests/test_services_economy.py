@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 import botdb
 from botdb import errors
-from tests.helpers import MakeDB
+from tests.helpers import MakeDB, load_example
 
 #: This contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
@@ -23,16 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "economy.py"
 G, ALICE, BOB = 1, 10, 20
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("botdb_example_economy", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-eco = load_example()
+eco = load_example(EXAMPLE, "botdb_example_economy")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 import botdb
 from botdb.services import CaseService, GuildConfigService, ScopedConfig, UserService
-from tests.helpers import MakeDB, start_redis_server, wait_until
+from tests.helpers import MakeDB, child_env, start_redis_server, wait_until
 
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 
@@ -59,12 +58,6 @@ async def main(mode, url, redis_url, prefix, count):
 G, U = 1_150_000_000_000_000_001, 80_351_110_224_678_912
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
 """
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a child Python process that imports this checkout's botdb."""
-    src = str(Path(botdb.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
 
 
 def closed_port() -> int:

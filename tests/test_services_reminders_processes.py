@@ -10,14 +10,12 @@ up as a ``sends`` row more than ``delivered`` rows, and as a duplicate counted b
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import MakeDB, wait_until
+from tests.helpers import MakeDB, child_env, wait_until
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -69,13 +67,6 @@ SCHEMA = (
     "CREATE TABLE delivered (kind VARCHAR(16) NOT NULL, ref BIGINT NOT NULL,"
     " scheduled_at VARCHAR(40) NOT NULL, PRIMARY KEY (kind, ref, scheduled_at))",
 )
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
 
 
 async def test_two_processes_send_each_reminder_once(make_db: MakeDB, db_url: str) -> None:
