@@ -46,8 +46,8 @@ T = TypeVar("T")
 
 PG_BIN = Path(os.environ.get("BOTDB_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 GUILDS = 1000
-LOOKUPS = 3000
-PAGES = 300
+LOOKUPS = 2000
+PAGES = 100
 PK_SQL = "SELECT id, name, owner_id FROM guilds WHERE id = $1"
 
 
