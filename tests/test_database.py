@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import botdb
 from botdb import errors
@@ -509,3 +510,100 @@ async def test_two_sessions_fit_in_a_pool_of_two_with_idle_leases(sqlite_url: st
         async with db.session() as first, db.session() as second:
             assert (await first.execute(text("SELECT 1"))).scalar() == 1
             assert (await second.execute(text("SELECT 2"))).scalar() == 2
+
+
+async def test_a_full_pool_in_a_session_is_a_query_timeout_error(make_db: MakeDB) -> None:
+    """A session that waits past pool_acquire_timeout for a connection raises the raw API's
+    QueryTimeoutError (not SQLAlchemy's TimeoutError), and the pool works once one is free."""
+    db = await make_db(pool_max_size=1, pool_min_size=1, pool_acquire_timeout=0.2)
+    async with db.acquire() as held:  # the pool's only connection
+        assert await held.fetchval("SELECT 1") == 1
+        with pytest.raises(errors.QueryTimeoutError, match="no database connection became free"):
+            async with db.session() as session:
+                await session.execute(text("SELECT 1"))
+        with pytest.raises(errors.QueryTimeoutError):
+            async with db.session(readonly=True):
+                pass
+        with pytest.raises(errors.QueryTimeoutError):
+            await db.run_in_session(lambda s: s.execute(text("SELECT 1")), readonly=True)
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT 2"))).scalar() == 2
+
+
+class TestReadOnlySessions:
+    """``db.session(readonly=True)``: reads run; a write or a locking read raises
+    ReadOnlyError before anything is sent, and nothing changes."""
+
+    async def test_reads_run(self, db: botdb.Database) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'a')")
+        async with db.session(readonly=True) as session:
+            assert (await session.execute(text("SELECT count(*) FROM guilds"))).scalar() == 1
+
+        async def names(session: AsyncSession) -> list[str]:
+            result = await session.execute(text("SELECT name FROM guilds"))
+            return [row[0] for row in result]
+
+        assert await db.run_in_session(names, readonly=True) == ["a"]
+
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "INSERT INTO guilds (id, name) VALUES (2, 'b')",
+            "UPDATE guilds SET name = 'z'",
+            "DELETE FROM guilds",
+            "CREATE TABLE t (x INTEGER)",
+            "WITH gone AS (DELETE FROM guilds RETURNING id) SELECT count(*) FROM gone",
+        ],
+    )
+    async def test_writes_are_refused(self, db: botdb.Database, statement: str) -> None:
+        await db.execute("INSERT INTO guilds (id, name) VALUES (1, 'a')")
+        with pytest.raises(errors.ReadOnlyError, match="read-only session"):
+            async with db.session(readonly=True) as session:
+                await session.execute(text(statement))
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(text(statement))
+
+        with pytest.raises(errors.ReadOnlyError):
+            await db.run_in_session(write, readonly=True)
+        assert await db.fetch("SELECT id, name FROM guilds") == [(1, "a")]
+
+    async def test_a_changed_object_is_refused_at_the_end(self, db: botdb.Database) -> None:
+        from botdb.models import Base, Guild
+
+        await db.create_tables(Base.metadata)
+        with pytest.raises(errors.ReadOnlyError):
+            async with db.session(readonly=True) as session:
+                session.add(Guild(id=5, platform="discord"))
+        assert await db.repo(Guild).count() == 0
+
+    async def test_locking_reads_are_refused(self, db: botdb.Database, backend: str) -> None:
+        if backend == "sqlite":
+            pytest.skip("SQLite has no FOR UPDATE")
+        with pytest.raises(errors.ReadOnlyError):
+            async with db.session(readonly=True) as session:
+                await session.execute(text("SELECT id FROM guilds FOR UPDATE"))
+
+    async def test_postgresql_refuses_a_write_the_check_cannot_see(
+        self, make_db: MakeDB, backend: str
+    ) -> None:
+        """A function that writes, called by a SELECT: the transaction is READ ONLY, so the
+        server refuses it (SQLSTATE 25006), typed as the same error."""
+        if backend == "sqlite":
+            pytest.skip("PostgreSQL's READ ONLY transactions")
+        db = await make_db(pool_max_size=1, pool_min_size=1)  # one connection for both sessions
+        await db.execute_script(SCHEMA)
+        await db.execute(
+            "CREATE FUNCTION add_guild() RETURNS int LANGUAGE sql AS "
+            "$$ INSERT INTO guilds (id, name) VALUES (7, 'x') RETURNING 1 $$"
+        )
+        # A session takes the raw API's idle connection only once its reset is done.
+        await wait_until(lambda: db.pool_stats()["leased_idle"] == 1)
+        with pytest.raises(errors.ReadOnlyError) as caught:
+            async with db.session(readonly=True) as session:
+                await session.execute(text("SELECT add_guild()"))
+        assert caught.value.sqlstate == "25006"
+        assert await db.fetchval("SELECT count(*) FROM guilds") == 0
+        # A read-write session still writes (READ ONLY is not left on a pooled connection).
+        async with db.session() as session:
+            assert (await session.execute(text("SELECT add_guild()"))).scalar() == 1

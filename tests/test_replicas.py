@@ -1,8 +1,9 @@
 """Read replicas on a real streaming replica: a private primary cluster (``initdb`` on a free
 port, never the shared server) and a replica made from it with ``pg_basebackup -R``.
 
-Shown: reads of the raw API, repositories and services go to the replica; writes and
-transactions to the primary; read-your-writes holds for the writing task; a replica whose
+Shown: reads of the raw API, repositories (their sessions included) and services go to the
+replica; writes, transactions and read-write sessions to the primary; a write in a read-only
+session is refused before it is sent; read-your-writes holds for the writing task; a replica whose
 replay is paused beyond ``replica_max_lag`` is skipped; a stopped replica makes reads fall
 back to the primary with nothing raised, and it is used again once it is back; health and
 statistics report it. SQLite refuses ``replica_urls``.
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import botdb
 from botdb import errors
@@ -208,6 +210,119 @@ async def test_repository_and_service_reads_use_the_replica(db: botdb.Database) 
     assert await in_fresh_task(cache_fill) is None
 
 
+async def test_repository_and_session_reads_use_the_replica(
+    db: botdb.Database, clusters: tuple[Cluster, Cluster]
+) -> None:
+    """The repositories' session reads (find_all, count, exists, both kinds of page, search),
+    the services' session reads and ``db.session(readonly=True)`` go to the replica, except
+    for the task that just wrote and inside ``db.primary``.
+
+    The replica's replay is paused and a row written: a read that misses the row was answered
+    by the replica, one that finds it by the primary.
+    """
+    import asyncpg
+    from sqlalchemy import select, text
+
+    from botdb.models import Guild
+
+    _, standby = clusters
+    await db.create_tables()
+    guilds = db.repo(Guild)
+    ours = {"owner_id": 77}
+    await guilds.create(id=1001, platform="discord", owner_id=77)
+    await db.cases.create(1001, user_id=5, moderator_id=6, action="warn")
+    await guilds.find_page(limit=1)  # the cursor secret is made (a write) and read here
+    await replicated(db, "SELECT count(*) = 1 FROM moderation_cases WHERE guild_id = 1001")
+    replicas = db._core.replicas
+    assert replicas is not None
+    replica = replicas.replicas[0]
+    direct = await asyncpg.connect(standby.url)
+    try:
+        await direct.execute("SELECT pg_wal_replay_pause()")
+        await guilds.create(id=1002, platform="discord", owner_id=77)  # the primary's only
+        # The writing task reads its own write, from the primary (read-your-writes).
+        assert await guilds.count(ours) == 2
+        assert [g.id for g in await guilds.find_all(ours, order_by="id")] == [1001, 1002]
+
+        async def on_replica() -> list[object]:
+            before = replica.reads
+            reads: list[object] = [
+                await guilds.count(ours),
+                [g.id for g in await guilds.find_all(ours, order_by="id")],
+                await guilds.exists({"id": 1002}),
+                [g.id for g in (await guilds.find_page(limit=10, filters=ours)).items],
+                (await guilds.paginate(1, 10, ours)).total,
+                await guilds.get_one_or_none({"id": 1002}),
+                len(await db.cases.list_for_guild(1001)),
+            ]
+            async with db.session(readonly=True) as session:
+                reads.append((await session.execute(text(IN_RECOVERY))).scalar())
+                reads.append((await session.scalars(select(Guild.id).filter_by(**ours))).all())
+            assert replica.reads == before + 8
+            return reads
+
+        assert await in_fresh_task(on_replica) == [
+            1,
+            [1001],
+            False,
+            [1001],
+            1,
+            None,
+            1,
+            True,
+            [1001],
+        ]
+
+        async def forced() -> list[object]:
+            async with db.primary:
+                async with db.session(readonly=True) as session:
+                    in_recovery = (await session.execute(text(IN_RECOVERY))).scalar()
+                return [await guilds.count(ours), in_recovery]
+
+        assert await in_fresh_task(forced) == [2, False]
+        reads = db.stats()["reads"]
+        assert reads[replica.name] >= 8
+        assert reads["primary"] >= 4
+    finally:
+        await direct.execute("SELECT pg_wal_replay_resume()")
+        await direct.close()
+
+
+async def test_a_write_in_a_read_only_session_never_reaches_the_replica(
+    db: botdb.Database,
+) -> None:
+    """Refused with ReadOnlyError before it is sent: not run on the replica, not retried on
+    the primary, the replica not counted as failed."""
+    from sqlalchemy import text
+
+    from botdb.models import Guild
+
+    await db.create_tables()
+    await replicated(db, "SELECT to_regclass('guilds') IS NOT NULL")
+    replicas = db._core.replicas
+    assert replicas is not None
+    replica = replicas.replicas[0]
+
+    async def write_in_read_session() -> None:
+        async with db.session(readonly=True) as session:
+            assert (await session.execute(text(IN_RECOVERY))).scalar() is True
+            session.add(Guild(id=99, platform="discord"))
+
+    async def write_in_read_unit() -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(text("INSERT INTO guilds (id, platform) VALUES (98, 'x')"))
+
+        await db.run_in_session(work, readonly=True)
+
+    for attempt in (write_in_read_session, write_in_read_unit):
+        with pytest.raises(errors.ReadOnlyError):
+            await in_fresh_task(attempt)
+    assert replica.fallbacks == 0
+    assert replica.status == "ok"
+    async with db.primary:
+        assert await db.fetchval("SELECT count(*) FROM guilds WHERE id IN (98, 99)") == 0
+
+
 async def test_a_lagging_replica_is_skipped(clusters: tuple[Cluster, Cluster]) -> None:
 
     primary, replica = clusters
@@ -247,13 +362,28 @@ async def _lagging_replica_is_skipped(db: botdb.Database, replica: Cluster) -> N
 async def test_a_stopped_replica_falls_back_to_the_primary(
     db: botdb.Database, clusters: tuple[Cluster, Cluster]
 ) -> None:
+    from sqlalchemy import text
+
+    from botdb.models import Guild
+
     _, replica = clusters
-    assert await db.fetchval(IN_RECOVERY) is True
+    await db.create_tables()
+    await replicated(db, "SELECT to_regclass('guilds') IS NOT NULL")
+    guilds = db.repo(Guild)
+
+    async def session_reads() -> list[object]:
+        async with db.session(readonly=True) as session:
+            in_recovery = (await session.execute(text(IN_RECOVERY))).scalar()
+        found = await guilds.find_all({"id": -1})
+        return [in_recovery, await guilds.count({"id": -1}), found]
+
+    assert (await in_fresh_task(session_reads))[0] is True
     await asyncio.to_thread(replica.ctl, "stop")
     try:
         # Whatever the checker has noticed yet: no read raises, every one is answered.
         for _ in range(5):
             assert await in_fresh_task(lambda: db.fetchval(IN_RECOVERY)) is False
+            assert (await in_fresh_task(session_reads))[0] is False
         health = await db.health_check()
         assert health["replicas"][0]["status"] == "down"
         assert health["status"] == "degraded"

@@ -252,20 +252,38 @@ class Database(QueryAPI):
         """
         return await self._core.execute_in_transaction(queries, timeout=timeout)
 
-    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+    def session(self, *, readonly: bool = False) -> AbstractAsyncContextManager[AsyncSession]:
         """An ORM session (unit of work): committed at the end of the block, rolled back if
         it raises. One per task or per update; never share it between tasks.
 
         Errors are botdb's typed errors, as on the raw API. Cache invalidations registered
         with :meth:`invalidate` during the block are sent after the commit, and dropped on
         rollback; a COMMIT cut off by a lost connection is resolved as in :meth:`transaction`.
-        """
-        return self._core.session()
 
-    async def run_in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        Args:
+            readonly: a session that only reads. With ``replica_urls`` it runs on a replica
+                when a raw read would (not within ``replica_read_your_writes`` of the
+                task's last write, not inside :attr:`primary`); a replica that is down is
+                replaced by the primary before the block starts. A statement that writes or
+                locks, or a change to one of its objects at the end of the block, raises
+                :class:`~botdb.errors.ReadOnlyError` before anything is sent.
+
+        Example:
+            >>> async with db.session(readonly=True) as session:
+            ...     guilds = (await session.scalars(select(Guild).limit(10))).all()
+        """
+        return self._core.session(readonly=readonly)
+
+    async def run_in_session(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, readonly: bool = False
+    ) -> T:
         """Run ``work(session)`` in one :meth:`session`, all of it again after a transient
-        failure that rolled it back. ``work`` must have no effects outside the database."""
-        return await self._core.run_in_session(work)
+        failure that rolled it back. ``work`` must have no effects outside the database.
+
+        With ``readonly=True`` the session is read-only and may run on a replica; if the
+        replica fails at any point, ``work`` runs again on the primary (the repositories'
+        and services' reads run this way)."""
+        return await self._core.run_in_session(work, readonly=readonly)
 
     async def invalidate(self, *keys: str, within: AsyncSession | Connection | None = None) -> None:
         """Drop cache keys in every process: after ``within``'s commit, or now without one.
@@ -354,7 +372,8 @@ class Database(QueryAPI):
 
         ``await db.primary.fetchrow(...)`` reads one statement from the primary;
         ``async with db.primary:`` (or ``with``) sends every read of the current task there
-        for the block, repositories' and services' reads included. Without replicas it is
+        for the block, read-only sessions and the repositories' and services' reads
+        included. Without replicas it is
         the same as ``db``.
         """
         return PrimaryView(self)

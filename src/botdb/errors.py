@@ -41,6 +41,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── SchedulingError               a job asked of db.scheduler is invalid; nothing written
     │   └── UnknownJobKindError       no handler or register_kind() for the job's kind
     ├── InterfaceError                the API was misused: a closed connection, concurrent use
+    │   └── ReadOnlyError             a write in a read-only session or transaction
     └── DatabaseError                 any other error the server reported with a code
 """
 
@@ -70,6 +71,7 @@ __all__ = [
     "PartitioningError",
     "QueryError",
     "QueryTimeoutError",
+    "ReadOnlyError",
     "RestoreRefusedError",
     "SQLSyntaxError",
     "SchedulingError",
@@ -321,6 +323,11 @@ class UnknownJobKindError(SchedulingError):
 
 class InterfaceError(BotDBError):
     """The API was used wrongly: a connection used after its block ended, or by two tasks."""
+
+
+class ReadOnlyError(InterfaceError):
+    """A write (or a locking read) in a read-only session or transaction: refused before it
+    was sent (``db.session(readonly=True)``), or by the server (SQLSTATE 25006)."""
 
 
 class DatabaseError(BotDBError):

@@ -51,6 +51,7 @@ _SQLSTATE: dict[str, type[errors.BotDBError]] = {
     "42703": errors.UndefinedColumnError,
     "42P02": errors.ArgumentError,  # undefined_parameter
     "08P01": errors.ArgumentError,  # protocol_violation: e.g. wrong bind count via pgbouncer
+    "25006": errors.ReadOnlyError,  # read_only_sql_transaction (also: any write on a replica)
 }
 _SQLSTATE_CLASS: dict[str, type[errors.BotDBError]] = {
     "23": errors.IntegrityError,
@@ -146,7 +147,10 @@ def raise_translated(exc: BaseException, *, closed: bool = False) -> NoReturn:
 def _unwrap_sqlalchemy(exc: BaseException) -> BaseException:
     """SQLAlchemy wraps driver errors (``DBAPIError.orig``), its asyncpg adapter twice."""
     if isinstance(exc, sqlalchemy.exc.TimeoutError):  # the pool's checkout timed out
-        return errors.QueryTimeoutError(f"no database connection became free in time: {exc}")
+        return errors.QueryTimeoutError(
+            "no database connection became free in time "
+            f"(raise pool_max_size or pool_acquire_timeout): {exc}"
+        )
     orig = getattr(exc, "orig", None)
     if orig is not None and type(exc).__module__.startswith("sqlalchemy"):
         exc = orig

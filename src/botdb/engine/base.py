@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from botdb.engine._translate import translate_error
@@ -31,7 +32,7 @@ from botdb.errors import (
     QueryTimeoutError,
 )
 
-__all__ = ["DriverConnection", "LeasePool"]
+__all__ = ["DriverConnection", "LeasePool", "TypedPool"]
 
 
 class DriverConnection(abc.ABC):
@@ -203,6 +204,22 @@ class DriverConnection(abc.ABC):
 
     async def detach(self) -> None:  # noqa: B027 - optional hook
         """Undo lease-only settings before the connection goes back to SQLAlchemy's pool."""
+
+
+class TypedPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's pool, whose checkout timeout is botdb's :class:`QueryTimeoutError`.
+
+    A full pool raises SQLAlchemy's own ``TimeoutError`` before any connection exists, so
+    the ORM's error boundary (the engine's ``handle_error`` event) never sees it: an ORM
+    session, a repository or ``db.engine.connect()`` would hand it to the bot untranslated.
+    The pool is the one place every checkout passes; it asks the one translator.
+    """
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError as exc:
+            raise translate_error(exc) from exc
 
 
 class LeasePool:

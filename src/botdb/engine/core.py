@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -34,7 +34,7 @@ from botdb.config import Settings
 from botdb.engine._translate import translate_error
 from botdb.engine.base import DriverConnection, LeasePool
 from botdb.engine.connection import CommitHook, Connection, RunStatement, rollback_quietly
-from botdb.engine.events import WROTE, install_events
+from botdb.engine.events import READ_ONLY, WROTE, install_events
 from botdb.engine.replicas import ReplicaSet, note_write
 from botdb.engine.retry import Retrier, RetryPolicy, may_retry, whole_unit_retryable
 from botdb.engine.sql import is_read_only, translate_for_sqlite
@@ -93,6 +93,8 @@ class EngineCore:
         self._engine: AsyncEngine | None = None
         self.leases: LeasePool | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        #: Read-only sessions: every statement checked before it is sent (see ``events``).
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._memory_keeper: sqlite3.Connection | None = None
         # SQLite times statements itself; PostgreSQL's server enforces command_timeout.
@@ -123,6 +125,12 @@ class EngineCore:
         install_events(engine, reset=reset)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        read_options: dict[str, Any] = {READ_ONLY: True}
+        if self._postgres:
+            read_options["postgresql_readonly"] = True  # BEGIN READ ONLY: the server refuses too
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**read_options), expire_on_commit=False
+        )
         self.leases = LeasePool(
             engine,
             wrap,
@@ -223,6 +231,7 @@ class EngineCore:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+            self._sessions = self._read_sessions = None
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -478,11 +487,16 @@ class EngineCore:
     # -- ORM sessions -------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
         """An ORM session (one transaction), committed at the end, rolled back on error.
 
         A COMMIT cut off by a lost connection is resolved like :meth:`transaction`'s.
+        ``readonly``: see :meth:`read_session`.
         """
+        if readonly:
+            async with self.read_session() as session:
+                yield session
+            return
         if self._sessions is None:
             raise errors.InterfaceError("the database is not connected: await db.connect()")
         leases = self.require_leases()
@@ -532,15 +546,83 @@ class EngineCore:
         xid = (await connection.exec_driver_sql(_XID_SQL)).scalar()
         return None if xid is None else int(xid)
 
-    async def run_in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run_in_session(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, readonly: bool = False
+    ) -> T:
         """Run ``work(session)`` as one unit of work, all of it again after a transient
-        failure that rolled it back (never after an in-doubt COMMIT)."""
+        failure that rolled it back (never after an in-doubt COMMIT).
+
+        ``readonly``: in a read-only session, on a replica when the routing allows; if the
+        replica fails, ``work`` runs again on the primary (see :meth:`read_session`).
+        """
+        if readonly:
+            replicas = self.replicas
+            replica = None if replicas is None else replicas.pick(None)
+            if replica is not None:
+                assert replicas is not None
+                try:
+                    async with replica.core.local_read_session() as session:
+                        return await work(session)
+                except errors.ReadOnlyError:
+                    raise  # refused before it was sent: the primary would refuse it too
+                except errors.BotDBError as exc:
+                    replicas.failed(replica, exc)  # the primary answers instead
 
         async def attempt() -> T:
-            async with self.session() as session:
+            opened = self.local_read_session() if readonly else self.session()
+            async with opened as session:
                 return await work(session)
 
         return await self.retrier.run(attempt, retryable=whole_unit_retryable)
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only ORM session: on a replica when the routing allows (as a raw read
+        would), else on the primary. Its connection is opened before the block starts, so a
+        replica that is down or refuses is replaced by the primary before the block runs; a
+        replica that fails later, during the block, raises (``run_in_session(work,
+        readonly=True)`` runs the work again on the primary instead).
+
+        A statement that writes or locks (an ORM flush included) raises
+        :class:`~botdb.errors.ReadOnlyError` before it is sent. It does not open the
+        read-your-writes window.
+        """
+        async with AsyncExitStack() as stack:
+            replicas = self.replicas
+            replica = None if replicas is None else replicas.pick(None)
+            session: AsyncSession | None = None
+            if replica is not None:
+                assert replicas is not None
+                try:
+                    session = await stack.enter_async_context(replica.core.local_read_session())
+                except errors.BotDBError as exc:
+                    replicas.failed(replica, exc)
+            if session is None:
+                session = await stack.enter_async_context(self.local_read_session())
+            yield session
+
+    @asynccontextmanager
+    async def local_read_session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session on this engine itself (no routing), its connection open."""
+        if self._read_sessions is None:
+            raise errors.InterfaceError("the database is not connected: await db.connect()")
+        leases = self.require_leases()
+        leases.sessions_open += 1
+        try:
+            await leases.yield_idle()
+            async with self._read_sessions() as session:
+                try:
+                    await session.connection()
+                    yield session
+                    # COMMIT, not ROLLBACK: it flushes, so changes made to the session's
+                    # objects are refused (ReadOnlyError) rather than silently dropped.
+                    await session.commit()
+                except BaseException:
+                    with suppress(Exception):  # the block's own error stands
+                        await session.rollback()
+                    raise
+        finally:
+            leases.sessions_open -= 1
 
     # -- the pool -----------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ through botdb's driver connections, so the same two promises are kept here:
   (classified by SQLSTATE / SQLite code, chained to the original), and marks a connection
   whose link broke as disconnected, so SQLAlchemy closes it instead of pooling it;
 * a statement that may leave session state (``needs_reset``) marks its pooled connection,
-  and the pool's ``reset`` event undoes that state before the connection is reused.
+  and the pool's ``reset`` event undoes that state before the connection is reused;
+* on a read-only session's connections (execution option ``READ_ONLY``) a statement that may
+  write or lock is refused with :class:`~botdb.errors.ReadOnlyError` before it is sent, so a
+  session meant for a replica never sends a write anywhere, on either backend.
 """
 
 from __future__ import annotations
@@ -22,15 +25,24 @@ from sqlalchemy.util import await_only
 
 from botdb import errors
 from botdb.engine._translate import translate_error
-from botdb.engine.sql import RESETS, WRITES, statement_traits
+from botdb.engine.replicas import replica_safe
+from botdb.engine.sql import RESETS, WRITES, statement_kind, statement_traits
 
-__all__ = ["DIRTY", "WROTE", "install_events"]
+__all__ = ["DIRTY", "READ_ONLY", "WROTE", "install_events"]
 
 #: Key in a pooled connection's ``info``: a statement may have left session state on it.
 DIRTY = "botdb.dirty"
 #: Key in a pooled connection's ``info``: a statement that may write ran since the connection
 #: was checked out (cleared whenever it goes back to the pool).
 WROTE = "botdb.wrote"
+#: Execution option of a read-only session's engine: its statements may only read.
+READ_ONLY = "botdb_read_only"
+# Statements a read-only session may run besides reads, all of which a hot standby accepts
+# too: transaction control (SQLite's engine sends its own BEGIN) and settings of its own
+# transaction (the search's ``SET LOCAL``).
+_READ_ONLY_EXTRA = frozenset(
+    ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "RESET")
+)
 
 
 def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
@@ -53,6 +65,11 @@ def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
         conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
     ) -> None:
         traits = statement_traits(statement)
+        if conn.get_execution_options().get(READ_ONLY) and not read_only_safe(statement, traits):
+            raise errors.ReadOnlyError(
+                "a read-only session cannot run a statement that writes or locks: "
+                f"{statement[:120]}"
+            )
         if traits:
             info = conn.connection.info
             if traits & RESETS:
@@ -75,6 +92,14 @@ def install_events(engine: AsyncEngine, *, reset: Callable[[Any], Any]) -> None:
         outcome = reset(driver)
         if outcome is not None:
             await_only(outcome)
+
+
+def read_only_safe(statement: str, traits: int) -> bool:
+    """Whether a read-only session may run ``statement``: it only reads and locks nothing
+    (what a replica may run), or it sets something for its own transaction."""
+    if traits & WRITES:
+        return statement_kind(statement) in _READ_ONLY_EXTRA
+    return replica_safe(statement)
 
 
 def boundary_error(context: ExceptionContext) -> BaseException | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from botdb.engine.base import DriverConnection
+from botdb.engine.base import DriverConnection, TypedPool
 from botdb.engine.record import Record
 from botdb.errors import MissingDependencyError, aborted_transaction
 
@@ -73,6 +73,7 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         connect_args["prepared_statement_cache_size"] = 0
     return create_async_engine(
         settings.url.sqlalchemy_url(),
+        poolclass=TypedPool,
         pool_size=settings.pool_max_size,
         max_overflow=0,
         pool_timeout=settings.pool_acquire_timeout,

@@ -9,12 +9,20 @@ yet, so it is bounded by the check interval and is zero for a replica that has c
 however long the primary was idle. A replica that is down or lags beyond ``replica_max_lag``
 is skipped until a later check finds it healthy again.
 
-What goes to a replica: ``fetch``/``fetchrow``/``fetchval`` of the raw API (which the
-repositories' and services' reads use) outside a transaction, of a statement that only reads
-and takes no lock (no ``FOR UPDATE``/``FOR SHARE``, no advisory lock, no ``nextval``), when the
-task has not written in the last ``replica_read_your_writes`` seconds and is not inside
-``db.primary``. Everything else, transactions and ORM sessions included, runs on the primary.
-A replica read that fails with a botdb error is run on the primary instead: the bot never sees
+What goes to a replica, when the task has not written in the last
+``replica_read_your_writes`` seconds and is not inside ``db.primary``:
+
+* ``fetch``/``fetchrow``/``fetchval`` of the raw API outside a transaction, of a statement that
+  only reads and takes no lock (no ``FOR UPDATE``/``FOR SHARE``, no advisory lock, no
+  ``nextval``);
+* read-only ORM sessions (``db.session(readonly=True)``, ``db.run_in_session(work,
+  readonly=True)``), which the repositories' and services' reads use: a session on the
+  replica's own engine, whose statements are checked before they are sent (a write or a
+  locking read raises :class:`~botdb.errors.ReadOnlyError`, see ``botdb.engine.events``).
+
+Everything else, transactions and read-write sessions included, runs on the primary. A replica
+read that fails with a botdb error is run on the primary instead (a read-only session: before
+its block starts, or, in ``run_in_session``, the whole unit of work again): the bot never sees
 a replica's failure.
 
 Read-your-writes is per asyncio task: a write records its time in a context variable, which a
@@ -231,12 +239,13 @@ class ReplicaSet:
 
     # -- routing ------------------------------------------------------------------------------
 
-    def pick(self, query: str) -> Replica | None:
-        """The replica a read of ``query`` goes to now, or None for the primary."""
+    def pick(self, query: str | None) -> Replica | None:
+        """The replica a read of ``query`` (None: a read-only session) goes to now, or None
+        for the primary."""
         if (
             _FORCE_PRIMARY.get()
             or time.monotonic() - _LAST_WRITE.get() < self._window
-            or not replica_safe(query)
+            or (query is not None and not replica_safe(query))
         ):
             self.primary_reads += 1
             return None

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection
 
 from botdb import _json_values
-from botdb.engine.base import DriverConnection
+from botdb.engine.base import DriverConnection, TypedPool
 from botdb.engine.record import SQLiteRecord, column_index
 from botdb.engine.sql import (
     SQLiteQuery,
@@ -116,7 +116,7 @@ def create_sqlite_engine(settings: Settings, *, memory_name: str | None = None) 
         sa_url = url.sqlalchemy_url()
     engine = create_async_engine(
         sa_url,
-        poolclass=AsyncAdaptedQueuePool,
+        poolclass=TypedPool,
         pool_size=settings.pool_max_size,
         max_overflow=0,
         pool_timeout=settings.pool_acquire_timeout,

@@ -76,12 +76,17 @@ class RepositoryBase(Generic[T]):
         self,
         session: AsyncSession | None,
         work: Callable[[AsyncSession], Awaitable[R]],
+        *,
+        readonly: bool = False,
     ) -> R:
         """Run ``work`` in the caller's session, or as its own unit of work (retried by the
-        Database's retry runner). Errors are typed at the engine's boundary."""
+        Database's retry runner). Errors are typed at the engine's boundary.
+
+        ``readonly``: ``work`` only reads; on its own it runs in a read-only session, which
+        goes to a read replica when the routing allows (and to the primary if that fails)."""
         if session is not None:
             return await work(session)
-        return await self.db.run_in_session(work)
+        return await self.db.run_in_session(work, readonly=readonly)
 
     def _select(
         self,

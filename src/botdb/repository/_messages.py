@@ -200,7 +200,7 @@ class MessageRepository(Repository[Message]):
             next_cursor = self._cursors.encode_tagged(tag, [rank, last.id, last.guild_id])
             return KeysetPage(items=hits, next_cursor=next_cursor)
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     def _resume(self, cursor: str, tag: str) -> tuple[float, int, int]:
         rank, message_id, guild_id = self._cursors.decode_tagged(cursor, tag, 3)

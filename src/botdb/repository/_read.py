@@ -69,7 +69,7 @@ class ReadMethods(RepositoryBase[T]):
                 statement = statement.options(*options)
             return (await s.scalars(statement)).first()
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     async def find_all(
         self,
@@ -93,7 +93,7 @@ class ReadMethods(RepositoryBase[T]):
         async def work(s: AsyncSession) -> list[T]:
             return list((await s.scalars(statement)).all())
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     async def find_one(
         self,
@@ -175,7 +175,7 @@ class ReadMethods(RepositoryBase[T]):
         async def work(s: AsyncSession) -> int:
             return int((await s.execute(statement)).scalar_one())
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     async def exists(
         self,
@@ -196,7 +196,7 @@ class ReadMethods(RepositoryBase[T]):
         async def work(s: AsyncSession) -> bool:
             return (await s.execute(statement)).first() is not None
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     async def paginate(
         self,
@@ -230,7 +230,7 @@ class ReadMethods(RepositoryBase[T]):
             items = list((await s.scalars(statement)).all()) if total else []
             return Page(items=items, total=total, page=page, per_page=per_page)
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)
 
     async def find_page(
         self,
@@ -277,4 +277,4 @@ class ReadMethods(RepositoryBase[T]):
             cursor = self._cursors.encode(keys, [getattr(last, k) for k, _ in keys])
             return KeysetPage(items=items, next_cursor=cursor)
 
-        return await self._run(session, work)
+        return await self._run(session, work, readonly=True)

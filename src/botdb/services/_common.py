@@ -161,9 +161,12 @@ async def ensure_guild(db: ServiceDatabase, session: AsyncSession, guild_id: int
     await session.execute(statement)
 
 
-async def run_session(db: ServiceDatabase, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def run_session(
+    db: ServiceDatabase, work: Callable[[AsyncSession], Awaitable[T]], *, readonly: bool = False
+) -> T:
     """Run ``work(session)`` in one ``db.session()`` (one transaction), retried as a whole by
     the Database's retry runner after a transient failure that rolled it back. A COMMIT cut
     off by a lost connection is resolved from the server first; only one the server cannot
-    answer for is reported in doubt, and it is never retried."""
-    return await db.run_in_session(work)
+    answer for is reported in doubt, and it is never retried. ``readonly``: ``work`` only
+    reads; it may run on a read replica (see ``Database.run_in_session``)."""
+    return await db.run_in_session(work, readonly=readonly)

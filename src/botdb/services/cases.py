@@ -153,7 +153,7 @@ class CaseService:
         async def read(session: AsyncSession) -> ModerationCase | None:
             return (await session.scalars(statement)).one_or_none()
 
-        return await run_session(self.db, read)
+        return await run_session(self.db, read, readonly=True)
 
     async def list_for_user(
         self,
@@ -206,7 +206,7 @@ class CaseService:
         async def read(session: AsyncSession) -> list[ModerationCase]:
             return list((await session.scalars(statement)).all())
 
-        return await run_session(self.db, read)
+        return await run_session(self.db, read, readonly=True)
 
     async def close(self, guild_id: int, number: int) -> ModerationCase:
         """Mark a case inactive (a lifted ban, a pardoned warning); returns it.

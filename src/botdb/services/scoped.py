@@ -207,7 +207,7 @@ class ScopedConfig:
                 found.setdefault(scope, {})[key] = value
             return found
 
-        return await run_session(self.db, read)
+        return await run_session(self.db, read, readonly=True)
 
     async def _all_of(self, kind: str) -> dict[int, dict[str, Any]]:
         defaults = self._kind(kind)
