@@ -577,20 +577,16 @@ class TestReadOnlySessions:
                 session.add(Guild(id=5, platform="discord"))
         assert await db.repo(Guild).count() == 0
 
-    async def test_locking_reads_are_refused(self, db: botdb.Database, backend: str) -> None:
-        if backend == "sqlite":
-            pytest.skip("SQLite has no FOR UPDATE")
+    @pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"])  # SQLite: no FOR UPDATE
+    async def test_locking_reads_are_refused(self, db: botdb.Database) -> None:
         with pytest.raises(errors.ReadOnlyError):
             async with db.session(readonly=True) as session:
                 await session.execute(text("SELECT id FROM guilds FOR UPDATE"))
 
-    async def test_postgresql_refuses_a_write_the_check_cannot_see(
-        self, make_db: MakeDB, backend: str
-    ) -> None:
+    @pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"])
+    async def test_postgresql_refuses_a_write_the_check_cannot_see(self, make_db: MakeDB) -> None:
         """A function that writes, called by a SELECT: the transaction is READ ONLY, so the
         server refuses it (SQLSTATE 25006), typed as the same error."""
-        if backend == "sqlite":
-            pytest.skip("PostgreSQL's READ ONLY transactions")
         db = await make_db(pool_max_size=1, pool_min_size=1)  # one connection for both sessions
         await db.execute_script(SCHEMA)
         await db.execute(
