@@ -78,7 +78,8 @@ _PG_GIN = f"""SELECT x.indexrelid::oid AS oid FROM pg_index x
     JOIN pg_namespace n ON n.oid = i.relnamespace
     WHERE am.amname = 'gin' AND i.relkind = 'i' AND {_USER_NS}
     AND ($1::text[] IS NULL OR x.indrelid = ANY (
-        SELECT p.relid FROM unnest($1::text[]) AS t,
+        SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t
+        UNION ALL SELECT p.relid FROM unnest($1::text[]) AS t,
         pg_partition_tree(to_regclass(quote_ident(t))) AS p))"""
 
 
