@@ -250,6 +250,21 @@ async def test_optimize_makes_partitions_ahead(pg_db: botdb.Database) -> None:
     assert len(skipped["skipped"]) == 1
 
 
+async def test_the_conversion_reports_rows_copied_per_batch(pg_db: botdb.Database) -> None:
+    db = pg_db
+    created = await _populate(db)
+    await db.analyze()
+    calls: list[tuple[str, int, int | None]] = []
+    report = await partitions.partition_messages(
+        db, batch_size=5, progress=lambda *call: calls.append(call)
+    )
+    copies = [c for c in calls if c[0] == "copy messages"]
+    # A first call at 0, one per batch of 5, each of the estimated (analyzed) 12 rows.
+    assert copies == [("copy messages", n, len(created)) for n in (0, 5, 10, 12)]
+    assert report["rows"]["messages"] == len(created)
+    assert [c[0] for c in calls if c[1] == 0] == [*(f"copy {t}" for t in FAMILY), "swap"]
+
+
 async def test_analyze_merges_the_pending_search_entries_of_every_partition(
     pg_db: botdb.Database,
 ) -> None:
