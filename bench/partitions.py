@@ -6,8 +6,8 @@ removing the oldest month (batched DELETE), then converts with ``db.partition_me
 measures the same reads and ingest again and removes the next month by dropping its
 partitions. Figures are medians; the machine is shared and noisy.
 
-    python bench/partitions.py [--rows 1000000] [--months 12] [--batch-size 10000] [--keep]
-        [--json]
+    python bench/partitions.py [--rows 1000000] [--months 12] [--batch-size 10000]
+        [--search-runs 30] [--keep] [--database NAME] [--json]
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ async def _generate(url: str, rows: int, months: int, now: datetime) -> None:
         await conn.execute(
             "INSERT INTO reactions (message_id, guild_id, channel_id, user_id, emoji_name) "
             f"SELECT id, guild_id, channel_id, {U} + (id % 100), '👍' FROM messages "
-            "WHERE id % 10 = 0"
+            # The g of the generation: ``id % 10`` would depend on the step's last digit.
+            f"WHERE (id - {low}) / {step} % 10 = 0"
         )
         await conn.execute("VACUUM ANALYZE")
     finally:
@@ -122,7 +123,9 @@ def _note(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-async def _measure(db: botdb.Database, now: datetime, tag: str) -> dict[str, float]:
+async def _measure(
+    db: botdb.Database, now: datetime, tag: str, search_runs: int
+) -> dict[str, float]:
     figures: dict[str, float] = {}
 
     async def page() -> None:
@@ -145,7 +148,7 @@ async def _measure(db: botdb.Database, now: datetime, tag: str) -> dict[str, flo
         )
 
     figures["keyset_2_pages_ms"] = await _median(page, 30)
-    figures["search_ms"] = await _median(search, 30)
+    figures["search_ms"] = await _median(search, search_runs)
     figures["recent_by_id_ms"] = await _median(recent, 30)
     base = time_snowflake(now) + (1 if tag == "before" else 2) * 10_000_000
     events = [
@@ -171,22 +174,32 @@ async def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the database (to EXPLAIN by hand); prints it"
     )
+    parser.add_argument(
+        "--search-runs", type=int, default=30, help="searches per median (seconds each at 10M)"
+    )
+    parser.add_argument(
+        "--database", help="go on with a database kept (--keep) after its generation"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    name = f"botdb_bench_partitions_{secrets.token_hex(4)}"
+    name = args.database or f"botdb_bench_partitions_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(PG_ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    if args.database is None:
+        await admin.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
     now = datetime.now(UTC)
     report: dict[str, Any] = {"rows": args.rows, "months": args.months}
     try:
         async with botdb.connect(url) as db:
-            await db.create_tables()
-            began = time.perf_counter()
-            await _generate(url, args.rows, args.months, now)
-            report["generate_s"] = round(time.perf_counter() - began, 1)
+            if args.database is None:
+                await db.create_tables()
+                began = time.perf_counter()
+                await _generate(url, args.rows, args.months, now)
+                report["generate_s"] = round(time.perf_counter() - began, 1)
+            else:
+                report["rows"] = await db.fetchval("SELECT count(*) FROM messages")
             _note("measuring the unpartitioned table")
-            report["before"] = await _measure(db, now, "before")
+            report["before"] = await _measure(db, now, "before", args.search_runs)
             _note("retention by batched DELETE")
             oldest = await db.fetchval("SELECT min(created_at) FROM messages")
             age = now - (oldest + timedelta(days=31))
@@ -214,7 +227,7 @@ async def main() -> None:
             report["partitions"] = len(converted["partitions"])
             await _vacuum(url)
             _note("measuring the partitioned table")
-            report["after"] = await _measure(db, now, "after")
+            report["after"] = await _measure(db, now, "after", args.search_runs)
             _note("retention by dropping partitions")
             count = await db.fetchval("SELECT count(*) FROM messages")
             began = time.perf_counter()
