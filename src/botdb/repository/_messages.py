@@ -64,7 +64,7 @@ PG_SEARCH_SETTINGS = (
     "SET LOCAL max_parallel_workers_per_gather = 0",
     # The matches are gathered in a bitmap of heap pages; past work_mem (4 MB by default,
     # ~50k pages) it turns lossy and every row of a lossy page is re-read and its content
-    # parsed again. Measured on 10M messages (2 GB of heap), a word pair in 139k of them:
+    # parsed again. Measured on 10M messages (~140k heap pages), a word pair in 139k of them:
     # 134 s lossy (6.8M rows rechecked) against 7 s exact. 32 MB keeps the bitmap exact to
     # ~400k pages (~25M messages in one table or partition), and is taken only as needed.
     "SET LOCAL work_mem = '32MB'",
