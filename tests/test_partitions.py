@@ -250,6 +250,50 @@ async def test_optimize_makes_partitions_ahead(pg_db: botdb.Database) -> None:
     assert len(skipped["skipped"]) == 1
 
 
+async def test_the_conversion_reports_rows_copied_per_batch(pg_db: botdb.Database) -> None:
+    db = pg_db
+    created = await _populate(db)
+    await db.analyze()
+    calls: list[tuple[str, int, int | None]] = []
+    report = await partitions.partition_messages(
+        db, batch_size=5, progress=lambda *call: calls.append(call)
+    )
+    copies = [c for c in calls if c[0] == "copy messages"]
+    # A first call at 0, one per batch of 5, each of the estimated (analyzed) 12 rows.
+    assert copies == [("copy messages", n, len(created)) for n in (0, 5, 10, 12)]
+    assert report["rows"]["messages"] == len(created)
+    assert [c[0] for c in calls if c[1] == 0] == [*(f"copy {t}" for t in FAMILY), "swap"]
+
+
+async def test_analyze_merges_the_pending_search_entries_of_every_partition(
+    pg_db: botdb.Database,
+) -> None:
+    """``db.analyze`` (all tables or the message tables) on a partitioned database: the
+    partitions' GIN indexes are cleaned, the partitioned parent index (which holds no entry)
+    is left alone instead of failing."""
+    db = pg_db
+    await _populate(db)
+    await db.partition_messages()
+    gin = """SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_am am ON am.oid = i.relam WHERE am.amname = 'gin' AND i.relkind = 'i'
+        AND x.indrelid IN (SELECT relid FROM pg_partition_tree('messages'))"""
+    indexes = [row["relname"] for row in await db.fetch(gin)]
+    assert len(indexes) > 5
+    for turn, tables in enumerate((None, ["messages", "reactions"])):
+        await db.recorder.record_many(
+            _message(days, 100 + 10 * turn + n, f"later words {n}")
+            for n, days in enumerate([150, 60, 3, 2, 1])
+        )
+        await db.recorder.flush()
+        report = await db.analyze(tables)
+        assert report["tables"] == tables
+        for index in indexes:
+            left = await db.fetchval("SELECT gin_clean_pending_list($1::regclass)", index)
+            assert left == 0, index
+    hits = await db.messages.search("later words", guild_id=G)
+    assert len(hits.items) == 10
+
+
 async def test_time_bounded_queries_prune_partitions(pg_db: botdb.Database) -> None:
     db = pg_db
     await _populate(db)

@@ -70,13 +70,17 @@ _MATVIEWS = f"""SELECT n.nspname AS schema, c.relname AS name, c.relispopulated 
     WHERE c.relkind = 'm' AND {_USER_NS} ORDER BY 1, 2"""
 
 
-# The GIN indexes of the given tables (all when NULL), with pending entries to merge.
+# The GIN indexes of the given tables (all when NULL), with pending entries to merge. Of a
+# partitioned table (partitioned messages) they are its partitions' indexes: the parent's
+# index holds no entries and gin_clean_pending_list refuses it ("is not a GIN index").
 _PG_GIN = f"""SELECT x.indexrelid::oid AS oid FROM pg_index x
     JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
     JOIN pg_namespace n ON n.oid = i.relnamespace
-    WHERE am.amname = 'gin' AND {_USER_NS}
+    WHERE am.amname = 'gin' AND i.relkind = 'i' AND {_USER_NS}
     AND ($1::text[] IS NULL OR x.indrelid = ANY (
-        SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t))"""
+        SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t
+        UNION ALL SELECT p.relid FROM unnest($1::text[]) AS t,
+        pg_partition_tree(to_regclass(quote_ident(t))) AS p))"""
 
 
 @asynccontextmanager

@@ -239,7 +239,8 @@ async def partition_messages(
         interval: ``"month"`` or ``"week"`` per partition.
         ahead: partitions made beyond the current one (more are made by ``botdb optimize``).
         batch_size: rows copied per transaction.
-        progress: ``progress(phase, done, total)``.
+        progress: ``progress(phase, done, total)``: ``"copy <table>"`` with the rows copied
+            of the table's estimated rows, after each batch; then ``"swap"``.
 
     Returns:
         ``{"converted": bool, "by", "interval", "partitions": [names], "rows": {table: n},
@@ -296,14 +297,14 @@ async def partition_messages(
             keys = {t: await _new_tables(conn, t, key) for t, key in PARTITIONED_TABLES}
             report["partitions"] = await _initial_partitions(conn, interval, ahead)
         report["rows"] = {}
-        for number, (table, _) in enumerate(PARTITIONED_TABLES):
-            if progress is not None:
-                progress(f"copy {table}", number, len(PARTITIONED_TABLES))
+        for table, _ in PARTITIONED_TABLES:
             async with db.acquire() as conn:
                 await _mirror(conn, table, columns[table], keys[table])
-            report["rows"][table] = await _copy(db, table, columns[table], keys[table], batch_size)
+            report["rows"][table] = await _copy(
+                db, table, columns[table], keys[table], batch_size, progress
+            )
         if progress is not None:
-            progress("swap", len(PARTITIONED_TABLES), len(PARTITIONED_TABLES))
+            progress("swap", 0, None)
         async with db.transaction() as conn:
             await conn.execute("SET LOCAL statement_timeout = 0")
             await _swap(conn, names)
@@ -448,10 +449,16 @@ async def _mirror(conn: Connection, table: str, columns: list[str], key: list[st
 
 
 async def _copy(
-    db: OpsDatabase, table: str, columns: list[str], key: list[str], batch_size: int
+    db: OpsDatabase,
+    table: str,
+    columns: list[str],
+    key: list[str],
+    batch_size: int,
+    progress: Progress | None,
 ) -> int:
     """Copy the old rows in keyset batches (one transaction each); rows the trigger already
-    mirrored are newer and kept."""
+    mirrored are newer and kept. ``progress("copy <table>", rows copied, estimated rows)``
+    after each batch: at 10M messages the copy of one table takes many minutes."""
     # The old table's key order (its own primary key, e.g. attachments' ``id``) walks its index.
     async with db.acquire() as conn:
         old_key = list(
@@ -464,6 +471,11 @@ async def _copy(
                     table,
                 )
             )["columns"]
+        )
+        # The planner's estimate (no count(*) pass over a large table); -1 if never analyzed.
+        estimate = await conn.fetchval(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(quote_ident($1))",
+            table,
         )
     cols = ", ".join(map(quote_ident, columns))
     order = ", ".join(map(quote_ident, old_key))
@@ -485,6 +497,9 @@ async def _copy(
     )
     copied = 0
     cursor: list[Any] | None = None
+    phase = f"copy {table}"
+    if progress is not None:
+        progress(phase, 0, estimate if estimate > 0 else None)
     while True:
         async with db.transaction() as conn:
             if cursor is None:
@@ -495,6 +510,8 @@ async def _copy(
             return copied
         copied += int(row["n"])
         cursor = [row[c] for c in old_key]
+        if progress is not None:
+            progress(phase, copied, max(copied, estimate) if estimate > 0 else None)
         if row["n"] < batch_size:
             return copied
 
