@@ -23,6 +23,7 @@ from tests.helpers import wait_until
 
 #: The raw API's contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
+CITUS_CONTRACT = True
 
 
 @pytest.fixture
