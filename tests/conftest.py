@@ -240,9 +240,7 @@ def citus_server_url() -> Iterator[str]:
             await conn.execute(f'ALTER DATABASE "{name}" SET citus.shard_count = 4')
         finally:
             await conn.close()
-        async with botdb.connect(url) as db:
-            await db.migrate()
-            await db.distribute()
+        await _citus_build(url)
         return url
 
     async def drop() -> None:
@@ -266,12 +264,21 @@ def citus_server_url() -> Iterator[str]:
         asyncio.run(drop())
 
 
+async def _citus_build(url: str) -> None:
+    """botdb's schema on the distributed database: migrated, then ``botdb distribute``."""
+    async with botdb.connect(url) as db:
+        await db.migrate()
+        await db.distribute()
+
+
 @pytest.fixture
 async def citus_url(citus_server_url: str) -> AsyncIterator[str]:
     """The run's distributed database, emptied after this test: botdb's tables truncated
-    (distributing them again for each test would cost seconds), anything else dropped."""
+    (distributing them again for each test would cost seconds), anything else dropped. A
+    test that dropped or renamed one of botdb's tables gets the schema rebuilt."""
     import asyncpg
 
+    from botdb.analytics._schema import SUMMARIES
     from botdb.ops.distribution import PLACEMENTS
 
     yield citus_server_url
@@ -283,19 +290,21 @@ async def citus_url(citus_server_url: str) -> AsyncIterator[str]:
             "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition "
             "AND c.relname NOT IN ('citus_tables', 'citus_schemas')"
         )
+        present = {row["relname"] for row in rows}
+        kept = set(PLACEMENTS) | set(SUMMARIES)
+        if not (kept - {"botdb_meta"}) <= present:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            await _citus_build(citus_server_url)
+            return
         kinds = {"v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
-        ours = {"stats_message_hourly", "stats_reaction_hourly", "stats_reaction_user_hourly"}
-        ours |= {"stats_member_hourly"}
         for row in rows:
-            name, kind = row["relname"], row["kind"]
-            if name in PLACEMENTS or name in ours:
-                continue
-            await conn.execute(f'DROP {kinds.get(kind, "TABLE")} IF EXISTS "{name}" CASCADE')
-        tables = [name for name in PLACEMENTS if name != "botdb_alembic_version"]
-        present = [row["relname"] for row in rows if row["relname"] in tables]
-        listed = ", ".join(f'"{t}"' for t in present)
+            if row["relname"] not in kept:
+                kind = kinds.get(row["kind"], "TABLE")
+                await conn.execute(f'DROP {kind} IF EXISTS "{row["relname"]}" CASCADE')
+        tables = sorted(present & set(PLACEMENTS) - {"botdb_alembic_version"})
+        listed = ", ".join(f'"{t}"' for t in tables)
         await conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
-        for view in sorted(ours):
+        for view in SUMMARIES:
             await conn.execute(f'REFRESH MATERIALIZED VIEW "{view}"')
     finally:
         await conn.close()

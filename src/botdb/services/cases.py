@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, func, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, literal_column, select, update
 
 from botdb import errors
 from botdb.models import CASE_ACTIONS, GuildCaseCounter, ModerationCase
@@ -109,14 +109,17 @@ class CaseService:
         insert = upsert(self.db, GuildCaseCounter.__table__)  # type: ignore[arg-type]  # Table
         counter = GuildCaseCounter.__table__.c.last_case_number
         # INSERT ... SELECT rather than a subquery in VALUES: Citus refuses subqueries in
-        # INSERT ... VALUES; both tables are colocated by guild, so it stays one shard's work.
+        # INSERT ... VALUES. One parameter, the guild (used twice), and the numbers inline:
+        # Citus runs the SELECT on the guild's shard and loses the types of other parameters.
+        guild = bindparam("guild_id", gid, BigInteger)
+        one: ColumnElement[int] = literal_column("1")
         first = select(
-            literal(gid, BigInteger), func.coalesce(func.max(ModerationCase.case_number), 0) + 1
-        ).where(ModerationCase.guild_id == gid)
+            guild, func.coalesce(func.max(ModerationCase.case_number), literal_column("0")) + one
+        ).where(ModerationCase.guild_id == guild)
         allocate = (
             insert.from_select(["guild_id", "last_case_number"], first)
             .on_conflict_do_update(
-                index_elements=["guild_id"], set_={"last_case_number": counter + 1}
+                index_elements=["guild_id"], set_={"last_case_number": counter + one}
             )
             .returning(counter)
         )
