@@ -8,8 +8,13 @@ classification, the transformed keys, the refusals on SQLite and on plain Postgr
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -22,6 +27,14 @@ from botdb.cli import app
 from botdb.models import Base
 from botdb.ops import distribution
 from botdb.ops.distribution import ANCHOR, PLACEMENTS, placements, transformed_keys
+from botdb.recorder import (
+    ChannelInfo,
+    MemberJoined,
+    MessageCreated,
+    MessageDeleted,
+    MessageEdited,
+    ReactionAdded,
+)
 from tests.helpers import MakeDB
 
 CITUS_CONTRACT = True
@@ -238,7 +251,9 @@ async def test_citus_a_key_without_guild_id_is_refused_with_a_typed_error(
 
 
 @pytest.mark.parametrize("backend", ["citus"], indirect=True)
-async def test_citus_distribute_again_does_nothing(db: botdb.Database) -> None:
+async def test_citus_distribute_again_does_nothing(
+    db: botdb.Database, citus_server_url: str
+) -> None:
     report = await db.distribute()
     assert report["distributed"] is False
     assert report["tables"]["messages"] == "distributed by guild_id"
@@ -249,7 +264,8 @@ async def test_citus_distribute_again_does_nothing(db: botdb.Database) -> None:
     assert placed["guilds"] == "distributed by id"
     assert placed["command_history"] == "distributed by user_id"
     runner = CliRunner()
-    done = runner.invoke(app, ["distribute", "--url", str(db.settings.database_url), "--json"])
+    arguments = ["distribute", "--url", citus_server_url, "--json"]
+    done = await asyncio.to_thread(runner.invoke, app, arguments)  # the CLI runs its own loop
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["distributed"] is False
 
@@ -285,3 +301,70 @@ async def test_citus_a_coordinator_without_workers_is_refused(
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.mark.parametrize("backend", ["citus"], indirect=True)
+async def test_citus_botdbs_chat_scoped_statements_are_single_shard(
+    db: botdb.Database, citus_server_url: str, tmp_path: Path
+) -> None:
+    """botdb's own statements for chat-scoped tables each touch one shard: run through a role
+    whose sessions have ``citus.multi_task_query_log_level = error`` (Citus then fails any
+    statement spread over several shards), the recorder, the cases and config services, the
+    repositories and the raw API work on two guilds; the checks read with the ordinary role."""
+    # The paging bookkeeping table made by the ordinary role: the strict one then owns
+    # nothing and can simply be dropped.
+    await db.messages.find_page(limit=1, filters={"guild_id": 1})
+    role = f"botdb_router_{secrets.token_hex(4)}"
+    database = urlsplit(citus_server_url).path.lstrip("/")
+    await db.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    await db.execute(
+        f'ALTER ROLE "{role}" IN DATABASE "{database}" '
+        "SET citus.multi_task_query_log_level = 'error'"
+    )
+    server = urlsplit(citus_server_url)
+    strict_url = urlunsplit(server._replace(netloc=f"{role}@{server.hostname}:{server.port}"))
+    guilds = (1_150_000_000_000_000_001, 1_150_000_000_000_000_002)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        async with botdb.connect(strict_url, recorder_spool_path=str(tmp_path / "spool")) as strict:
+            assert await strict.fetchval("SHOW citus.multi_task_query_log_level") == "error"
+            with pytest.raises(errors.BotDBError, match=r"multi-shard|multi-task|shards"):
+                await strict.fetchval("SELECT count(*) FROM messages")
+            events: list[Any] = []
+            for n, guild in enumerate(guilds):
+                channel = 2_000 + n
+                events.append(ChannelInfo(channel, guild, name="general", type="text"))
+                events.append(MemberJoined(guild, 3_000, at))
+                for m in range(1, 6):
+                    events.append(MessageCreated(m * 10 + n, guild, channel, 3_000, at, f"hi {m}"))
+                events.append(ReactionAdded(10 + n, guild, channel, 3_001, "👍", at))
+                events.append(MessageEdited(20 + n, guild, channel, at, content="edited"))
+                events.append(MessageDeleted(30 + n, guild, channel, at))
+            await strict.recorder.record_many(events)
+            await strict.recorder.flush()
+            # Again: every message is stored now, so the batch takes the merging path.
+            await strict.recorder.record_many(events)
+            await strict.recorder.flush()
+            for guild in guilds:
+                case = await strict.cases.create(guild, 3_000, 3_001, "warn", reason="spam")
+                assert (await strict.cases.get(guild, case.case_number)).reason == "spam"
+                assert len(await strict.cases.list_for_guild(guild)) == 1
+                await strict.cases.close(guild, case.case_number)
+                await strict.config.set(guild, prefix="?")
+                assert (await strict.config.get(guild)).prefix == "?"
+                page = await strict.messages.find_page(
+                    limit=3, filters={"guild_id": guild}, order_by="-created_at"
+                )
+                assert len(page.items) == 3
+                assert await strict.members.get_by_id((guild, 3_000)) is not None
+                row = await strict.fetchrow(
+                    "SELECT content FROM messages WHERE id = $1 AND guild_id = $2",
+                    20 + guilds.index(guild),
+                    guild,
+                )
+                assert row["content"] == "edited"
+    finally:
+        await db.execute(f'DROP ROLE "{role}"')
+    assert await db.fetchval("SELECT count(*) FROM messages") == 10
+    assert await db.fetchval("SELECT count(*) FROM reactions") == 2
+    assert await db.fetchval("SELECT count(*) FROM moderation_cases") == 2

@@ -395,14 +395,14 @@ async def _check_cluster(conn: Connection) -> None:
             "cannot distribute: this PostgreSQL is not a Citus coordinator (no citus extension "
             "in this database: CREATE EXTENSION citus, then add the workers)"
         )
-    if not await conn.fetchval("SELECT citus_is_coordinator()"):
-        raise DistributionError("cannot distribute: connect to the Citus coordinator, not a worker")
     workers = await conn.fetchval("SELECT count(*) FROM citus_get_active_worker_nodes()")
     if not workers:
         raise DistributionError(
             "cannot distribute: the Citus coordinator has no active worker "
             "(SELECT citus_add_node(host, port) for each)"
         )
+    if not await conn.fetchval("SELECT citus_is_coordinator()"):
+        raise DistributionError("cannot distribute: connect to the Citus coordinator, not a worker")
 
 
 @dataclass
