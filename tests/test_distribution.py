@@ -368,3 +368,26 @@ async def test_citus_botdbs_chat_scoped_statements_are_single_shard(
     assert await db.fetchval("SELECT count(*) FROM messages") == 10
     assert await db.fetchval("SELECT count(*) FROM reactions") == 2
     assert await db.fetchval("SELECT count(*) FROM moderation_cases") == 2
+
+
+@pytest.mark.parametrize("backend", ["citus"], indirect=True)
+async def test_citus_the_tables_left_on_the_coordinator_keep_working(db: botdb.Database) -> None:
+    """The scheduler claims with FOR UPDATE SKIP LOCKED on ``scheduled_jobs``, scoped settings
+    live in ``kv_store``: both local tables on the coordinator, beside distributed ones."""
+    ran: list[str] = []
+
+    async def greet(job: Any) -> None:
+        ran.append(job.key)
+
+    db.scheduler.add_handler("greet", greet)
+    for n in range(5):
+        await db.scheduler.schedule("greet", delay=0, key=f"g{n}")
+    assert await db.scheduler.run_until_idle(concurrency=2) == 5
+    assert sorted(ran) == [f"g{n}" for n in range(5)]
+    scoped = db.scoped("economy")
+    await scoped.member(1, 2).set("balance", 5)
+    assert await scoped.member(1, 2).get("balance") == 5
+    placed = await distribution.distribution(db)
+    assert placed is not None
+    assert "scheduled_jobs" not in placed  # an ordinary table, outside Citus's metadata
+    assert placed["user_reminders"] == "local"  # Citus-local: keeps its key to users
