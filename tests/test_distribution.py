@@ -194,6 +194,9 @@ def test_cli_refusals_exit_non_zero(pg_url: str, sqlite_url: str) -> None:
     document = json.loads(refused.stdout)
     assert document["error"] == "DistributionError"
     assert "Citus coordinator" in document["message"]
+    refused = runner.invoke(app, ["distribute", "--url", pg_url, "--table", "quests=sharded"])
+    assert refused.exit_code == 1
+    assert "placement" in refused.output
 
 
 # -- on a Citus cluster (BOTDB_TEST_CITUS=1) ----------------------------------------------

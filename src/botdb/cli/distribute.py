@@ -10,6 +10,7 @@ import typer
 import botdb
 from botdb.cli._app import JsonOption, UrlOption, app, console, emit_json, run
 from botdb.cli.ops import _progress, with_json_errors
+from botdb.errors import DistributionError
 from botdb.ops import distribution
 
 __all__ = ["distribute_command"]
@@ -21,15 +22,32 @@ def distribute_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would be done; change nothing.")
     ] = False,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="Your own table's placement, NAME=distributed:guild_id|reference|local "
+            "(repeatable).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Citus: distribute chat-scoped tables by guild_id (colocated with guilds), global ones
     as reference tables; keys widened to hold guild_id. Running it again does nothing."""
 
     async def main() -> dict[str, Any]:
+        tables: dict[str, str] = {}
+        for item in table or []:
+            name, sign, placement = item.partition("=")
+            if not sign or not name:
+                raise DistributionError(f"--table takes NAME=PLACEMENT, got {item!r}")
+            tables[name] = placement
+        distribution.placements(tables)  # a bad placement fails before connecting
         async with botdb.connect(url, sqlite_create=False) as db:
             with _progress(not json_output) as progress:
-                return await distribution.distribute(db, dry_run=dry_run, progress=progress)
+                return await distribution.distribute(
+                    db, dry_run=dry_run, tables=tables, progress=progress
+                )
 
     report = run(with_json_errors(main, json_output))
     if json_output:
