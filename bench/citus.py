@@ -4,7 +4,8 @@ Makes a private database on the single PostgreSQL server and one on the Citus cl
 the coordinator and each worker, the nodes registered, migrated and ``db.distribute()``d), fills
 both with ``--rows`` messages over ``--guilds`` guilds, and measures on each: a primary-key
 read of a message, two keyset pages of a channel (newest first), a guild's search, and a
-recorder ingest of 5 000 messages. Figures are medians; the machine is shared and noisy, and
+recorder ingest of 5 000 messages over 5 guilds (twice: the first one in a session pays for
+Citus's connections to the workers). Figures are medians; the machine is shared and noisy, and
 the "cluster" is three PostgreSQL servers on the same two cores, so it shows the cost of the
 extra hop, not the gain of more machines.
 
@@ -151,17 +152,24 @@ async def _measure(db: botdb.Database, now: datetime) -> dict[str, float]:
     figures["message_by_key_ms"] = await _median(by_key, 300)
     figures["keyset_2_pages_ms"] = await _median(page, 30)
     figures["search_ms"] = await _median(search, 30)
-    base = time_snowflake(now) + 10_000_000
-    events = [
-        MessageCreated(
-            id=base + n, guild_id=G, channel_id=C, author_id=U, created_at=now, content=f"new {n}"
-        )
-        for n in range(5000)
-    ]
-    began = time.perf_counter()
-    await db.recorder.record_many(events)
-    await db.recorder.flush()
-    figures["ingest_5000_s"] = round(time.perf_counter() - began, 3)
+    # Twice: on Citus the first statements of a session open its connections to the workers.
+    for run, tag in enumerate(("first", "second")):
+        base = time_snowflake(now) + (run + 1) * 10_000_000
+        events = [
+            MessageCreated(
+                id=base + n,
+                guild_id=G + n % 5,
+                channel_id=C + n % 5,
+                author_id=U,
+                created_at=now,
+                content=f"new {n}",
+            )
+            for n in range(5000)
+        ]
+        began = time.perf_counter()
+        await db.recorder.record_many(events)
+        await db.recorder.flush()
+        figures[f"ingest_5000_{tag}_s"] = round(time.perf_counter() - began, 3)
     return figures
 
 

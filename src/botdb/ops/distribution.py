@@ -42,6 +42,7 @@ __all__ = [
     "distribution",
     "placements",
     "transformed_keys",
+    "unclassified",
 ]
 
 Kind = Literal["distributed", "reference", "local"]
@@ -195,13 +196,11 @@ def placements(extra: Mapping[str, str] | None = None) -> dict[str, Placement]:
     for table, spec in (extra or {}).items():
         kind, _, column = spec.partition(":")
         if kind == "distributed" and _IDENT.match(column):
-            result[table] = (
-                _chat("the bot's own")
-                if column == "guild_id"
-                else (Placement("distributed", column, ANCHOR, "the bot's own"))
-            )
-        elif kind in ("reference", "local") and not column:
-            result[table] = Placement(kind, why="the bot's own")  # type: ignore[arg-type]
+            result[table] = Placement("distributed", column, ANCHOR, "the bot's own")
+        elif kind == "reference" and not column:
+            result[table] = Placement("reference", why="the bot's own")
+        elif kind == "local" and not column:
+            result[table] = Placement("local", why="the bot's own")
         else:
             raise DistributionError(
                 f"table {table!r}: a placement is 'distributed:<column>', 'reference' or "
