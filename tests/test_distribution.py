@@ -388,6 +388,7 @@ async def test_citus_the_tables_left_on_the_coordinator_keep_working(db: botdb.D
     assert await db.scheduler.run_until_idle(concurrency=2) == 5
     assert sorted(ran) == [f"g{n}" for n in range(5)]
     scoped = db.scoped("economy")
+    scoped.register_member(balance=0)
     await scoped.member(1, 2).set("balance", 5)
     assert await scoped.member(1, 2).get("balance") == 5
     placed = await distribution.distribution(db)
