@@ -179,10 +179,11 @@ async def _run(citus: bool, rows: int, guilds: int, now: datetime) -> dict[str, 
     name = f"botdb_bench_citus_{secrets.token_hex(4)}"
     url = await _create(name, citus)
     report: dict[str, Any] = {}
+    # The recorder spills to its spool when 5 000 events exceed its buffer: a temporary one.
+    spool = tempfile.TemporaryDirectory(prefix="botdb-bench-")
     try:
-        # The recorder spills to its spool when 5 000 events exceed its buffer: a temporary one.
-        spool = Path(tempfile.mkdtemp(prefix="botdb-bench-")) / "recorder.spool"
-        async with botdb.connect(url, recorder_spool_path=str(spool)) as db:
+        path = str(Path(spool.name) / "recorder.spool")
+        async with botdb.connect(url, recorder_spool_path=path) as db:
             await db.migrate()
             if citus:
                 began = time.perf_counter()
@@ -194,6 +195,7 @@ async def _run(citus: bool, rows: int, guilds: int, now: datetime) -> dict[str, 
             report |= await _measure(db, now)
     finally:
         await _drop(name, citus)
+        spool.cleanup()
     return report
 
 
