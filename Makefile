@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.botdb-installed
 PYTHON ?= python3
 
-.PHONY: venv demo test test-pgbouncer bench lint clean
+.PHONY: venv demo test test-pgbouncer test-citus bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 # Every suite marked PGBOUNCER_CONTRACT through a private pgbouncer (transaction mode).
 test-pgbouncer: $(STAMP)
 	BOTDB_TEST_PGBOUNCER_ALL=1 $(PY) -m pytest -k pgbouncer $(PYTEST_ARGS)
+
+# The suites marked CITUS_CONTRACT on a 3-node Citus cluster on loopback (coordinator and two
+# workers), started by the cluster scripts kept beside the checkout; each run makes, distributes
+# and drops its own database on it.
+CITUS_DIR_SCRIPTS ?= ../shared/citus
+test-citus: $(STAMP)
+	BOTDB_TEST_CITUS=1 BOTDB_TEST_CITUS_URL=$$($(CITUS_DIR_SCRIPTS)/start-cluster.sh) \
+		$(PY) -m pytest -k citus $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

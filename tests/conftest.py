@@ -44,6 +44,10 @@ IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
 # The "pgbouncer" backend runs in the modules with PGBOUNCER_CONTRACT = True; with this set,
 # also in those with PGBOUNCER_CONTRACT = "extended" (``make test-pgbouncer``).
 PGBOUNCER_ALL = os.environ.get("BOTDB_TEST_PGBOUNCER_ALL", "") not in ("", "0", "false")
+# The "citus" backend (a database distributed by ``botdb distribute`` on a Citus coordinator)
+# runs only with this set (``make test-citus``), and only in modules with CITUS_CONTRACT = True.
+CITUS = os.environ.get("BOTDB_TEST_CITUS", "") not in ("", "0", "false")
+CITUS_URL = os.environ.get("BOTDB_TEST_CITUS_URL", "postgresql://root@127.0.0.1:9700/citus")
 
 # The same examples on every CI run, no example database (nothing carried between runs), no
 # per-example time limit on a shared, noisy machine; the failing example's blob is printed so
@@ -56,15 +60,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI els
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the ``pgbouncer`` backend only in the modules that ask for it; under a
-    derandomized profile, refuse a test that would bring chance back in."""
+    """Run the ``pgbouncer`` and ``citus`` backends only in the modules that ask for them;
+    under a derandomized profile, refuse a test that would bring chance back in."""
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        via_pgbouncer = callspec is not None and callspec.params.get("backend") == "pgbouncer"
-        contract = getattr(getattr(item, "module", None), "PGBOUNCER_CONTRACT", False)
-        if via_pgbouncer and not (contract is True or (contract and PGBOUNCER_ALL)):
+        chosen = callspec.params.get("backend") if callspec is not None else None
+        module = getattr(item, "module", None)
+        contract = getattr(module, "PGBOUNCER_CONTRACT", False)
+        if (chosen == "pgbouncer" and not (contract is True or (contract and PGBOUNCER_ALL))) or (
+            chosen == "citus" and not (CITUS and getattr(module, "CITUS_CONTRACT", False) is True)
+        ):
             dropped.append(item)
         else:
             kept.append(item)
@@ -149,7 +156,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bot.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer", "citus"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Parametrizes a test over every backend; use with ``db_url``.
 
@@ -158,6 +165,10 @@ def backend(request: pytest.FixtureRequest) -> str:
     ``PGBOUNCER_CONTRACT = True`` (the contract suites: raw API, repositories, services,
     recorder), in those with ``PGBOUNCER_CONTRACT = "extended"`` too when
     ``BOTDB_TEST_PGBOUNCER_ALL=1`` (``make test-pgbouncer``), and is deselected elsewhere.
+
+    ``"citus"`` is a database on a Citus cluster, migrated and distributed by
+    ``botdb distribute``; it runs only with ``BOTDB_TEST_CITUS=1`` (``make test-citus``) and
+    only in the modules that set ``CITUS_CONTRACT = True``.
     """
     return str(request.param)
 
@@ -171,7 +182,132 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> str:
         monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
         monkeypatch.setenv("BOTDB_PGBOUNCER", "1")
         return str(request.getfixturevalue("pgbouncer_url"))
+    if backend == "citus":
+        return str(request.getfixturevalue("citus_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+def citus_node_urls(coordinator: str, conn_rows: list[Any]) -> list[str]:
+    """The URLs of the coordinator and of its active workers (same user, same database)."""
+    base = urlsplit(coordinator)
+    user = base.username or "root"
+    urls = [coordinator]
+    for row in conn_rows:
+        urls.append(urlunsplit(base._replace(netloc=f"{user}@{row[0]}:{row[1]}")))
+    return urls
+
+
+@pytest.fixture(scope="session")
+def citus_server_url() -> Iterator[str]:
+    """URL of a database made for this run on the Citus cluster (``BOTDB_TEST_CITUS_URL``,
+    its coordinator): created on the coordinator and every worker with the citus extension,
+    the nodes registered, migrated and distributed by ``botdb distribute``; dropped after."""
+    import asyncpg
+
+    name = f"botdb_test_{secrets.token_hex(6)}"
+    nodes: list[str] = []
+
+    async def create() -> str:
+        admin = await asyncpg.connect(CITUS_URL, timeout=5)
+        try:
+            workers = await admin.fetch("SELECT * FROM citus_get_active_worker_nodes()")
+        finally:
+            await admin.close()
+        nodes.extend(citus_node_urls(CITUS_URL, [tuple(w) for w in workers]))
+        for url in nodes:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+            conn = await asyncpg.connect(_with_database(url, name), timeout=5)
+            try:
+                await conn.execute("CREATE EXTENSION citus")
+            finally:
+                await conn.close()
+        coordinator = urlsplit(CITUS_URL)
+        url = _with_database(CITUS_URL, name)
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            await conn.execute(
+                "SELECT citus_set_coordinator_host($1, $2)",
+                coordinator.hostname,
+                coordinator.port or 5432,
+            )
+            for worker in workers:
+                await conn.execute("SELECT citus_add_node($1, $2)", worker[0], worker[1])
+            # 4 shards a table instead of 32: the same routing, a tenth of the DDL per test.
+            await conn.execute(f'ALTER DATABASE "{name}" SET citus.shard_count = 4')
+        finally:
+            await conn.close()
+        await _citus_build(url)
+        return url
+
+    async def drop() -> None:
+        for url in nodes:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    if not CITUS:  # opt-in: never a failure, even with BOTDB_REQUIRE_SERVICES=1
+        pytest.skip("the citus backend runs with BOTDB_TEST_CITUS=1 (make test-citus)")
+    try:
+        url = asyncio.run(create())
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        asyncio.run(drop())
+        _unavailable(f"the Citus cluster is not reachable at {CITUS_URL}: {exc}")
+    try:
+        yield url
+    finally:
+        asyncio.run(drop())
+
+
+async def _citus_build(url: str) -> None:
+    """botdb's schema on the distributed database: migrated, then ``botdb distribute``."""
+    async with botdb.connect(url) as db:
+        await db.migrate()
+        await db.distribute()
+
+
+@pytest.fixture
+async def citus_url(citus_server_url: str) -> AsyncIterator[str]:
+    """The run's distributed database, emptied after this test: botdb's tables truncated
+    (distributing them again for each test would cost seconds), anything else dropped. A
+    test that dropped or renamed one of botdb's tables gets the schema rebuilt."""
+    import asyncpg
+
+    from botdb.analytics._schema import SUMMARIES
+    from botdb.ops.distribution import PLACEMENTS
+
+    yield citus_server_url
+    conn = await asyncpg.connect(citus_server_url, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, c.relkind::text AS kind FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+            "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition "
+            "AND c.relname NOT IN ('citus_tables', 'citus_schemas')"
+        )
+        present = {row["relname"] for row in rows}
+        kept = set(PLACEMENTS) | set(SUMMARIES)
+        if not (kept - {"botdb_meta"}) <= present:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            await _citus_build(citus_server_url)
+            return
+        kinds = {"v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
+        for row in rows:
+            if row["relname"] not in kept:
+                kind = kinds.get(row["kind"], "TABLE")
+                await conn.execute(f'DROP {kind} IF EXISTS "{row["relname"]}" CASCADE')
+        tables = sorted(present & set(PLACEMENTS) - {"botdb_alembic_version"})
+        listed = ", ".join(f'"{t}"' for t in tables)
+        await conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+        for view in SUMMARIES:
+            await conn.execute(f'REFRESH MATERIALIZED VIEW "{view}"')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from tests.helpers import MakeDB, wait_until
 
 #: This contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
+CITUS_CONTRACT = True
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 G, C, U = 1000, 2000, 3000

@@ -31,6 +31,7 @@ from tests.helpers import wait_until
 
 #: This contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
+CITUS_CONTRACT = True
 
 
 class Widget(TimestampMixin, Base):

@@ -19,6 +19,7 @@ from botdb.services import CaseService
 
 #: This contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
+CITUS_CONTRACT = True
 
 G = 1_150_000_000_000_000_001
 IN_AN_HOUR = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)

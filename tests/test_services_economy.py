@@ -16,6 +16,7 @@ from tests.helpers import MakeDB, load_example
 
 #: This contract also runs through pgbouncer in transaction mode (see conftest).
 PGBOUNCER_CONTRACT = True
+CITUS_CONTRACT = True
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "economy.py"
 G, ALICE, BOB = 1, 10, 20

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import Token
 from functools import cached_property
@@ -613,6 +613,21 @@ class Database(QueryAPI):
         return await partitions.partition_messages(
             self, by=by, interval=interval, ahead=ahead, batch_size=batch_size
         )
+
+    async def distribute(
+        self, *, dry_run: bool = False, tables: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Citus: distribute the schema by guild (chat-scoped tables sharded by ``guild_id``
+        and colocated, global ones as reference tables), idempotently; see
+        :func:`botdb.ops.distribution.distribute` and ``docs/growing.md``.
+
+        Raises:
+            DistributionError: SQLite, not a Citus coordinator with workers, migrations
+                pending, partitioned messages, or a table or key Citus cannot take.
+        """
+        from botdb.ops import distribution
+
+        return await distribution.distribute(self, dry_run=dry_run, tables=tables)
 
     async def retention(
         self, older_than: timedelta | str, *, dry_run: bool = False

@@ -27,7 +27,8 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     │   ├── UndefinedTableError
     │   ├── UndefinedColumnError
     │   ├── ArgumentError             wrong number or type of query arguments
-    │   └── UnsupportedSQLError       a PostgreSQL construct SQLite cannot run
+    │   ├── UnsupportedSQLError       a PostgreSQL construct SQLite cannot run
+    │   └── NotSupportedError         the server cannot run it (SQLSTATE 0A000; Citus's refusals)
     ├── DataError                     a value the column cannot hold (out of range, bad text)
     ├── NotFoundError                 ``get_one`` found nothing
     ├── MigrationError                a migration command failed; the schema is unchanged
@@ -36,6 +37,7 @@ never by message text. The driver's exception stays reachable as ``__cause__``.
     ├── BackupError                   a backup or restore could not be made
     │   ├── BackupVerificationError   (also a VerificationError) corrupt or truncated backup
     │   └── RestoreRefusedError       (also a TargetNotEmptyError) the target holds data
+    ├── DistributionError             ``botdb distribute`` refused: not Citus, not at head...
     ├── UnportableSchemaError         a transfer cannot move a column, view, function...
     ├── SpoolError                    the recorder's spool file cannot be written or read
     ├── SchedulingError               a job asked of db.scheduler is invalid; nothing written
@@ -61,6 +63,7 @@ __all__ = [
     "DatabaseBusyError",
     "DatabaseError",
     "DeadlockError",
+    "DistributionError",
     "ForeignKeyViolationError",
     "IntegrityError",
     "InterfaceError",
@@ -68,6 +71,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "NotNullViolationError",
+    "NotSupportedError",
     "PartitioningError",
     "QueryError",
     "QueryTimeoutError",
@@ -220,6 +224,11 @@ class UnsupportedSQLError(QueryError):
         self.construct = construct
 
 
+class NotSupportedError(QueryError):
+    """The server does not support the statement (SQLSTATE 0A000), e.g. on a Citus cluster a
+    unique constraint without the distribution column, or a multi-shard ``FOR UPDATE``."""
+
+
 class DataError(BotDBError):
     """A value the column cannot hold: out of range, invalid text representation, bad JSON."""
 
@@ -290,6 +299,13 @@ class RestoreRefusedError(BackupError, TargetNotEmptyError):
 class PartitioningError(BotDBError):
     """Partitioning the messages could not be done: the backend is SQLite (partitioning is
     PostgreSQL's), the ids are not snowflakes, or another object is in the way; nothing was
+    changed. The message says which."""
+
+
+class DistributionError(BotDBError):
+    """Distributing the schema on Citus could not be done: the backend is SQLite, the server
+    is not a Citus coordinator with workers, migrations are pending, messages are partitioned,
+    a table has no placement, or a key cannot take the distribution column; nothing was
     changed. The message says which."""
 
 

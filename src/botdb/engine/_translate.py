@@ -52,6 +52,9 @@ _SQLSTATE: dict[str, type[errors.BotDBError]] = {
     "42P02": errors.ArgumentError,  # undefined_parameter
     "08P01": errors.ArgumentError,  # protocol_violation: e.g. wrong bind count via pgbouncer
     "25006": errors.ReadOnlyError,  # read_only_sql_transaction (also: any write on a replica)
+    # feature_not_supported: what Citus refuses on a distributed schema (a unique key without
+    # the distribution column, a multi-shard FOR UPDATE), and PostgreSQL's own few cases.
+    "0A000": errors.NotSupportedError,
 }
 _SQLSTATE_CLASS: dict[str, type[errors.BotDBError]] = {
     "23": errors.IntegrityError,

@@ -104,7 +104,9 @@ class RowWriter:
         self.postgres = postgres
         self.counts = counts
         #: The database's "now" (on SQLite in the text format every timestamp column holds).
-        self.now = "CURRENT_TIMESTAMP" if postgres else "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+        # On PostgreSQL the proposed row's own default (``utcnow()``, the transaction's time):
+        # Citus refuses a non-IMMUTABLE function such as CURRENT_TIMESTAMP in DO UPDATE SET.
+        self.now = "excluded.updated_at" if postgres else "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
     async def upsert(
         self,

@@ -158,6 +158,20 @@ class _Writer:
         self.rows = RowWriter(conn, postgres, counts)
         self.now = self.rows.now
 
+    async def _keyed_by_guild(self, table: str) -> bool:
+        """Whether ``table``'s primary key is ``(id, guild_id)``, as ``botdb distribute``
+        leaves it on Citus, rather than ``(id)``. Read from the catalog each time it matters
+        (a batch carrying channel details): the database may be distributed while the bot
+        runs."""
+        if not self.postgres:
+            return False
+        width = await self.conn.fetchval(
+            "SELECT cardinality(conkey) FROM pg_constraint "
+            "WHERE conrelid = to_regclass($1) AND contype = 'p'",
+            table,
+        )
+        return bool(width == 2)
+
     async def write(self, batch: Batch) -> None:
         await self._entities(batch)
         await self._messages(batch)
@@ -224,9 +238,15 @@ class _Writer:
             "channels",
             ("id", "guild_id"),
             [(cid, gid) for cid, gid in sorted(batch.bare_channels.items())],
-            "ON CONFLICT (id) DO NOTHING",
+            # No conflict target: the key is (id) or, once distributed by guild (Citus),
+            # (id, guild_id); the primary key is the only unique key either way.
+            "ON CONFLICT DO NOTHING",
         )
         channel_fields = ("name", "parent_id")
+        target = "ON CONFLICT (id) DO UPDATE SET guild_id = excluded.guild_id, "
+        if batch.channels and await self._keyed_by_guild("channels"):
+            # The distribution column cannot change: a channel stays in its guild's shard.
+            target = "ON CONFLICT (id, guild_id) DO UPDATE SET "
         for typed in (True, False):
             columns = ("id", "guild_id", *channel_fields, *(("type",) if typed else ()))
             await self.rows.upsert(
@@ -237,8 +257,8 @@ class _Writer:
                     for c in batch.channels.values()
                     if (c.type is not None) == typed
                 ],
-                "ON CONFLICT (id) DO UPDATE SET guild_id = excluded.guild_id, "
-                f"{_coalesce_new('channels', channel_fields)}, "
+                target
+                + f"{_coalesce_new('channels', channel_fields)}, "
                 + ("type = excluded.type, " if typed else "")
                 + f"updated_at = {now}",
             )
@@ -259,7 +279,7 @@ class _Writer:
             "roles",
             ("id", "guild_id", "name"),
             [(rid, gid, "") for rid, gid in sorted(batch.bare_roles.items())],
-            "ON CONFLICT (id) DO NOTHING",
+            "ON CONFLICT DO NOTHING",  # (id), or (id, guild_id) once distributed
         )
 
     # -- messages, attachments, mentions --------------------------------------------------
@@ -368,12 +388,22 @@ class _Writer:
             return found
         names = ", ".join(MESSAGE_COLUMNS)
         if self.postgres:
-            rows = await self.conn.fetch(
-                f"SELECT {names} FROM messages WHERE (id, guild_id) IN "
-                "(SELECT * FROM unnest($1::bigint[], $2::bigint[])) FOR UPDATE",
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-            )
+            # One statement per guild: distributed by guild (Citus), a locking read must name
+            # one guild (a multi-shard FOR UPDATE is refused). This is the rare path (a batch
+            # retried, partial rows), so the extra round trips of a many-guild batch are cheap.
+            ids: dict[int, list[int]] = {}
+            for message_id, guild_id in keys:
+                ids.setdefault(guild_id, []).append(message_id)
+            rows = []
+            for guild_id, message_ids in ids.items():
+                rows.extend(
+                    await self.conn.fetch(
+                        f"SELECT {names} FROM messages WHERE guild_id = $1 "
+                        "AND id = ANY($2::bigint[]) FOR UPDATE",
+                        guild_id,
+                        message_ids,
+                    )
+                )
         else:
             rows = []
             for start in range(0, len(keys), _CHUNK):

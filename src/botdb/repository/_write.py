@@ -72,6 +72,14 @@ def onupdate_values(info: ModelInfo, skip: set[str]) -> dict[str, Any]:
     return values
 
 
+def _same_as_insert_default(column: Any, value: Any) -> bool:
+    """Whether ``column``'s insert default is the same SQL function as its ``onupdate``
+    (``updated_at``: ``utcnow()`` both): then the proposed row (``excluded``) carries the
+    value already, evaluated in the same statement."""
+    server = getattr(column.server_default, "arg", None)
+    return getattr(value, "is_clause_element", False) and type(server) is type(value)
+
+
 def upsert_set(
     info: ModelInfo,
     statement: Insert,
@@ -95,7 +103,10 @@ def upsert_set(
         info.columns[key].name: excluded[info.columns[key].key] for key in targets
     }
     for key, value in onupdate_values(info, set(targets)).items():
-        set_[info.columns[key].name] = value
+        column = info.columns[key]
+        # Citus refuses a non-IMMUTABLE function (utcnow()) in DO UPDATE SET on a distributed
+        # table; excluded.<column> holds the same value.
+        set_[column.name] = excluded[key] if _same_as_insert_default(column, value) else value
     if info.soft_delete:
         for key, value in info.restore_values().items():
             set_.setdefault(info.columns[key].name, value)

@@ -3,8 +3,7 @@
 ``create`` runs two statements in one transaction::
 
     INSERT INTO guild_case_counters (guild_id, last_case_number)
-    VALUES (:g, (SELECT coalesce(max(case_number), 0) + 1 FROM moderation_cases
-                 WHERE guild_id = :g))
+    SELECT :g, coalesce(max(case_number), 0) + 1 FROM moderation_cases WHERE guild_id = :g
     ON CONFLICT (guild_id) DO UPDATE
         SET last_case_number = guild_case_counters.last_case_number + 1
     RETURNING last_case_number;
@@ -21,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, literal_column, select, update
 
 from botdb import errors
 from botdb.models import CASE_ACTIONS, GuildCaseCounter, ModerationCase
@@ -109,15 +108,18 @@ class CaseService:
             raise errors.DataError("expires_at is in the past")
         insert = upsert(self.db, GuildCaseCounter.__table__)  # type: ignore[arg-type]  # Table
         counter = GuildCaseCounter.__table__.c.last_case_number
-        first = (
-            select(func.coalesce(func.max(ModerationCase.case_number), 0) + 1)
-            .where(ModerationCase.guild_id == gid)
-            .scalar_subquery()
-        )
+        # INSERT ... SELECT rather than a subquery in VALUES: Citus refuses subqueries in
+        # INSERT ... VALUES. One parameter, the guild (used twice), and the numbers inline:
+        # Citus runs the SELECT on the guild's shard and loses the types of other parameters.
+        guild = bindparam("guild_id", gid, BigInteger)
+        one: ColumnElement[int] = literal_column("1")
+        first = select(
+            guild, func.coalesce(func.max(ModerationCase.case_number), literal_column("0")) + one
+        ).where(ModerationCase.guild_id == guild)
         allocate = (
-            insert.values(guild_id=gid, last_case_number=first)
+            insert.from_select(["guild_id", "last_case_number"], first)
             .on_conflict_do_update(
-                index_elements=["guild_id"], set_={"last_case_number": counter + 1}
+                index_elements=["guild_id"], set_={"last_case_number": counter + one}
             )
             .returning(counter)
         )
