@@ -152,6 +152,8 @@ class Fresh:
 
     fingerprint: str
     sizes: tuple[tuple[str, int, float, int], ...]
+    #: Clearing the statistics takes a superuser; without one each test drops the schema.
+    resettable: bool
 
 
 async def fingerprint(conn: Any) -> str:
@@ -162,7 +164,8 @@ async def fingerprint(conn: Any) -> str:
 async def capture(conn: Any) -> Fresh:
     """Read a freshly made built-in schema (see :func:`make_builtin_schema`)."""
     sizes = tuple((r[0], r[1], r[2], r[3]) for r in await conn.fetch(_SIZES))
-    return Fresh(await fingerprint(conn), sizes)
+    superuser = await conn.fetchval("SELECT current_setting('is_superuser') = 'on'")
+    return Fresh(await fingerprint(conn), sizes, bool(superuser))
 
 
 async def make_builtin_schema(url: str) -> None:

@@ -1,9 +1,11 @@
 """Fixtures shared by the whole suite: the real servers, one fresh database per run.
 
 PostgreSQL: each run creates its own database (``botdb_test_<random>``) and drops it at the end;
-each test gets a clean ``public`` schema. Redis: each run gets its own key prefix, whose keys
-are deleted at the end. Without a server the tests that need it skip with the reason shown;
-with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets) they fail instead.
+each test gets a clean ``public`` schema (holding botdb's built-in tables, kept from the test
+before when nothing but data changed, for a test that asks for ``builtin_tables``). Redis:
+each run gets its own key prefix, whose keys are deleted at the end. Without a server the
+tests that need it skip with the reason shown; with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets)
+they fail instead.
 
 Hypothesis: under CI (``CI`` set, as CI services do) the "ci" profile runs a fixed set of
 examples (``derandomize``), so a run cannot fail by chance; locally the "dev" profile explores
@@ -160,7 +162,8 @@ async def pg_url(
     state["kept"] = False
     conn = await asyncpg.connect(pg_server_url, timeout=5)
     try:
-        if await builtin_schema.fingerprint(conn) == state["fresh"].fingerprint:
+        fresh = state["fresh"]
+        if fresh.resettable and await builtin_schema.fingerprint(conn) == fresh.fingerprint:
             await builtin_schema.reset_data(conn, state["fresh"])
             state["kept"] = True
         else:
