@@ -1,9 +1,11 @@
 """Fixtures shared by the whole suite: the real servers, one fresh database per run.
 
 PostgreSQL: each run creates its own database (``botdb_test_<random>``) and drops it at the end;
-each test gets a clean ``public`` schema. Redis: each run gets its own key prefix, whose keys
-are deleted at the end. Without a server the tests that need it skip with the reason shown;
-with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets) they fail instead.
+each test gets a clean ``public`` schema (holding botdb's built-in tables, kept from the test
+before when nothing but data changed, for a test that asks for ``builtin_tables``). Redis:
+each run gets its own key prefix, whose keys are deleted at the end. Without a server the
+tests that need it skip with the reason shown; with ``BOTDB_REQUIRE_SERVICES=1`` (as CI sets)
+they fail instead.
 
 Hypothesis: under CI (``CI`` set, as CI services do) the "ci" profile runs a fixed set of
 examples (``derandomize``), so a run cannot fail by chance; locally the "dev" profile explores
@@ -25,6 +27,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from hypothesis import settings
 
 import botdb
 from botdb.testing import database_at
+from tests import builtin_schema
 from tests.helpers import MakeDB
 
 PG_ADMIN_DSN = os.environ.get("BOTDB_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/postgres")
@@ -138,22 +142,86 @@ def pg_server_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
-    """The run's PostgreSQL database with an empty ``public`` schema for this test."""
+async def pg_url(
+    pg_server_url: str, pg_builtin_state: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """The run's PostgreSQL database with an empty ``public`` schema for this test (with
+    botdb's built-in tables only, when the test asks for ``builtin_tables``)."""
     import asyncpg
 
+    builtin = "builtin_tables" in request.fixturenames
+    state = pg_builtin_state
+    if state["kept"] and not builtin:
+        await _drop_public_schema(pg_server_url, state)
+    elif builtin and not state["kept"]:
+        await builtin_schema.make_builtin_schema(pg_server_url)
+        state["kept"] = True
+        if state["fresh"] is None:
+            conn = await asyncpg.connect(pg_server_url, timeout=5)
+            try:
+                state["fresh"] = await builtin_schema.capture(conn)
+            finally:
+                await conn.close()
     yield pg_server_url
+    if not builtin:
+        await _drop_public_schema(pg_server_url, state)
+        return
+    state["kept"] = False
     conn = await asyncpg.connect(pg_server_url, timeout=5)
+    try:
+        fresh = state["fresh"]
+        if fresh.resettable and await builtin_schema.fingerprint(conn) == fresh.fingerprint:
+            await builtin_schema.reset_data(conn, state["fresh"])
+            state["kept"] = True
+        else:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+
+
+async def _drop_public_schema(url: str, state: dict[str, Any]) -> None:
+    import asyncpg
+
+    state["kept"] = False
+    conn = await asyncpg.connect(url, timeout=5)
     try:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
 
 
+@pytest.fixture(scope="session")
+def pg_builtin_state() -> dict[str, Any]:
+    """Whether the run's database holds the built-in tables now (``kept``), and what a fresh
+    ``create_tables`` looks like (``fresh``, read the first time a test asks for them)."""
+    return {"kept": False, "fresh": None}
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A fresh SQLite file for this test."""
-    return f"sqlite:///{tmp_path / 'bot.db'}"
+def builtin_tables() -> None:
+    """Asked for (directly or by a fixture such as ``db``) by a test that starts from botdb's
+    built-in tables and nothing else: ``pg_url`` and ``sqlite_url`` then come with them,
+    made once per run instead of once per test (tests/builtin_schema.py)."""
+
+
+@pytest.fixture(scope="session")
+def sqlite_builtin_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed SQLite file holding the built-in tables, made once per run."""
+    path = tmp_path_factory.mktemp("builtin") / "bot.db"
+    # In a thread of its own: this may be asked for while a test's event loop runs.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, builtin_schema.make_builtin_schema(f"sqlite:///{path}")).result()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh SQLite file for this test (a copy of one with the built-in tables, when the
+    test asks for ``builtin_tables``)."""
+    path = tmp_path / "bot.db"
+    if "builtin_tables" in request.fixturenames:
+        builtin_schema.copy_sqlite_file(request.getfixturevalue("sqlite_builtin_file"), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "pgbouncer", "citus"])
@@ -402,7 +470,7 @@ async def make_db(db_url: str) -> AsyncIterator[MakeDB]:
 
 
 @pytest.fixture
-async def db(make_db: MakeDB) -> botdb.Database:
+async def db(make_db: MakeDB, builtin_tables: None) -> botdb.Database:
     """A Database on this test's clean database, on every backend, with the built-in tables.
 
     A module that needs other settings or its own schema defines its own ``db`` on

@@ -42,7 +42,7 @@ class Form(StatesGroup):
 
 
 @pytest.fixture
-async def db(make_db: MakeDB) -> botdb.Database:
+async def db(make_db: MakeDB, builtin_tables: None) -> botdb.Database:
     """The built-in tables, FSM tables included (test_migrations pins that the Alembic
     revision makes the same schema)."""
     return await make_db(create_tables=True)

@@ -35,7 +35,7 @@ example = load_example(EXAMPLE, "aiogram_bot_example")
 
 
 @pytest.fixture
-async def db(make_db: MakeDB) -> botdb.Database:
+async def db(make_db: MakeDB, builtin_tables: None) -> botdb.Database:
     return await make_db(create_tables=True)
 
 

@@ -83,7 +83,7 @@ def column_for(value: Any) -> str:
 
 @pytest.fixture
 async def db(
-    db_url: str, redis_server_url: str, redis_prefix: str
+    db_url: str, redis_server_url: str, redis_prefix: str, builtin_tables: None
 ) -> AsyncIterator[botdb.Database]:
     async with botdb.connect(
         db_url, redis_url=redis_server_url, cache_prefix=redis_prefix, retry_initial_delay=0.01

@@ -62,7 +62,7 @@ async def make_recording_db(make_db: MakeDB, spool: Path) -> MakeDB:
 
 
 @pytest.fixture
-async def db(make_recording_db: MakeDB) -> botdb.Database:
+async def db(make_recording_db: MakeDB, builtin_tables: None) -> botdb.Database:
     return await make_recording_db()
 
 

@@ -33,7 +33,7 @@ def now() -> datetime:
 
 
 @pytest.fixture
-async def db(make_db: MakeDB) -> botdb.Database:
+async def db(make_db: MakeDB, builtin_tables: None) -> botdb.Database:
     return await make_db(
         create_tables=True,
         scheduler_retry_delay=0.0,

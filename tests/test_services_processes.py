@@ -114,7 +114,9 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
 
 @pytest.fixture
-async def db(make_db: MakeDB, redis_server_url: str, redis_prefix: str) -> botdb.Database:
+async def db(
+    make_db: MakeDB, redis_server_url: str, redis_prefix: str, builtin_tables: None
+) -> botdb.Database:
     """The built-in tables, with the real Redis under this test's own key prefix."""
     return await make_db(create_tables=True, redis_url=redis_server_url, cache_prefix=redis_prefix)
 
