@@ -520,35 +520,42 @@ async def test_keyset_pages_on_partitions_are_prepared_once_and_reach_the_generi
     pg_db: botdb.Database,
 ) -> None:
     """A keyset page's statement keeps one text from page to page (the limit written in, the
-    cursor bound), so one connection prepares it once and PostgreSQL moves to its generic
-    plan after five runs: no planning over every partition per page. With ``LIMIT $n`` it
-    never did (the generic plan's cost, blind to the limit, lost to every custom plan)."""
+    cursor bound), one connection prepares it once, and PostgreSQL moves to its generic plan
+    after five runs: no planning over every partition per page. With ``LIMIT $n`` it never
+    did (the generic plan's cost, blind to the limit, lost to every custom plan). Sequential
+    pages after a busy moment stay on the most recently used connection (the pool hands
+    connections out last-in-first-out), so that connection reaches the generic plan."""
     db = pg_db
     await _populate(db)
     await db.partition_messages()
     await db.analyze(botdb.ops.MESSAGE_TABLES)
-    async with db.session() as session:
-        for _ in range(8):
-            first = await db.messages.find_page(
-                limit=3, filters={"channel_id": C}, order_by="-created_at", session=session
-            )
-            await db.messages.find_page(
-                limit=3,
-                filters={"channel_id": C},
-                order_by="-created_at",
-                after=first.next_cursor,
-                session=session,
-            )
-        prepared = (
-            await session.execute(
-                sa.text("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
-            )
-        ).all()
-    rows = [row for row in prepared if row[0].startswith("SELECT messages.id")]
+    # A busy moment: four sessions at once leave four connections in the pool.
+    barrier = asyncio.Barrier(4)
+
+    async def hold(session: Any) -> None:
+        await session.execute(sa.text("SELECT 1"))
+        await barrier.wait()
+
+    await asyncio.gather(*(db.run_in_session(hold) for _ in range(4)))
+    for _ in range(8):
+        first = await db.messages.find_page(
+            limit=3, filters={"channel_id": C}, order_by="-created_at"
+        )
+        await db.messages.find_page(
+            limit=3, filters={"channel_id": C}, order_by="-created_at", after=first.next_cursor
+        )
+
+    async def prepared(session: Any) -> list[Any]:
+        query = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        return list((await session.execute(sa.text(query))).all())
+
+    rows = [
+        row for row in await db.run_in_session(prepared) if row[0].startswith("SELECT messages.id")
+    ]
     assert len(rows) == 2, rows  # the first page and the following ones: two texts, not 16
     for statement, generic, custom in rows:
         assert "LIMIT 4" in statement
-        assert generic + custom == 8
+        assert generic + custom == 8, statement
         assert generic >= 1, statement
 
 
