@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 import botdb
@@ -513,3 +514,97 @@ async def test_backup_and_restore_of_a_partitioned_database(
     await db.restore(result.path, yes=True)
     assert await db.fetchval("SELECT count(*) FROM messages") == len(created)
     assert await partitions.partitioning(db) is not None
+
+
+async def test_keyset_pages_on_partitions_are_prepared_once_and_reach_the_generic_plan(
+    pg_db: botdb.Database,
+) -> None:
+    """A keyset page's statement keeps one text from page to page (the limit written in, the
+    cursor bound), one connection prepares it once, and PostgreSQL moves to its generic plan
+    after five runs: no planning over every partition per page. With ``LIMIT $n`` it never
+    did (the generic plan's cost, blind to the limit, lost to every custom plan). Sequential
+    pages after a busy moment stay on the most recently used connection (the pool hands
+    connections out last-in-first-out), so that connection reaches the generic plan."""
+    db = pg_db
+    await _populate(db)
+    await db.partition_messages()
+    await db.analyze(botdb.ops.MESSAGE_TABLES)
+    # A busy moment: four sessions at once leave four connections in the pool.
+    barrier = asyncio.Barrier(4)
+
+    async def hold(session: Any) -> None:
+        await session.execute(sa.text("SELECT 1"))
+        await barrier.wait()
+
+    await asyncio.gather(*(db.run_in_session(hold) for _ in range(4)))
+    for _ in range(8):
+        first = await db.messages.find_page(
+            limit=3, filters={"channel_id": C}, order_by="-created_at"
+        )
+        await db.messages.find_page(
+            limit=3, filters={"channel_id": C}, order_by="-created_at", after=first.next_cursor
+        )
+
+    async def prepared(session: Any) -> list[Any]:
+        query = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        return list((await session.execute(sa.text(query))).all())
+
+    rows = [
+        row for row in await db.run_in_session(prepared) if row[0].startswith("SELECT messages.id")
+    ]
+    assert len(rows) == 2, rows  # the first page and the following ones: two texts, not 16
+    for statement, generic, custom in rows:
+        assert "LIMIT 4" in statement
+        assert generic + custom == 8, statement
+        assert generic >= 1, statement
+
+
+async def test_retention_while_the_recorder_writes(pg_db: botdb.Database) -> None:
+    """Retention drops old partitions while the recorder ingests new messages and reactions:
+    every recorded message of the kept range is stored, no child row is left without its
+    message, and the family's partitions of the dropped ranges are all gone."""
+    db = pg_db
+    created = await _populate(db)
+    await db.partition_messages()
+    stop = asyncio.Event()
+    recorded: list[int] = []
+
+    async def bot() -> None:
+        n = 0
+        while not stop.is_set() or n < 20:
+            n += 1
+            event = _message(0.5, 5000 + n, f"live {n}")
+            await db.recorder.record(event)
+            await db.recorder.record(
+                ReactionAdded(event.id, G, C, U, "👍", event.created_at + timedelta(seconds=1))
+            )
+            if n % 5 == 0:
+                await db.recorder.flush()
+            recorded.append(event.id)
+            await asyncio.sleep(0)
+
+    writer = asyncio.create_task(bot())
+    try:
+        report = await db.retention("90d")
+    finally:
+        stop.set()
+        # A failed write would raise here: nothing is lost silently.
+        await asyncio.wait_for(writer, timeout=60)
+    await db.recorder.flush()
+    assert report["dropped"]
+    stored = {r["id"] for r in await db.fetch("SELECT id FROM messages")}
+    assert set(recorded) <= stored
+    bound = time_snowflake(NOW - timedelta(days=90))
+    assert {m.id for m in created if m.id >= bound} <= stored
+    for table in FAMILY:
+        names = {p["name"] for p in await db.fetch(partitions._PARTITIONS, table)}
+        assert not names & {n.replace("messages", table, 1) for n in report["dropped"]}
+    for child in ("attachments", "mentions", "reactions", "reaction_counts"):
+        orphans = await db.fetchval(
+            f"SELECT count(*) FROM {child} c LEFT JOIN messages m "
+            "ON m.id = c.message_id AND m.guild_id = c.guild_id WHERE m.id IS NULL"
+        )
+        assert orphans == 0, child
+    assert await db.fetchval(
+        "SELECT count(*) FROM reactions WHERE message_id = ANY($1)", recorded
+    ) == len(recorded)

@@ -79,6 +79,12 @@ def create_postgres_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.pool_acquire_timeout,
         pool_recycle=settings.pool_recycle if settings.pool_recycle > 0 else -1,
         pool_pre_ping=settings.pool_pre_ping,
+        # Most recently used first: an idle stretch's work stays on the connections that
+        # have its statements prepared, and PostgreSQL plans a prepared statement generically
+        # only after five runs on one connection. First-in-first-out spread 30 sequential
+        # keyset pages over 5 pooled connections, so few of them ever reached the generic
+        # plan (planning over 14 partitions of messages, 4-5 ms, on most pages).
+        pool_use_lifo=True,
         connect_args=connect_args,
     )
 

@@ -33,12 +33,13 @@ materialized views are rebuilt inside it, which costs one pass of their queries.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from botdb.errors import ArgumentError, PartitioningError
+from botdb.errors import ArgumentError, DeadlockError, PartitioningError
 from botdb.models.snowflake import time_snowflake
 from botdb.ops._common import Progress, quote_ident
 
@@ -678,23 +679,65 @@ async def _drop_partitions(
         return []
     bound = time_snowflake(cutoff)
     old = [p for p in layout["partitions"] if p["to"] is not None and p["to"] <= bound]
+    if dry_run or not old:
+        return [part["name"] for part in old]
     dropped: list[str] = []
+    async with db.acquire() as conn:
+        # Every family table's partitions in one round trip (a child may lack a range: one
+        # dropped by hand, or made by an older botdb).
+        existing = {
+            row["name"]
+            for row in await conn.fetch(
+                "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = ANY (SELECT to_regclass(quote_ident(t)) "
+                "FROM unnest($1::text[]) AS t)",
+                [table for table, _ in PARTITIONED_TABLES],
+            )
+        }
     for part in old:
         suffix = part["name"][len("messages") :]
-        if dry_run:
-            dropped.append(part["name"])
-            continue
-        async with db.transaction() as conn:
-            # Children first: the messages partition's detach checks no row refers to it.
-            for table, _ in reversed(PARTITIONED_TABLES):
-                name = quote_ident(table + suffix)
-                found = await conn.fetchval("SELECT to_regclass(quote_ident($1))", table + suffix)
-                if found is None:
-                    continue
-                await conn.execute(f"ALTER TABLE {quote_ident(table)} DETACH PARTITION {name}")
-                await conn.execute(f"DROP TABLE {name}")
+        # The family's parents are locked first, messages before its children as the
+        # recorder writes them: taken table by table, a flush holding messages and waiting for
+        # reactions deadlocked with retention holding reactions and waiting for messages.
+        # The children's partitions are dropped, not detached: a detached child keeps its
+        # foreign key as a table of its own, and PostgreSQL makes that key (its triggers and a
+        # copy per partition of messages) only for DROP to remove it again, 20-50 ms a table.
+        # The messages partition must be detached (its key is referenced: DROP refuses it);
+        # its DETACH checks that no remaining child row refers to it, which reads the
+        # children's remaining rows once. One statement batch, one transaction per range: a
+        # writer waits for it once and sees either the whole range or none of it.
+        statements = [
+            "LOCK TABLE "
+            + ", ".join(quote_ident(table) for table, _ in PARTITIONED_TABLES)
+            + " IN ACCESS EXCLUSIVE MODE"
+        ]
+        statements += [
+            f"DROP TABLE {quote_ident(table + suffix)}"
+            for table, _ in reversed(PARTITIONED_TABLES[1:])
+            if table + suffix in existing
+        ]
+        if part["name"] in existing:
+            name = quote_ident(part["name"])
+            statements += [f"ALTER TABLE messages DETACH PARTITION {name}", f"DROP TABLE {name}"]
+        await _run_ddl(db, "; ".join(statements))
         dropped.append(part["name"])
     return dropped
+
+
+async def _run_ddl(db: OpsDatabase, sql: str, attempts: int = 5) -> None:
+    """Run ``sql`` in one transaction, again after a deadlock: a writer whose transaction
+    touches a child before messages (a reaction to an old message: its foreign key check
+    locks messages last) can still cross the locks; PostgreSQL aborts one of the two, the
+    recorder retries its flush and retention its range."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(sql)
+            return
+        except DeadlockError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 async def _delete_rows(
