@@ -283,16 +283,8 @@ def citus_server_url() -> Iterator[str]:
             await admin.close()
         nodes.extend(citus_node_urls(CITUS_URL, [tuple(w) for w in workers]))
         for url in nodes:
-            conn = await asyncpg.connect(url, timeout=5)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-            conn = await asyncpg.connect(_with_database(url, name), timeout=5)
-            try:
-                await conn.execute("CREATE EXTENSION citus")
-            finally:
-                await conn.close()
+            await _execute_on(url, f'CREATE DATABASE "{name}"')
+            await _execute_on(_with_database(url, name), "CREATE EXTENSION citus")
         coordinator = urlsplit(CITUS_URL)
         url = _with_database(CITUS_URL, name)
         conn = await asyncpg.connect(url, timeout=5)
@@ -313,11 +305,7 @@ def citus_server_url() -> Iterator[str]:
 
     async def drop() -> None:
         for url in nodes:
-            conn = await asyncpg.connect(url, timeout=5)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
+            await _execute_on(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     if not CITUS:  # opt-in: never a failure, even with BOTDB_REQUIRE_SERVICES=1
         pytest.skip("the citus backend runs with BOTDB_TEST_CITUS=1 (make test-citus)")
@@ -330,6 +318,17 @@ def citus_server_url() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(drop())
+
+
+async def _execute_on(url: str, statement: str) -> None:
+    """One statement on its own short connection (database DDL on each Citus node)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def _citus_build(url: str) -> None:
